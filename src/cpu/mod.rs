@@ -1,0 +1,7 @@
+//! The CPU reference implementation of every op: float64 arithmetic, written for clarity.
+//! Conformance tests compare every adapter against it; [`crate::Context::cpu`] runs it behind
+//! the same API as the devices.
+
+pub mod noise;
+pub mod observer;
+pub mod ste;

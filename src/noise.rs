@@ -1,0 +1,342 @@
+//! Quant-Noise forward: `W_noise = ψ(W | J)` — a random subset of blocks replaced by their
+//! quantized value, in one fused pass over the weights. Shader: `shaders/noise.wgsl`;
+//! reference: [`crate::cpu::noise`].
+
+use crate::error::{invalid, Error, Result};
+use crate::observer::{Observer, QParams};
+use crate::shape::WeightShape;
+
+/// Most noise stages one chain may hold.
+pub const MAX_STAGES: usize = 4;
+
+/// How the quantization parameters of an [`Noise::IntN`] stage are obtained.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QuantScheme {
+    /// Given by the caller.
+    Given(QParams),
+    /// Computed on the device from the weight by an observer, at each call.
+    Observe(Observer),
+}
+
+/// One noise function ϕ, applied to each block independently selected with probability `p`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Noise {
+    /// ϕ_proxy: a selected block becomes 0. With `rescale` (fairseq's default), unselected
+    /// weights are multiplied by `1/(1−p)` so the expected weight is unchanged; `p = 1` with
+    /// `rescale` is an error.
+    Proxy {
+        /// Selection probability in `[0, 1]`.
+        p: f64,
+        /// Scale unselected weights by `1/(1−p)`.
+        rescale: bool,
+    },
+    /// ϕ_intN: a selected weight becomes `(clamp(round(w/s + z), 0, 2^bits − 1) − z)·s`, with
+    /// round half to even, scale `s` and zero-point `z` per tensor or per row.
+    IntN {
+        /// Selection probability in `[0, 1]`.
+        p: f64,
+        /// Bits, 1..=8.
+        bits: u8,
+        /// Where `s` and `z` come from.
+        scheme: QuantScheme,
+    },
+}
+
+impl Noise {
+    /// Selection probability of this stage.
+    pub fn p(&self) -> f64 {
+        match self {
+            Noise::Proxy { p, .. } | Noise::IntN { p, .. } => *p,
+        }
+    }
+}
+
+/// A chain of noises applied in order, each with its own independent mask (paper eq. 8).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NoiseSpec {
+    /// Elements per block (consecutive along a row).
+    pub block_size: u32,
+    /// The stages, applied first to last; at most [`MAX_STAGES`].
+    pub stages: Vec<Noise>,
+}
+
+impl NoiseSpec {
+    /// A single proxy (zeroing) noise with fairseq's rescaling.
+    pub fn proxy(block_size: u32, p: f64) -> Self {
+        Self { block_size, stages: vec![Noise::Proxy { p, rescale: true }] }
+    }
+
+    /// A single intN noise with the given observer.
+    pub fn int_n(block_size: u32, p: f64, bits: u8, observer: Observer) -> Self {
+        Self { block_size, stages: vec![Noise::IntN { p, bits, scheme: QuantScheme::Observe(observer) }] }
+    }
+
+    /// Appends a stage.
+    pub fn then(mut self, noise: Noise) -> Self {
+        self.stages.push(noise);
+        self
+    }
+
+    /// Whether every intN stage has given quantization parameters.
+    pub fn is_resolved(&self) -> bool {
+        self.stages.iter().all(|s| !matches!(s, Noise::IntN { scheme: QuantScheme::Observe(_), .. }))
+    }
+
+    /// Checks the spec against a shape; returns the number of blocks.
+    pub fn validate(&self, shape: &WeightShape) -> Result<u64> {
+        let blocks = shape.blocks(self.block_size)?;
+        if self.stages.len() > MAX_STAGES {
+            return Err(invalid("stages", self.stages.len(), "at most 4 noise stages"));
+        }
+        for stage in &self.stages {
+            let p = stage.p();
+            if !(0.0..=1.0).contains(&p) {
+                return Err(invalid("p", p, "must be in [0, 1]"));
+            }
+            match stage {
+                Noise::Proxy { rescale: true, .. } if p == 1.0 => {
+                    return Err(invalid("p", p, "p = 1 with rescale would divide by zero"));
+                }
+                Noise::IntN { bits, scheme, .. } => {
+                    check_bits(*bits)?;
+                    if let QuantScheme::Given(q) = scheme {
+                        q.validate(*bits, shape.rows())?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(blocks)
+    }
+
+    /// Number of u32 words of the bit-packed mask: one bit per block per stage, stage-major,
+    /// each stage padded to whole words.
+    pub fn mask_words(&self, shape: &WeightShape) -> Result<u64> {
+        let blocks = self.validate(shape)?;
+        Ok(self.stages.len() as u64 * blocks.div_ceil(32))
+    }
+}
+
+pub(crate) fn check_bits(bits: u8) -> Result<()> {
+    if (1..=8).contains(&bits) {
+        Ok(())
+    } else {
+        Err(invalid("bits", bits, "must be in 1..=8"))
+    }
+}
+
+/// The straight-through estimator used by the backward of [`crate::Context::noise_forward`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SteMode {
+    /// The paper's STE: `dL/dW = dL/dW_noise`.
+    Identity,
+    /// Dropout-style: per stage, 0 on selected blocks and `×1/(1−p)` elsewhere.
+    Masked,
+    /// For intN stages: 1 where the weight lies in the representable range
+    /// `[−s·z, s·(2^bits−1−z)]`, 0 outside (proxy stages pass the gradient unchanged).
+    Clamped,
+}
+
+pub(crate) fn check_len(what: &'static str, expected: u64, got: u64) -> Result<()> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch { what, expected, got })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host side: uniform layout shared with shaders/noise_chain.wgsl, and the op.
+
+use crate::philox::{selection_threshold, NoiseSeed};
+use crate::runtime::batch::Batch;
+use crate::runtime::context::{check_dtype, Backend, Context};
+use crate::runtime::elementwise::{window_binding, Elementwise, WG};
+use crate::runtime::shaders::{Family, Precision};
+use crate::runtime::window::windows;
+use crate::tensor::{bytes_to_f64, f64_to_bytes, DType, Storage, Tensor};
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct StageParams {
+    kind: u32,
+    threshold: u32,
+    keep_scale: f32,
+    qmax: f32,
+    qp_base: u32,
+    per_channel: u32,
+    ste_scale: f32,
+    _pad: u32,
+}
+
+/// Mirror of `Params` in `shaders/noise_chain.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct ChainParams {
+    n: u32,
+    offset: u32,
+    block_size: u32,
+    cols: u32,
+    seed: [u32; 2],
+    step: [u32; 2],
+    n_stages: u32,
+    mode: u32,
+    words_per_stage: u32,
+    n_blocks: u32,
+    stages: [StageParams; MAX_STAGES],
+}
+
+impl ChainParams {
+    /// The uniform of one window of `len` elements (or mask words) from `start`, STE `mode`.
+    pub(crate) fn window(&self, start: u64, len: u64, mode: u32) -> Self {
+        Self { n: len as u32, offset: start as u32, mode, ..*self }
+    }
+}
+
+/// The uniform of a resolved chain (window fields left 0) and its quantization table
+/// `(scale, 1/scale, zero-point, 0)` per entry.
+pub(crate) fn chain_params(shape: &WeightShape, spec: &NoiseSpec, seed: NoiseSeed) -> (ChainParams, Vec<[f32; 4]>) {
+    let blocks = shape.numel() / spec.block_size as u64;
+    let mut table = Vec::new();
+    let mut params = ChainParams {
+        block_size: spec.block_size,
+        cols: shape.cols() as u32,
+        seed: [seed.seed as u32, (seed.seed >> 32) as u32],
+        step: [seed.step as u32, (seed.step >> 32) as u32],
+        n_stages: spec.stages.len() as u32,
+        words_per_stage: blocks.div_ceil(32) as u32,
+        n_blocks: blocks as u32,
+        ..Default::default()
+    };
+    for (st, stage) in params.stages.iter_mut().zip(&spec.stages) {
+        let p = stage.p();
+        st.threshold = selection_threshold(p);
+        st.ste_scale = if p < 1.0 { (1.0 / (1.0 - p)) as f32 } else { 0.0 };
+        st.keep_scale = 1.0;
+        st.qp_base = table.len() as u32;
+        match stage {
+            Noise::Proxy { rescale, .. } => {
+                st.kind = 0;
+                if *rescale {
+                    st.keep_scale = (1.0 / (1.0 - p)) as f32;
+                }
+            }
+            Noise::IntN { bits, scheme, .. } => {
+                let q = crate::cpu::noise::given(scheme);
+                st.kind = 1;
+                st.qmax = ((1u32 << bits) - 1) as f32;
+                st.per_channel = q.is_per_channel() as u32;
+                table.extend(q.scale.iter().zip(&q.zero_point).map(|(&s, &z)| [s, 1.0 / s, z as f32, 0.0]));
+            }
+        }
+    }
+    if table.is_empty() {
+        table.push([1.0, 1.0, 0.0, 0.0]);
+    }
+    (params, table)
+}
+
+pub(crate) fn precision_of(t: &Tensor, what: &'static str) -> Result<Precision> {
+    match t.dtype {
+        DType::F32 => Ok(Precision::F32),
+        DType::F16 => Ok(Precision::F16),
+        DType::U32 => Err(Error::DTypeMismatch { what, expected: DType::F32, got: DType::U32 }),
+    }
+}
+
+/// Host values of a CPU tensor.
+pub(crate) fn host_values(t: &Tensor, what: &'static str) -> Result<Vec<f64>> {
+    match &t.storage {
+        Storage::Cpu(v) => Ok(bytes_to_f64(&v.lock().unwrap(), t.dtype)),
+        Storage::Gpu { .. } => Err(crate::runtime::context::wrong_context(what)),
+    }
+}
+
+/// Stores values into a CPU tensor.
+pub(crate) fn store_host(t: &Tensor, values: &[f64], what: &'static str) -> Result<()> {
+    match &t.storage {
+        Storage::Cpu(v) => {
+            v.lock().unwrap().copy_from_slice(&f64_to_bytes(values, t.dtype));
+            Ok(())
+        }
+        Storage::Gpu { .. } => Err(crate::runtime::context::wrong_context(what)),
+    }
+}
+
+impl Context {
+    /// Replaces every [`QuantScheme::Observe`] stage by the parameters its observer computes
+    /// on `weight`.
+    pub fn resolve(&self, weight: &Tensor, shape: &WeightShape, spec: &NoiseSpec) -> Result<NoiseSpec> {
+        let mut out = spec.clone();
+        for stage in &mut out.stages {
+            if let Noise::IntN { bits, scheme: scheme @ QuantScheme::Observe(_), .. } = stage {
+                let QuantScheme::Observe(observer) = *scheme else { unreachable!() };
+                *scheme = QuantScheme::Given(self.observe(weight, shape, observer, *bits)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Quant-Noise forward: writes `ψ(weight | J)` to `out` (never modifying `weight`) and, if
+    /// `mask` is given, the bit-packed selection mask (see [`NoiseSpec::mask_words`]).
+    /// Observers run first; the returned spec carries the parameters they computed, to pass to
+    /// [`Context::ste_backward`].
+    pub fn noise_forward(
+        &self,
+        weight: &Tensor,
+        out: &Tensor,
+        shape: WeightShape,
+        spec: &NoiseSpec,
+        seed: NoiseSeed,
+        mask: Option<&Tensor>,
+    ) -> Result<NoiseSpec> {
+        spec.validate(&shape)?;
+        check_len("weight", shape.numel(), weight.len)?;
+        check_len("out", shape.numel(), out.len)?;
+        let precision = precision_of(weight, "weight")?;
+        check_dtype("out", weight.dtype, out.dtype)?;
+        if weight.overlaps(out) {
+            return Err(Error::Aliasing { what: "noise_forward weight/out" });
+        }
+        if let Some(m) = mask {
+            check_dtype("mask", DType::U32, m.dtype)?;
+            check_len("mask", spec.mask_words(&shape)?, m.len)?;
+        }
+        if let Backend::Gpu(g) = &self.backend {
+            g.require(precision)?;
+        }
+        let resolved = self.resolve(weight, &shape, spec)?;
+        match &self.backend {
+            Backend::Cpu => {
+                let w = host_values(weight, "weight")?;
+                store_host(out, &crate::cpu::noise::noise_forward(&w, &shape, &resolved, seed), "out")?;
+                if let Some(m) = mask {
+                    let words = crate::cpu::noise::noise_mask(&shape, &resolved, seed);
+                    store_host(m, &words.iter().map(|&x| x as f64).collect::<Vec<_>>(), "mask")?;
+                }
+            }
+            Backend::Gpu(g) => {
+                let (base, table) = chain_params(&shape, &resolved, seed);
+                let mut batch = Batch::new(g, "noise_forward")?;
+                let qp = batch.storage_init(bytemuck::cast_slice(&table));
+                let kernel = Elementwise { family: Family::Noise, precision, vec4_entry: "noise_vec4", tail_entry: "noise_tail" };
+                kernel.record(g, &mut batch, &[(weight, "weight"), (out, "out")], &[qp.as_entire_binding()], |w| base.window(w.start, w.len, 0))?;
+                if let Some(m) = mask {
+                    let pipeline = g.pipeline(crate::runtime::gpu::PipelineKey {
+                        family: Family::Noise,
+                        precision,
+                        entry: "noise_mask",
+                        overrides: vec![("WG", WG)],
+                    })?;
+                    for w in windows(m.len, 4, 1, g.max_window)? {
+                        let uniform = batch.uniform(&base.window(w.start, w.len, 0));
+                        let bindings = [(0, uniform.as_entire_binding()), (2, window_binding(m, &w, w.len * 4, "mask")?)];
+                        batch.dispatch_at(&pipeline, &bindings, w.len.div_ceil(WG as u64))?;
+                    }
+                }
+                batch.finish()?;
+            }
+        }
+        Ok(resolved)
+    }
+}

@@ -1,0 +1,103 @@
+//! Philox4x32-10 (Salmon et al., SC'11), identical to `shaders/philox.wgsl`.
+//!
+//! The noise mask of a block is a pure function of `(seed, step, stage, block)`:
+//! counter = `(block / 4, stage, step_lo, step_hi)`, key = `(seed_lo, seed_hi)`, and the
+//! block takes lane `block % 4` of the output. A block is selected when the top 24 bits of its
+//! lane are below `round(p · 2^24)`, so p = 0 selects nothing and p = 1 everything.
+
+const M0: u32 = 0xD251_1F53;
+const M1: u32 = 0xCD9E_8D57;
+const W0: u32 = 0x9E37_79B9;
+const W1: u32 = 0xBB67_AE85;
+
+#[inline]
+fn mulhilo(a: u32, b: u32) -> (u32, u32) {
+    let p = a as u64 * b as u64;
+    ((p >> 32) as u32, p as u32)
+}
+
+/// Philox4x32 with 10 rounds.
+#[inline]
+pub fn philox4x32_10(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    let mut c = ctr;
+    let mut k = key;
+    for round in 0..10 {
+        if round > 0 {
+            k[0] = k[0].wrapping_add(W0);
+            k[1] = k[1].wrapping_add(W1);
+        }
+        let (hi0, lo0) = mulhilo(M0, c[0]);
+        let (hi1, lo1) = mulhilo(M1, c[2]);
+        c = [hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0];
+    }
+    c
+}
+
+/// Where a noise mask comes from: a training run's seed and its step counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct NoiseSeed {
+    /// Seed of the run.
+    pub seed: u64,
+    /// Training step (or any counter that must change between forwards).
+    pub step: u64,
+}
+
+impl NoiseSeed {
+    /// A seed at a given step.
+    pub fn new(seed: u64, step: u64) -> Self {
+        Self { seed, step }
+    }
+
+    /// The four Philox lanes for blocks `4·group .. 4·group + 3` of noise stage `stage`.
+    #[inline]
+    pub fn lanes(&self, stage: u32, group: u32) -> [u32; 4] {
+        let ctr = [group, stage, self.step as u32, (self.step >> 32) as u32];
+        philox4x32_10(ctr, [self.seed as u32, (self.seed >> 32) as u32])
+    }
+
+    /// Whether block `block` is selected in stage `stage` with threshold `threshold_24`
+    /// (see [`selection_threshold`]).
+    #[inline]
+    pub fn selected(&self, stage: u32, block: u64, threshold_24: u32) -> bool {
+        let lanes = self.lanes(stage, (block >> 2) as u32);
+        (lanes[(block & 3) as usize] >> 8) < threshold_24
+    }
+}
+
+/// The 24-bit threshold of selection probability `p ∈ [0, 1]`: `round(p · 2^24)`.
+pub fn selection_threshold(p: f64) -> u32 {
+    (p.clamp(0.0, 1.0) * (1u64 << 24) as f64).round() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_answers_random123() {
+        assert_eq!(
+            philox4x32_10([0; 4], [0; 2]),
+            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
+        );
+        assert_eq!(
+            philox4x32_10([u32::MAX; 4], [u32::MAX; 2]),
+            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
+        );
+        assert_eq!(
+            philox4x32_10(
+                [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+                [0xa4093822, 0x299f31d0]
+            ),
+            [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
+        );
+    }
+
+    #[test]
+    fn thresholds_cover_the_ends() {
+        assert_eq!(selection_threshold(0.0), 0);
+        assert_eq!(selection_threshold(1.0), 1 << 24);
+        let s = NoiseSeed::new(1, 2);
+        assert!((0..1000).all(|b| s.selected(0, b, 1 << 24)));
+        assert!((0..1000).all(|b| !s.selected(0, b, 0)));
+    }
+}

@@ -1,0 +1,170 @@
+//! One op's GPU work: dispatches and copies recorded into one command encoder, submitted once,
+//! with error scopes around it and one readback path.
+
+use std::sync::mpsc;
+
+use bytemuck::Pod;
+
+use crate::error::{Error, Result};
+use crate::runtime::gpu::{ErrorScopes, Gpu};
+use crate::runtime::window::grid;
+
+/// Usage of scratch buffers: written by kernels, copied to staging for readback.
+pub(crate) const SCRATCH: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+const UNIFORM: wgpu::BufferUsages = wgpu::BufferUsages::UNIFORM.union(wgpu::BufferUsages::COPY_DST);
+const STAGING: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
+
+/// Handle of a readback registered with [`Batch::read`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Readback(usize);
+
+pub(crate) struct Batch<'g> {
+    gpu: &'g Gpu,
+    op: &'static str,
+    encoder: wgpu::CommandEncoder,
+    pass: Option<wgpu::ComputePass<'static>>,
+    pooled: Vec<wgpu::Buffer>,
+    readbacks: Vec<(wgpu::Buffer, u64)>,
+    scopes: ErrorScopes,
+}
+
+impl<'g> Batch<'g> {
+    pub(crate) fn new(gpu: &'g Gpu, op: &'static str) -> Result<Self> {
+        gpu.check_alive()?;
+        let scopes = ErrorScopes::push(&gpu.device);
+        let encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+        Ok(Self { gpu, op, encoder, pass: None, pooled: Vec::new(), readbacks: Vec::new(), scopes })
+    }
+
+    /// A pooled uniform buffer holding `value`.
+    pub(crate) fn uniform<T: Pod>(&mut self, value: &T) -> wgpu::Buffer {
+        let bytes = bytemuck::bytes_of(value);
+        let buffer = self.gpu.acquire(UNIFORM, bytes.len() as u64);
+        self.gpu.queue.write_buffer(&buffer, 0, bytes);
+        self.pooled.push(buffer.clone());
+        buffer
+    }
+
+    /// A pooled device-only buffer of at least `size` bytes, zero-filled.
+    pub(crate) fn scratch(&mut self, size: u64) -> wgpu::Buffer {
+        let buffer = self.gpu.acquire(SCRATCH, size);
+        self.end_pass();
+        self.encoder.clear_buffer(&buffer, 0, None);
+        self.pooled.push(buffer.clone());
+        buffer
+    }
+
+    /// A pooled device-only buffer holding `bytes`.
+    pub(crate) fn storage_init(&mut self, bytes: &[u8]) -> wgpu::Buffer {
+        let buffer = self.gpu.acquire(SCRATCH, bytes.len() as u64);
+        self.gpu.queue.write_buffer(&buffer, 0, bytes);
+        self.pooled.push(buffer.clone());
+        buffer
+    }
+
+    fn end_pass(&mut self) {
+        self.pass = None;
+    }
+
+    /// Records one dispatch of `groups` workgroups (on a 2-D grid) with bindings 0, 1, 2, ...
+    pub(crate) fn dispatch(
+        &mut self,
+        pipeline: &wgpu::ComputePipeline,
+        bindings: &[wgpu::BindingResource<'_>],
+        groups: u64,
+    ) -> Result<()> {
+        let numbered: Vec<_> = bindings.iter().cloned().enumerate().map(|(i, r)| (i as u32, r)).collect();
+        self.dispatch_at(pipeline, &numbered, groups)
+    }
+
+    /// Records one dispatch with explicitly numbered bindings.
+    pub(crate) fn dispatch_at(
+        &mut self,
+        pipeline: &wgpu::ComputePipeline,
+        bindings: &[(u32, wgpu::BindingResource<'_>)],
+        groups: u64,
+    ) -> Result<()> {
+        let (x, y) = grid(groups)?;
+        let entries: Vec<wgpu::BindGroupEntry> = bindings
+            .iter()
+            .map(|(i, r)| wgpu::BindGroupEntry { binding: *i, resource: r.clone() })
+            .collect();
+        let bind_group = self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(self.op),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let encoder = &mut self.encoder;
+        let pass = self.pass.get_or_insert_with(|| {
+            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None }).forget_lifetime()
+        });
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+        Ok(())
+    }
+
+    /// Copies `size` bytes of `buffer` from `offset` back to the host at [`Batch::finish`].
+    pub(crate) fn read(&mut self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Readback {
+        self.end_pass();
+        let padded = size.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        let staging = self.gpu.acquire(STAGING, padded);
+        self.encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, Some(padded));
+        self.readbacks.push((staging, size));
+        Readback(self.readbacks.len() - 1)
+    }
+
+    /// Submits, waits when something is read back, and returns the bytes of each readback.
+    pub(crate) fn finish(mut self) -> Result<Vec<Vec<u8>>> {
+        self.end_pass();
+        let gpu = self.gpu;
+        let index = gpu.queue.submit([self.encoder.finish()]);
+        let scoped = self.scopes.pop(self.op);
+        let result = scoped.and_then(|_| {
+            if self.readbacks.is_empty() {
+                return Ok(Vec::new());
+            }
+            let (tx, rx) = mpsc::channel();
+            for (i, (staging, size)) in self.readbacks.iter().enumerate() {
+                let tx = tx.clone();
+                let padded = size.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+                staging.map_async(wgpu::MapMode::Read, 0..padded, move |r| {
+                    let _ = tx.send((i, r));
+                });
+            }
+            gpu.device
+                .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+                .map_err(|e| Error::DeviceLost(e.to_string()))?;
+            gpu.check_alive()?;
+            drop(tx);
+            for (_, r) in rx.iter() {
+                r.map_err(|e| Error::Readback(e.to_string()))?;
+            }
+            let mut out = Vec::with_capacity(self.readbacks.len());
+            for (staging, size) in &self.readbacks {
+                let padded = size.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+                let view = staging.get_mapped_range(0..padded).map_err(|e| Error::Readback(e.to_string()))?;
+                out.push(view[..*size as usize].to_vec());
+                drop(view);
+                staging.unmap();
+            }
+            Ok(out)
+        });
+        for buffer in self.pooled.drain(..) {
+            gpu.release(buffer);
+        }
+        // After a failure a staging buffer may still be mapped or pending: drop it instead.
+        if result.is_ok() {
+            for (staging, _) in self.readbacks.drain(..) {
+                gpu.release(staging);
+            }
+        }
+        result
+    }
+
+    /// Bytes of a readback from the output of [`Batch::finish`].
+    pub(crate) fn take(out: &mut [Vec<u8>], r: Readback) -> Vec<u8> {
+        std::mem::take(&mut out[r.0])
+    }
+}

@@ -1,0 +1,94 @@
+//! The one dispatch path of element-wise kernels: every tensor of equal length is cut into the
+//! same bound windows; each window runs the kernel's vec4 entry point over its first
+//! `4·⌊n/4⌋` elements and, for the rest, its scalar tail entry point.
+
+use bytemuck::Pod;
+
+use crate::error::{Error, Result};
+use crate::runtime::batch::Batch;
+use crate::runtime::gpu::{Gpu, PipelineKey};
+use crate::runtime::shaders::{Family, Precision};
+use crate::runtime::window::{windows, Window};
+use crate::tensor::{Storage, Tensor};
+
+/// Invocations per workgroup of the element-wise kernels.
+pub const WG: u32 = 64;
+/// vec4s per invocation of the element-wise kernels.
+pub const VPT: u32 = 4;
+
+/// An element-wise kernel: its family, precision and entry points.
+pub(crate) struct Elementwise {
+    pub family: Family,
+    pub precision: Precision,
+    pub vec4_entry: &'static str,
+    pub tail_entry: &'static str,
+}
+
+pub(crate) fn device_buffer<'t>(t: &'t Tensor, what: &'static str) -> Result<(&'t wgpu::Buffer, u64)> {
+    match &t.storage {
+        Storage::Gpu { buffer, offset } => Ok((buffer, *offset)),
+        Storage::Cpu(_) => Err(crate::runtime::context::wrong_context(what)),
+    }
+}
+
+/// A binding of elements `[w.start, w.start + count)` of `t`, `bytes` long.
+pub(crate) fn window_binding<'t>(
+    t: &'t Tensor,
+    w: &Window,
+    bytes: u64,
+    what: &'static str,
+) -> Result<wgpu::BindingResource<'t>> {
+    let (buffer, offset) = device_buffer(t, what)?;
+    let start = offset + w.start * t.dtype.size();
+    if start + bytes > buffer.size() {
+        return Err(Error::BufferTooSmall { what, needed: bytes, offset: start, size: buffer.size() });
+    }
+    Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer,
+        offset: start,
+        size: wgpu::BufferSize::new(bytes),
+    }))
+}
+
+impl Elementwise {
+    /// Records the kernel over `tensors` (bindings 1..; all of the same length and dtype),
+    /// followed by `extra` bindings. `params(window)` is the uniform (binding 0) of a window.
+    pub(crate) fn record<P: Pod>(
+        &self,
+        gpu: &Gpu,
+        batch: &mut Batch,
+        tensors: &[(&Tensor, &'static str)],
+        extra: &[wgpu::BindingResource],
+        params: impl Fn(&Window) -> P,
+    ) -> Result<()> {
+        let (first, _) = tensors[0];
+        let elem = first.dtype.size();
+        let key = |entry| PipelineKey {
+            family: self.family,
+            precision: self.precision,
+            entry,
+            overrides: vec![("WG", WG), ("VPT", VPT)],
+        };
+        let main = gpu.pipeline(key(self.vec4_entry))?;
+        let tail = gpu.pipeline(PipelineKey { overrides: vec![], ..key(self.tail_entry) })?;
+        for w in windows(first.len, elem, 4, gpu.max_window)? {
+            let uniform = batch.uniform(&params(&w));
+            let bind = |bytes: u64| -> Result<Vec<wgpu::BindingResource>> {
+                let mut b = vec![uniform.as_entire_binding()];
+                for (t, what) in tensors {
+                    b.push(window_binding(t, &w, bytes, what)?);
+                }
+                b.extend(extra.iter().cloned());
+                Ok(b)
+            };
+            let body = w.len / 4;
+            if body > 0 {
+                batch.dispatch(&main, &bind(body * 4 * elem)?, body.div_ceil((WG * VPT) as u64))?;
+            }
+            if w.len % 4 != 0 {
+                batch.dispatch(&tail, &bind((w.len * elem).next_multiple_of(4))?, 1)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,205 @@
+//! A wgpu device with its caches: compiled pipelines, pooled buffers, and the state that turns
+//! device errors into [`crate::Error`]s.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::runtime::shaders::{Family, Precision};
+
+/// Optional adapter features the kernels can use, as enabled on the device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelFeatures {
+    /// `shader-f16`: f16 storage variants of the kernels.
+    pub shader_f16: bool,
+    /// Subgroup operations.
+    pub subgroups: bool,
+    /// GPU timestamp queries (benchmarks).
+    pub timestamp_query: bool,
+    /// Float32 atomics (never used by the portable kernels).
+    pub float32_atomics: bool,
+}
+
+impl KernelFeatures {
+    pub(crate) fn from_wgpu(f: wgpu::Features) -> Self {
+        Self {
+            shader_f16: f.contains(wgpu::Features::SHADER_F16),
+            subgroups: f.contains(wgpu::Features::SUBGROUP),
+            timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+            float32_atomics: f.contains(wgpu::Features::SHADER_FLOAT32_ATOMIC),
+        }
+    }
+
+    /// The features to request from an adapter: every one of the above it has.
+    pub(crate) fn wanted(available: wgpu::Features) -> wgpu::Features {
+        available
+            & (wgpu::Features::SHADER_F16
+                | wgpu::Features::SUBGROUP
+                | wgpu::Features::TIMESTAMP_QUERY
+                | wgpu::Features::SHADER_FLOAT32_ATOMIC)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PipelineKey {
+    pub family: Family,
+    pub precision: Precision,
+    pub entry: &'static str,
+    pub overrides: Vec<(&'static str, u32)>,
+}
+
+/// A device and everything cached on it.
+pub(crate) struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub description: String,
+    pub backend: wgpu::Backend,
+    pub features: KernelFeatures,
+    pub limits: wgpu::Limits,
+    /// Bytes of one bound window (at most the storage binding limit).
+    pub max_window: u64,
+    modules: Mutex<HashMap<(Family, Precision), wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    pool: Mutex<HashMap<(wgpu::BufferUsages, u64), Vec<wgpu::Buffer>>>,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl Gpu {
+    pub(crate) fn new(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        description: String,
+        backend: wgpu::Backend,
+        owned: bool,
+        max_window: Option<u64>,
+    ) -> Self {
+        let lost = Arc::new(Mutex::new(None));
+        if owned {
+            // Our own device: errors outside scopes and device loss are recorded, never panics.
+            let l = lost.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                *l.lock().unwrap() = Some(format!("{reason:?}: {msg}"));
+            });
+            device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+                eprintln!("quantnoise: uncaptured wgpu error: {e}");
+            }));
+        }
+        let limits = device.limits();
+        let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let max_window = max_window.unwrap_or(binding).min(binding) / 256 * 256;
+        Self {
+            features: KernelFeatures::from_wgpu(device.features()),
+            device,
+            queue,
+            description,
+            backend,
+            limits,
+            max_window,
+            modules: Mutex::default(),
+            pipelines: Mutex::default(),
+            pool: Mutex::default(),
+            lost,
+        }
+    }
+
+    pub(crate) fn check_alive(&self) -> Result<()> {
+        match &*self.lost.lock().unwrap() {
+            Some(msg) => Err(Error::DeviceLost(msg.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Fails unless the device can run `precision` variants.
+    pub(crate) fn require(&self, precision: Precision) -> Result<()> {
+        if precision == Precision::F16 && !self.features.shader_f16 {
+            return Err(Error::Unsupported { feature: "shader-f16", adapter: self.description.clone() });
+        }
+        Ok(())
+    }
+
+    /// The compute pipeline of `key`, compiled once per device.
+    pub(crate) fn pipeline(&self, key: PipelineKey) -> Result<wgpu::ComputePipeline> {
+        self.check_alive()?;
+        self.require(key.precision)?;
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let scopes = ErrorScopes::push(&self.device);
+        let module = self
+            .modules
+            .lock()
+            .unwrap()
+            .entry((key.family, key.precision))
+            .or_insert_with(|| {
+                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(key.family.file()),
+                    source: wgpu::ShaderSource::Wgsl(key.family.source(key.precision).into()),
+                })
+            })
+            .clone();
+        let constants: Vec<(&str, f64)> = key.overrides.iter().map(|(k, v)| (*k, *v as f64)).collect();
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(key.entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(key.entry),
+            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
+            cache: None,
+        });
+        scopes.pop("pipeline creation")?;
+        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// A buffer from the pool (size rounded up to a power of two, at least 256 bytes).
+    pub(crate) fn acquire(&self, usage: wgpu::BufferUsages, size: u64) -> wgpu::Buffer {
+        let size = size.max(256).next_power_of_two();
+        if let Some(b) = self.pool.lock().unwrap().get_mut(&(usage, size)).and_then(|v| v.pop()) {
+            return b;
+        }
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("quantnoise pooled"),
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Returns a buffer to the pool. Queue ordering makes reuse by a later submission safe.
+    pub(crate) fn release(&self, buffer: wgpu::Buffer) {
+        self.pool.lock().unwrap().entry((buffer.usage(), buffer.size())).or_default().push(buffer);
+    }
+}
+
+/// Validation, out-of-memory and internal error scopes around one op.
+pub(crate) struct ErrorScopes {
+    guards: Vec<wgpu::ErrorScopeGuard>,
+}
+
+impl ErrorScopes {
+    pub(crate) fn push(device: &wgpu::Device) -> Self {
+        Self {
+            guards: vec![
+                device.push_error_scope(wgpu::ErrorFilter::Validation),
+                device.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
+                device.push_error_scope(wgpu::ErrorFilter::Internal),
+            ],
+        }
+    }
+
+    /// Pops the scopes (innermost first) and returns the first error captured.
+    pub(crate) fn pop(mut self, op: &'static str) -> Result<()> {
+        let mut first = None;
+        while let Some(guard) = self.guards.pop() {
+            if let Some(e) = pollster::block_on(guard.pop()) {
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(wgpu::Error::OutOfMemory { source }) => Err(Error::OutOfMemory { op, message: source.to_string() }),
+            Some(wgpu::Error::Validation { description, .. }) => Err(Error::Validation { op, message: description }),
+            Some(wgpu::Error::Internal { description, .. }) => Err(Error::Internal { op, message: description }),
+        }
+    }
+}

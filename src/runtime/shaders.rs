@@ -1,0 +1,88 @@
+//! The WGSL sources of every kernel family and their variants.
+//!
+//! WGSL has no includes: a family's module is its own file prefixed by the files it uses and by
+//! the element-type alias of the variant (`Elem = f32` or, with `enable f16;`, `Elem = f16`).
+
+/// A kernel family: one WGSL file in `shaders/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// `shaders/noise.wgsl`: fused noise forward and the bit-packed mask.
+    Noise,
+    /// `shaders/ste.wgsl`: straight-through backward.
+    Ste,
+    /// `shaders/observer.wgsl`: min/max and histogram observers.
+    Observer,
+    /// `shaders/copy.wgsl`: copy kernels (benchmark baselines).
+    Copy,
+}
+
+/// Element type a module is instantiated for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// 32-bit floats: the portable baseline.
+    F32,
+    /// 16-bit floats in storage (arithmetic in f32); needs `shader-f16`.
+    F16,
+}
+
+const PHILOX: &str = include_str!("../../shaders/philox.wgsl");
+const NOISE_CHAIN: &str = include_str!("../../shaders/noise_chain.wgsl");
+const NOISE: &str = include_str!("../../shaders/noise.wgsl");
+const STE: &str = include_str!("../../shaders/ste.wgsl");
+const OBSERVER: &str = include_str!("../../shaders/observer.wgsl");
+const COPY: &str = include_str!("../../shaders/copy.wgsl");
+
+impl Family {
+    /// Every family.
+    pub const ALL: [Family; 4] = [Family::Noise, Family::Ste, Family::Observer, Family::Copy];
+
+    /// File name under `shaders/`.
+    pub fn file(&self) -> &'static str {
+        match self {
+            Family::Noise => "noise.wgsl",
+            Family::Ste => "ste.wgsl",
+            Family::Observer => "observer.wgsl",
+            Family::Copy => "copy.wgsl",
+        }
+    }
+
+    fn parts(&self) -> &'static [&'static str] {
+        match self {
+            Family::Noise => &[PHILOX, NOISE_CHAIN, NOISE],
+            Family::Ste => &[PHILOX, NOISE_CHAIN, STE],
+            Family::Observer => &[OBSERVER],
+            Family::Copy => &[COPY],
+        }
+    }
+
+    /// Entry points of the family.
+    pub fn entry_points(&self) -> &'static [&'static str] {
+        match self {
+            Family::Noise => &["noise_vec4", "noise_tail", "noise_mask"],
+            Family::Ste => &["ste_vec4", "ste_tail"],
+            Family::Observer => &["minmax_partial", "minmax_rows", "minmax_reduce", "histogram"],
+            Family::Copy => &["copy_vec4", "copy_vec4_contiguous", "copy_vec4_strided", "copy_vec4_grid"],
+        }
+    }
+
+    /// The precisions the family is built for.
+    pub fn precisions(&self) -> &'static [Precision] {
+        match self {
+            Family::Copy => &[Precision::F32],
+            _ => &[Precision::F32, Precision::F16],
+        }
+    }
+
+    /// The complete WGSL module of a variant.
+    pub fn source(&self, precision: Precision) -> String {
+        let mut s = String::from(match precision {
+            Precision::F32 => "alias Elem = f32;\n",
+            Precision::F16 => "enable f16;\nalias Elem = f16;\n",
+        });
+        for part in self.parts() {
+            s.push_str(part);
+            s.push('\n');
+        }
+        s
+    }
+}
