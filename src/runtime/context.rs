@@ -159,6 +159,17 @@ impl Context {
         }
     }
 
+    /// Waits until all submitted work on the device has finished (no-op on the CPU backend).
+    /// Ops return once their work is submitted unless they read something back.
+    pub fn synchronize(&self) -> Result<()> {
+        if let Backend::Gpu(g) = &self.backend {
+            g.check_alive()?;
+            g.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::DeviceLost(e.to_string()))?;
+            g.check_alive()?;
+        }
+        Ok(())
+    }
+
     /// Copies host data into a new tensor.
     pub fn upload<T: Element>(&self, data: &[T]) -> Result<Tensor> {
         let t = self.empty(data.len() as u64, T::DTYPE)?;
