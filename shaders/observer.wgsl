@@ -14,6 +14,11 @@ struct ObserverParams {
     cols: u32,
     // minmax_reduce: partials to reduce.
     n_parts: u32,
+    // minmax_rows: position of the window's first element inside its row.
+    lead: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // min, max, count of non-finite values.
@@ -92,18 +97,21 @@ fn minmax_partial(@builtin(local_invocation_index) lid: u32,
     }
 }
 
-// One Range per row; the window holds whole rows.
+// One Range per row touched by the window (rows may be cut at window edges: the host merges
+// the pieces). Row k of the window covers local elements [k·cols − lead, (k+1)·cols − lead).
 @compute @workgroup_size(WG)
 fn minmax_rows(@builtin(local_invocation_index) lid: u32,
                @builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
     let row = tile_index(wid, nwg);
-    if row * params.cols >= params.n {
+    let start = max(row * params.cols, params.lead) - params.lead;
+    let end = min((row + 1u) * params.cols - params.lead, params.n);
+    if start >= end {
         return;
     }
     var r = Range(BIG, -BIG, 0u, 0u);
-    for (var c = lid; c < params.cols; c += WG) {
-        r = fold(r, f32(src[row * params.cols + c]));
+    for (var i = start + lid; i < end; i += WG) {
+        r = fold(r, f32(src[i]));
     }
     let t = reduce_workgroup(lid, r);
     if lid == 0u {

@@ -26,6 +26,8 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod bench;
+pub mod copy;
 pub mod cpu;
 mod error;
 pub mod noise;

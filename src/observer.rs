@@ -191,6 +191,8 @@ struct ObserverParams {
     out_base: u32,
     cols: u32,
     n_parts: u32,
+    lead: u32,
+    _pad: [u32; 3],
 }
 
 /// Mirror of `Range`.
@@ -299,21 +301,38 @@ fn observe_rows(
     key: &dyn Fn(&'static str) -> PipelineKey,
 ) -> Result<QParams> {
     let cols = shape.cols();
-    let rows = shape.rows();
+    let wins = windows(weight.len, weight.dtype.size(), 1, g.max_window)?;
+    // Rows touched by each window: a row cut by a window edge yields one piece per window.
+    let spans: Vec<(u64, u64)> = wins.iter().map(|w| (w.start / cols, (w.start + w.len - 1) / cols + 1)).collect();
+    let pieces: u64 = spans.iter().map(|(a, b)| b - a).sum();
     let mut batch = Batch::new(g, "observe per channel")?;
-    let ranges = batch.scratch(rows * 16);
+    let ranges = batch.scratch(pieces * 16);
     let pipeline = g.pipeline(key("minmax_rows"))?;
-    for w in windows(weight.len, weight.dtype.size(), cols, g.max_window)? {
-        let u = batch.uniform(&ObserverParams { n: w.len as u32, out_base: (w.start / cols) as u32, cols: cols as u32, n_parts: 0 });
-        batch.dispatch(&pipeline, &[u.as_entire_binding(), scalar_window(weight, &w)?, ranges.as_entire_binding()], w.len / cols)?;
+    let mut out_base = 0;
+    for (w, (first, end)) in wins.iter().zip(&spans) {
+        let u = batch.uniform(&ObserverParams {
+            n: w.len as u32,
+            out_base: out_base as u32,
+            cols: cols as u32,
+            lead: (w.start - first * cols) as u32,
+            ..Default::default()
+        });
+        batch.dispatch(&pipeline, &[u.as_entire_binding(), scalar_window(weight, w)?, ranges.as_entire_binding()], end - first)?;
+        out_base += end - first;
     }
-    let r = batch.read(&ranges, 0, rows * 16);
+    let r = batch.read(&ranges, 0, pieces * 16);
     let mut out = batch.finish()?;
-    let ranges: Vec<Range> = bytemuck::pod_collect_to_vec(&Batch::take(&mut out, r));
-    let bad: u64 = ranges.iter().map(|r| r.bad as u64).sum();
+    let pieces: Vec<Range> = bytemuck::pod_collect_to_vec(&Batch::take(&mut out, r));
+    let mut rows = vec![Range { lo: f32::INFINITY, hi: f32::NEG_INFINITY, bad: 0, _pad: 0 }; shape.rows() as usize];
+    let owners = spans.iter().flat_map(|&(a, b)| a..b);
+    for (piece, row) in pieces.iter().zip(owners) {
+        let r = &mut rows[row as usize];
+        *r = Range { lo: r.lo.min(piece.lo), hi: r.hi.max(piece.hi), bad: r.bad + piece.bad, _pad: 0 };
+    }
+    let bad: u64 = rows.iter().map(|r| r.bad as u64).sum();
     if bad > 0 {
         return Err(Error::NonFinite { what: "weight", count: bad });
     }
-    let (scale, zero_point) = ranges.iter().map(|r| affine_params(r.lo as f64, r.hi as f64, bits)).unzip();
+    let (scale, zero_point) = rows.iter().map(|r| affine_params(r.lo as f64, r.hi as f64, bits)).unzip();
     Ok(QParams { scale, zero_point })
 }

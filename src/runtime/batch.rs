@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use bytemuck::Pod;
 
 use crate::error::{Error, Result};
-use crate::runtime::gpu::{ErrorScopes, Gpu};
+use crate::runtime::gpu::{DeviceGuard, ErrorScopes, Gpu};
 use crate::runtime::window::grid;
 
 /// Usage of scratch buffers: written by kernels, copied to staging for readback.
@@ -27,14 +27,17 @@ pub(crate) struct Batch<'g> {
     pooled: Vec<wgpu::Buffer>,
     readbacks: Vec<(wgpu::Buffer, u64)>,
     scopes: ErrorScopes,
+    // Dropped last: the scopes are popped while the device is still held.
+    _guard: DeviceGuard<'g>,
 }
 
 impl<'g> Batch<'g> {
     pub(crate) fn new(gpu: &'g Gpu, op: &'static str) -> Result<Self> {
         gpu.check_alive()?;
+        let guard = gpu.lock();
         let scopes = ErrorScopes::push(&gpu.device);
         let encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
-        Ok(Self { gpu, op, encoder, pass: None, pooled: Vec::new(), readbacks: Vec::new(), scopes })
+        Ok(Self { gpu, op, encoder, pass: None, pooled: Vec::new(), readbacks: Vec::new(), scopes, _guard: guard })
     }
 
     /// A pooled uniform buffer holding `value`.

@@ -164,6 +164,7 @@ impl Context {
     pub fn synchronize(&self) -> Result<()> {
         if let Backend::Gpu(g) = &self.backend {
             g.check_alive()?;
+            let _guard = g.lock();
             g.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::DeviceLost(e.to_string()))?;
             g.check_alive()?;
         }
@@ -190,6 +191,7 @@ impl Context {
                 if size > g.limits.max_buffer_size {
                     return Err(invalid("len", len, "larger than the adapter's max_buffer_size"));
                 }
+                let _guard = g.lock();
                 let scopes = crate::runtime::gpu::ErrorScopes::push(&g.device);
                 let buffer = g.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("quantnoise tensor"),
@@ -236,6 +238,7 @@ impl Context {
             (Backend::Cpu, Storage::Cpu(v)) => v.lock().unwrap().copy_from_slice(bytes),
             (Backend::Gpu(g), Storage::Gpu { buffer, offset }) => {
                 g.check_alive()?;
+                let _guard = g.lock();
                 let scopes = crate::runtime::gpu::ErrorScopes::push(&g.device);
                 let aligned = bytes.len() / 4 * 4;
                 g.queue.write_buffer(buffer, *offset, &bytes[..aligned]);

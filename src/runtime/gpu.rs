@@ -62,7 +62,13 @@ pub(crate) struct Gpu {
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     pool: Mutex<HashMap<(wgpu::BufferUsages, u64), Vec<wgpu::Buffer>>>,
     lost: Arc<Mutex<Option<String>>>,
+    /// wgpu's GL backend panics when two threads wait on its context lock for over a second:
+    /// on GL every device access of this library is serialised (re-entrantly, per thread).
+    gl_lock: Option<parking_lot::ReentrantMutex<()>>,
 }
+
+/// Held while a thread uses a GL device (see `Gpu::gl_lock`); empty on other backends.
+pub(crate) type DeviceGuard<'a> = Option<parking_lot::ReentrantMutexGuard<'a, ()>>;
 
 impl Gpu {
     pub(crate) fn new(
@@ -99,7 +105,13 @@ impl Gpu {
             pipelines: Mutex::default(),
             pool: Mutex::default(),
             lost,
+            gl_lock: (backend == wgpu::Backend::Gl).then(|| parking_lot::ReentrantMutex::new(())),
         }
+    }
+
+    /// Serialises device access on GL (no-op elsewhere).
+    pub(crate) fn lock(&self) -> DeviceGuard<'_> {
+        self.gl_lock.as_ref().map(|m| m.lock())
     }
 
     pub(crate) fn check_alive(&self) -> Result<()> {
@@ -124,6 +136,7 @@ impl Gpu {
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
+        let _guard = self.lock();
         let scopes = ErrorScopes::push(&self.device);
         let module = self
             .modules
@@ -157,6 +170,7 @@ impl Gpu {
         if let Some(b) = self.pool.lock().unwrap().get_mut(&(usage, size)).and_then(|v| v.pop()) {
             return b;
         }
+        let _guard = self.lock();
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("quantnoise pooled"),
             size,
@@ -188,6 +202,8 @@ impl ErrorScopes {
     }
 
     /// Pops the scopes (innermost first) and returns the first error captured.
+    /// (An unpopped `ErrorScopes` is popped in the same order by `Drop`, e.g. on an early
+    /// return; wgpu requires scopes to be popped in reverse order.)
     pub(crate) fn pop(mut self, op: &'static str) -> Result<()> {
         let mut first = None;
         while let Some(guard) = self.guards.pop() {
@@ -200,6 +216,14 @@ impl ErrorScopes {
             Some(wgpu::Error::OutOfMemory { source }) => Err(Error::OutOfMemory { op, message: source.to_string() }),
             Some(wgpu::Error::Validation { description, .. }) => Err(Error::Validation { op, message: description }),
             Some(wgpu::Error::Internal { description, .. }) => Err(Error::Internal { op, message: description }),
+        }
+    }
+}
+
+impl Drop for ErrorScopes {
+    fn drop(&mut self) {
+        while let Some(guard) = self.guards.pop() {
+            drop(guard);
         }
     }
 }
