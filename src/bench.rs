@@ -310,7 +310,7 @@ impl Report {
 const BLOCK: u32 = 8;
 const P: f64 = 0.1;
 const CLIP: f64 = 0.75;
-const SEED: NoiseSeed = NoiseSeed { seed: 0x5eed_0f_9a11, step: 7 };
+const SEED: NoiseSeed = NoiseSeed { seed: 0x005e_ed0f_9a11, step: 7 };
 
 type Op<'a> = Box<dyn Fn() -> Result<()> + 'a>;
 /// `Ok(Ok(summary))`: valid; `Ok(Err(why))`: wrong output; `Err`: the op failed.
@@ -498,7 +498,7 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
     let shape = WeightShape::matrix(rows, cols);
     let n = shape.numel();
     let tag = format!("{rows}x{cols}");
-    progress(format!("[setup] {} — {tag} f32 weights ({} MiB)", ctx.describe(), n * 4 >> 20));
+    progress(format!("[setup] {} — {tag} f32 weights ({} MiB)", ctx.describe(), (n * 4) >> 20));
 
     let w = values(n, 1);
     let g = values(n, 2);

@@ -123,7 +123,7 @@ impl Context {
         check_dtype("src", DType::F32, src.dtype)?;
         check_dtype("dst", DType::F32, dst.dtype)?;
         check_len("dst", src.len, dst.len)?;
-        if src.len % 4 != 0 {
+        if !src.len.is_multiple_of(4) {
             return Err(invalid("len", src.len, "copy kernels copy whole vec4s: a multiple of 4 f32 elements"));
         }
         if !(1..=MAX_VPT).contains(&variant.vpt()) {

@@ -15,6 +15,12 @@ pub(crate) const SCRATCH: wgpu::BufferUsages =
 const UNIFORM: wgpu::BufferUsages = wgpu::BufferUsages::UNIFORM.union(wgpu::BufferUsages::COPY_DST);
 const STAGING: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 
+/// The first `size` bytes of a (pooled, hence possibly larger) buffer as a binding, so that
+/// `arrayLength` in the shader sees the real length.
+pub(crate) fn sized(buffer: &wgpu::Buffer, size: u64) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: 0, size: wgpu::BufferSize::new(size) })
+}
+
 /// Handle of a readback registered with [`Batch::read`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Readback(usize);

@@ -14,6 +14,8 @@ pub enum Family {
     Observer,
     /// `shaders/copy.wgsl`: copy kernels (benchmark baselines).
     Copy,
+    /// `shaders/philox_batch.wgsl`: raw Philox4x32-10 outputs (cross-backend checks).
+    Philox,
 }
 
 /// Element type a module is instantiated for.
@@ -31,10 +33,11 @@ const NOISE: &str = include_str!("../../shaders/noise.wgsl");
 const STE: &str = include_str!("../../shaders/ste.wgsl");
 const OBSERVER: &str = include_str!("../../shaders/observer.wgsl");
 const COPY: &str = include_str!("../../shaders/copy.wgsl");
+const PHILOX_BATCH: &str = include_str!("../../shaders/philox_batch.wgsl");
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 4] = [Family::Noise, Family::Ste, Family::Observer, Family::Copy];
+    pub const ALL: [Family; 5] = [Family::Noise, Family::Ste, Family::Observer, Family::Copy, Family::Philox];
 
     /// File name under `shaders/`.
     pub fn file(&self) -> &'static str {
@@ -43,6 +46,7 @@ impl Family {
             Family::Ste => "ste.wgsl",
             Family::Observer => "observer.wgsl",
             Family::Copy => "copy.wgsl",
+            Family::Philox => "philox_batch.wgsl",
         }
     }
 
@@ -52,6 +56,7 @@ impl Family {
             Family::Ste => &[PHILOX, NOISE_CHAIN, STE],
             Family::Observer => &[OBSERVER],
             Family::Copy => &[COPY],
+            Family::Philox => &[PHILOX, PHILOX_BATCH],
         }
     }
 
@@ -62,13 +67,14 @@ impl Family {
             Family::Ste => &["ste_vec4", "ste_tail"],
             Family::Observer => &["minmax_partial", "minmax_rows", "minmax_reduce", "histogram"],
             Family::Copy => &["copy_vec4", "copy_vec4_contiguous", "copy_vec4_strided", "copy_vec4_grid"],
+            Family::Philox => &["philox_batch"],
         }
     }
 
     /// The precisions the family is built for.
     pub fn precisions(&self) -> &'static [Precision] {
         match self {
-            Family::Copy => &[Precision::F32],
+            Family::Copy | Family::Philox => &[Precision::F32],
             _ => &[Precision::F32, Precision::F16],
         }
     }
