@@ -291,6 +291,11 @@ impl Context {
         mask: Option<&Tensor>,
     ) -> Result<NoiseSpec> {
         spec.validate(&shape)?;
+        self.check_owned(weight, "weight")?;
+        self.check_owned(out, "out")?;
+        if let Some(m) = mask {
+            self.check_owned(m, "mask")?;
+        }
         check_len("weight", shape.numel(), weight.len)?;
         check_len("out", shape.numel(), out.len)?;
         let precision = precision_of(weight, "weight")?;

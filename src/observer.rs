@@ -218,6 +218,7 @@ impl Context {
     /// bins). Non-finite weights are an error.
     pub fn observe(&self, weight: &Tensor, shape: &WeightShape, observer: Observer, bits: u8) -> Result<QParams> {
         crate::noise::check_bits(bits)?;
+        self.check_owned(weight, "weight")?;
         check_len("weight", shape.numel(), weight.len)?;
         let precision = precision_of(weight, "weight")?;
         shape.blocks(1)?;

@@ -38,6 +38,7 @@ impl Context {
     ) -> Result<()> {
         spec.validate(&shape)?;
         for (t, what) in [(grad_noisy, "grad_noisy"), (weight, "weight"), (grad_weight, "grad_weight")] {
+            self.check_owned(t, what)?;
             check_len(what, shape.numel(), t.len)?;
             check_dtype(what, grad_noisy.dtype, t.dtype)?;
         }

@@ -28,7 +28,8 @@ impl DType {
 
 #[derive(Clone, Debug)]
 pub(crate) enum Storage {
-    Gpu { buffer: wgpu::Buffer, offset: u64 },
+    /// `device` is the id of the [`crate::Context`] device that created or adopted it.
+    Gpu { buffer: wgpu::Buffer, offset: u64, device: u64 },
     Cpu(Arc<Mutex<Vec<u8>>>),
 }
 
@@ -68,7 +69,7 @@ impl Tensor {
     /// The device buffer and byte offset, when the tensor lives on a device.
     pub fn wgpu_buffer(&self) -> Option<(&wgpu::Buffer, u64)> {
         match &self.storage {
-            Storage::Gpu { buffer, offset } => Some((buffer, *offset)),
+            Storage::Gpu { buffer, offset, .. } => Some((buffer, *offset)),
             Storage::Cpu(_) => None,
         }
     }
@@ -76,7 +77,7 @@ impl Tensor {
     /// Whether two tensors share memory.
     pub(crate) fn overlaps(&self, other: &Tensor) -> bool {
         match (&self.storage, &other.storage) {
-            (Storage::Gpu { buffer: a, offset: oa }, Storage::Gpu { buffer: b, offset: ob }) => {
+            (Storage::Gpu { buffer: a, offset: oa, .. }, Storage::Gpu { buffer: b, offset: ob, .. }) => {
                 a == b && *oa < ob + other.size_bytes() && *ob < oa + self.size_bytes()
             }
             (Storage::Cpu(a), Storage::Cpu(b)) => Arc::ptr_eq(a, b),

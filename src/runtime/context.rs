@@ -200,7 +200,7 @@ impl Context {
                     mapped_at_creation: false,
                 });
                 scopes.pop("allocate tensor")?;
-                Storage::Gpu { buffer, offset: 0 }
+                Storage::Gpu { buffer, offset: 0, device: g.id }
             }
         };
         Ok(Tensor { storage, len, dtype })
@@ -226,17 +226,18 @@ impl Context {
         if len >= u32::MAX as u64 {
             return Err(invalid("len", len, "tensors hold fewer than 2^32 - 1 elements"));
         }
-        Ok(Tensor { storage: Storage::Gpu { buffer: buffer.clone(), offset }, len, dtype })
+        Ok(Tensor { storage: Storage::Gpu { buffer: buffer.clone(), offset, device: g.id }, len, dtype })
     }
 
     /// Overwrites a tensor with host data of the same length and type.
     pub fn write<T: Element>(&self, tensor: &Tensor, data: &[T]) -> Result<()> {
+        self.check_owned(tensor, "write")?;
         check_dtype("write", T::DTYPE, tensor.dtype)?;
         crate::noise::check_len("write", tensor.len, data.len() as u64)?;
         let bytes: &[u8] = bytemuck::cast_slice(data);
         match (&self.backend, &tensor.storage) {
             (Backend::Cpu, Storage::Cpu(v)) => v.lock().unwrap().copy_from_slice(bytes),
-            (Backend::Gpu(g), Storage::Gpu { buffer, offset }) => {
+            (Backend::Gpu(g), Storage::Gpu { buffer, offset, .. }) => {
                 g.check_alive()?;
                 let _guard = g.lock();
                 let scopes = crate::runtime::gpu::ErrorScopes::push(&g.device);
@@ -256,9 +257,10 @@ impl Context {
     }
 
     fn read_bytes(&self, tensor: &Tensor, from: u64, size: u64) -> Result<Vec<u8>> {
+        self.check_owned(tensor, "read")?;
         match (&self.backend, &tensor.storage) {
             (Backend::Cpu, Storage::Cpu(v)) => Ok(v.lock().unwrap()[from as usize..(from + size) as usize].to_vec()),
-            (Backend::Gpu(g), Storage::Gpu { buffer, offset }) => {
+            (Backend::Gpu(g), Storage::Gpu { buffer, offset, .. }) => {
                 let start = offset + from;
                 let aligned_start = start / 4 * 4;
                 let end = (start + size).next_multiple_of(4).min(buffer.size());
@@ -298,6 +300,22 @@ impl Context {
     pub fn read_f16(&self, tensor: &Tensor) -> Result<Vec<half::f16>> {
         check_dtype("read_f16", DType::F16, tensor.dtype)?;
         Ok(bytemuck::pod_collect_to_vec(&self.read_raw(tensor)?))
+    }
+}
+
+impl Context {
+    /// Fails unless `tensor` lives where this context runs: host memory for the CPU backend,
+    /// a buffer created or adopted by this very device otherwise (wgpu panics on resources of
+    /// another instance, so this is checked before anything reaches wgpu).
+    pub(crate) fn check_owned(&self, tensor: &Tensor, what: &'static str) -> Result<()> {
+        match (&self.backend, &tensor.storage) {
+            (Backend::Cpu, Storage::Cpu(_)) => Ok(()),
+            (Backend::Gpu(g), Storage::Gpu { device, .. }) if *device == g.id => Ok(()),
+            (Backend::Gpu(_), Storage::Gpu { .. }) => {
+                Err(Error::WrongContext { what, why: "the tensor belongs to another device" })
+            }
+            _ => Err(wrong_context(what)),
+        }
     }
 }
 

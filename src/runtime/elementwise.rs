@@ -26,7 +26,7 @@ pub(crate) struct Elementwise {
 
 pub(crate) fn device_buffer<'t>(t: &'t Tensor, what: &'static str) -> Result<(&'t wgpu::Buffer, u64)> {
     match &t.storage {
-        Storage::Gpu { buffer, offset } => Ok((buffer, *offset)),
+        Storage::Gpu { buffer, offset, .. } => Ok((buffer, *offset)),
         Storage::Cpu(_) => Err(crate::runtime::context::wrong_context(what)),
     }
 }

@@ -50,6 +50,8 @@ pub(crate) struct PipelineKey {
 
 /// A device and everything cached on it.
 pub(crate) struct Gpu {
+    /// Process-unique id: tensors remember the device they belong to.
+    pub id: u64,
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub description: String,
@@ -93,7 +95,9 @@ impl Gpu {
         let limits = device.limits();
         let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let max_window = max_window.unwrap_or(binding).min(binding) / 256 * 256;
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             features: KernelFeatures::from_wgpu(device.features()),
             device,
             queue,

@@ -58,6 +58,15 @@ pub fn targets(windowed: bool) -> (Vec<Target>, Vec<String>) {
 
 /// Runs `tests` on every target and exits with libtest's status.
 pub fn run(tests: &[(&'static str, Body)], windowed: bool) -> ! {
+    run_on(tests, windowed, true)
+}
+
+/// Runs `tests` on the device targets only (tests of the device runtime itself).
+pub fn run_gpu(tests: &[(&'static str, Body)], windowed: bool) -> ! {
+    run_on(tests, windowed, false)
+}
+
+fn run_on(tests: &[(&'static str, Body)], windowed: bool, with_cpu: bool) -> ! {
     let args = Arguments::from_args();
     let (targets, errors) = targets(windowed);
     let mut trials = Vec::new();
@@ -73,7 +82,7 @@ pub fn run(tests: &[(&'static str, Body)], windowed: bool) -> ! {
     for e in errors {
         trials.push(Trial::test("adapter_opens", move || Err(format!("an adapter failed to open: {e}").into())));
     }
-    for t in &targets {
+    for t in targets.iter().filter(|t| with_cpu || t.is_gpu()) {
         for (name, body) in tests {
             let t = t.clone();
             let body = *body;
