@@ -8,10 +8,12 @@
 
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use quantnoise::copy::CopyVariant;
 use quantnoise::observer::affine_params;
-use quantnoise::{Context, DType, Noise, NoiseSeed, NoiseSpec, QParams, QuantScheme, SteMode, Tensor, WeightShape};
+use quantnoise::{
+    Context, DType, Noise, NoiseSeed, NoiseSpec, QParams, QuantScheme, SteMode, Tensor, WeightShape,
+};
 
 const ROWS: u64 = 1024;
 const COLS: u64 = 1024;
@@ -41,25 +43,44 @@ fn kernels(c: &mut Criterion) {
     let (s, z) = affine_params(-0.75, 0.75, 8);
     let int8 = NoiseSpec {
         block_size: 8,
-        stages: vec![Noise::IntN { p: 0.1, bits: 8, scheme: QuantScheme::Given(QParams::per_tensor(s, z)) }],
+        stages: vec![Noise::IntN {
+            p: 0.1,
+            bits: 8,
+            scheme: QuantScheme::Given(QParams::per_tensor(s, z)),
+        }],
     };
 
     let mut group = c.benchmark_group(format!("{ROWS}x{COLS}"));
     group.throughput(Throughput::Bytes(2 * n * 4));
-    for variant in [CopyVariant::Strided { vpt: 4 }, CopyVariant::Contiguous { vpt: 8 }] {
+    for variant in [
+        CopyVariant::Strided { vpt: 4 },
+        CopyVariant::Contiguous { vpt: 8 },
+    ] {
         group.bench_function(variant.name(), |b| {
             b.iter_custom(|iters| timed(&ctx, iters, || ctx.copy_kernel(variant, &weight, &out)))
         });
     }
     group.bench_function("noise_proxy_b8", |b| {
-        b.iter_custom(|iters| timed(&ctx, iters, || ctx.noise_forward(&weight, &out, shape, &proxy, seed, None).map(|_| ())))
+        b.iter_custom(|iters| {
+            timed(&ctx, iters, || {
+                ctx.noise_forward(&weight, &out, shape, &proxy, seed, None)
+                    .map(|_| ())
+            })
+        })
     });
     group.bench_function("noise_int8_b8", |b| {
-        b.iter_custom(|iters| timed(&ctx, iters, || ctx.noise_forward(&weight, &out, shape, &int8, seed, None).map(|_| ())))
+        b.iter_custom(|iters| {
+            timed(&ctx, iters, || {
+                ctx.noise_forward(&weight, &out, shape, &int8, seed, None)
+                    .map(|_| ())
+            })
+        })
     });
     group.bench_function("ste_masked_b8", |b| {
         b.iter_custom(|iters| {
-            timed(&ctx, iters, || ctx.ste_backward(&grad, &weight, &out, shape, &proxy, seed, SteMode::Masked))
+            timed(&ctx, iters, || {
+                ctx.ste_backward(&grad, &weight, &out, shape, &proxy, seed, SteMode::Masked)
+            })
         })
     });
     group.finish();

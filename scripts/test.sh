@@ -89,8 +89,8 @@ if have vulkaninfo; then
     vulkaninfo --summary 2>/dev/null | grep -E '^\s*(deviceName|driverName)' || echo "    (none)"
 fi
 
-echo "==> cargo test --release --all-targets"
-cargo test --release --all-targets
+echo "==> cargo test --release --all-targets --no-fail-fast"
+cargo test --release --all-targets --no-fail-fast
 
 echo "==> cargo test --release --doc"
 cargo test --release --doc

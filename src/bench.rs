@@ -47,16 +47,16 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use half::f16;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
+use crate::Context;
 use crate::copy::CopyVariant;
 use crate::error::{Error, Result};
 use crate::noise::{Noise, NoiseSpec, QuantScheme, SteMode};
-use crate::observer::{affine_params, Observer, QParams};
+use crate::observer::{Observer, QParams, affine_params};
 use crate::philox::NoiseSeed;
 use crate::shape::WeightShape;
 use crate::tensor::{DType, Tensor};
-use crate::Context;
 
 /// Options of [`run`].
 #[derive(Clone, Debug)]
@@ -91,7 +91,9 @@ impl Default for BenchOptions {
 impl BenchOptions {
     /// Interleaved rounds of the device cases.
     pub fn rounds(&self) -> usize {
-        self.rounds.unwrap_or(if self.quick { 5 } else { 15 }).max(1)
+        self.rounds
+            .unwrap_or(if self.quick { 5 } else { 15 })
+            .max(1)
     }
 
     /// Samples of the CPU reference case.
@@ -279,12 +281,27 @@ impl Report {
             self.date_utc
         );
         if let Some(b) = self.baseline() {
-            s += &format!("baseline of device cases: {} ({:.2} GB/s)\n", b.name, b.gb_per_s());
+            s += &format!(
+                "baseline of device cases: {} ({:.2} GB/s)\n",
+                b.name,
+                b.gb_per_s()
+            );
         }
-        let width = self.cases.iter().map(|c| c.name.len()).chain(self.failures.iter().map(|c| c.name.len())).max().unwrap_or(4);
-        s += &format!("{:<width$}  {:>11}  {:>9}  {:>8}  {:>4}  {}\n", "case", "median ms", "GB/s", "ratio", "K", "vs");
+        let width = self
+            .cases
+            .iter()
+            .map(|c| c.name.len())
+            .chain(self.failures.iter().map(|c| c.name.len()))
+            .max()
+            .unwrap_or(4);
+        s += &format!(
+            "{:<width$}  {:>11}  {:>9}  {:>8}  {:>4}  {}\n",
+            "case", "median ms", "GB/s", "ratio", "K", "vs"
+        );
         for c in &self.cases {
-            let ratio = c.ratio_to_baseline.map_or("-".into(), |r| format!("{r:.3}"));
+            let ratio = c
+                .ratio_to_baseline
+                .map_or("-".into(), |r| format!("{r:.3}"));
             let vs = match (c.kind, &c.baseline) {
                 (CaseKind::Cpu, Some(b)) => b.as_str(),
                 (_, Some(_)) => "fastest copy",
@@ -310,7 +327,10 @@ impl Report {
 const BLOCK: u32 = 8;
 const P: f64 = 0.1;
 const CLIP: f64 = 0.75;
-const SEED: NoiseSeed = NoiseSeed { seed: 0x005e_ed0f_9a11, step: 7 };
+const SEED: NoiseSeed = NoiseSeed {
+    seed: 0x005e_ed0f_9a11,
+    step: 7,
+};
 
 type Op<'a> = Box<dyn Fn() -> Result<()> + 'a>;
 /// `Ok(Ok(summary))`: valid; `Ok(Err(why))`: wrong output; `Err`: the op failed.
@@ -342,7 +362,10 @@ fn forward_case<'a>(
     f16: bool,
 ) -> Case<'a> {
     let step = match &spec.stages[0] {
-        Noise::IntN { scheme: QuantScheme::Given(q), .. } => q.scale[0] as f64,
+        Noise::IntN {
+            scheme: QuantScheme::Given(q),
+            ..
+        } => q.scale[0] as f64,
         _ => 0.0,
     };
     let spec2 = spec.clone();
@@ -351,7 +374,10 @@ fn forward_case<'a>(
         name,
         kind: CaseKind::Device,
         bytes: 2 * weight.size_bytes(),
-        op: Box::new(move || ctx.noise_forward(weight, out, shape, &spec, SEED, None).map(|_| ())),
+        op: Box::new(move || {
+            ctx.noise_forward(weight, out, shape, &spec, SEED, None)
+                .map(|_| ())
+        }),
         check: Box::new(move || {
             ctx.noise_forward(weight, out, shape, &spec2, SEED, None)?;
             let want = crate::cpu::noise::noise_forward(host, &shape, &spec2, SEED);
@@ -408,14 +434,24 @@ fn int_spec(bits: u8) -> NoiseSpec {
     let (s, z) = affine_params(-CLIP, CLIP, bits);
     NoiseSpec {
         block_size: BLOCK,
-        stages: vec![Noise::IntN { p: P, bits, scheme: QuantScheme::Given(QParams::per_tensor(s, z)) }],
+        stages: vec![Noise::IntN {
+            p: P,
+            bits,
+            scheme: QuantScheme::Given(QParams::per_tensor(s, z)),
+        }],
     }
 }
 
 /// Compares a device output with the reference: every value within `atol + rtol·|want|`,
 /// except (with `step > 0`, for intN rounding ties computed differently in f32 and f64) at
 /// most 1 in 10⁴ values off by at most one quantization step.
-fn compare(got: &[f32], want: &[f64], atol: f64, rtol: f64, step: f64) -> std::result::Result<String, String> {
+fn compare(
+    got: &[f32],
+    want: &[f64],
+    atol: f64,
+    rtol: f64,
+    step: f64,
+) -> std::result::Result<String, String> {
     if got.len() != want.len() {
         return Err(format!("{} values, expected {}", got.len(), want.len()));
     }
@@ -428,7 +464,9 @@ fn compare(got: &[f32], want: &[f64], atol: f64, rtol: f64, step: f64) -> std::r
         let tol = atol + rtol * w.abs();
         if err > tol {
             if step == 0.0 || err > step * 1.001 + tol {
-                return Err(format!("value {i}: got {g}, expected {w} (|err| {err:.3e} > {tol:.3e})"));
+                return Err(format!(
+                    "value {i}: got {g}, expected {w} (|err| {err:.3e} > {tol:.3e})"
+                ));
             }
             off += 1;
         } else {
@@ -436,14 +474,22 @@ fn compare(got: &[f32], want: &[f64], atol: f64, rtol: f64, step: f64) -> std::r
         }
     }
     if off as f64 > got.len() as f64 * 1e-4 {
-        return Err(format!("{off} of {} values off by one quantization step (rounding ties?)", got.len()));
+        return Err(format!(
+            "{off} of {} values off by one quantization step (rounding ties?)",
+            got.len()
+        ));
     }
-    Ok(format!("max |err| {max_err:.2e} over {} values, {off} one-step tie(s)", got.len()))
+    Ok(format!(
+        "max |err| {max_err:.2e} over {} values, {off} one-step tie(s)",
+        got.len()
+    ))
 }
 
 /// `YYYY-MM-DDThh:mm:ssZ` of a system time.
 pub fn rfc3339_utc(t: SystemTime) -> String {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
     let z = days + 719_468;
@@ -455,14 +501,23 @@ pub fn rfc3339_utc(t: SystemTime) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + (m <= 2) as i64;
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let n = s.len();
-    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
 }
 
 /// One sample: `k` ops back to back, then a synchronize; seconds per op.
@@ -476,7 +531,9 @@ fn sample(ctx: &Context, op: &Op, k: u32) -> Result<f64> {
 }
 
 fn per_sample(min_sample: Duration, per_op: f64) -> u32 {
-    (min_sample.as_secs_f64() / per_op.max(1e-9)).ceil().clamp(1.0, 4096.0) as u32
+    (min_sample.as_secs_f64() / per_op.max(1e-9))
+        .ceil()
+        .clamp(1.0, 4096.0) as u32
 }
 
 /// Runs the benchmark report on `ctx`, a device context (the CPU reference is measured as one
@@ -494,11 +551,19 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
             eprintln!("{line}");
         }
     };
-    let (rows, cols) = if options.quick { (1024u64, 1024u64) } else { (4096, 4096) };
+    let (rows, cols) = if options.quick {
+        (1024u64, 1024u64)
+    } else {
+        (4096, 4096)
+    };
     let shape = WeightShape::matrix(rows, cols);
     let n = shape.numel();
     let tag = format!("{rows}x{cols}");
-    progress(format!("[setup] {} — {tag} f32 weights ({} MiB)", ctx.describe(), (n * 4) >> 20));
+    progress(format!(
+        "[setup] {} — {tag} f32 weights ({} MiB)",
+        ctx.describe(),
+        (n * 4) >> 20
+    ));
 
     let w = values(n, 1);
     let g = values(n, 2);
@@ -517,7 +582,13 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
         let w16: Vec<f16> = w.iter().map(|&x| f16::from_f32(x)).collect();
         let g16: Vec<f16> = g.iter().map(|&x| f16::from_f32(x)).collect();
         let host = |v: &[f16]| v.iter().map(|x| x.to_f64()).collect::<Vec<f64>>();
-        Some((ctx.upload(&w16)?, ctx.upload(&g16)?, ctx.empty(n, DType::F16)?, host(&w16), host(&g16)))
+        Some((
+            ctx.upload(&w16)?,
+            ctx.upload(&g16)?,
+            ctx.empty(n, DType::F16)?,
+            host(&w16),
+            host(&g16),
+        ))
     } else {
         progress("[setup] no shader-f16 on this adapter: f16 cases skipped".into());
         None
@@ -544,14 +615,57 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
         });
     }
     // Noise forward, f32.
-    let forward = |name, spec, weight, out, host, f16| forward_case(ctx, shape, name, spec, weight, out, host, f16);
-    cases.push(forward(format!("noise_proxy_{tag}_b{BLOCK}"), proxy.clone(), &weight, &out, &w64, false));
-    cases.push(forward(format!("noise_int8_{tag}_b{BLOCK}"), int8.clone(), &weight, &out, &w64, false));
-    cases.push(forward(format!("noise_int4_{tag}_b{BLOCK}"), int4.clone(), &weight, &out, &w64, false));
+    let forward = |name, spec, weight, out, host, f16| {
+        forward_case(ctx, shape, name, spec, weight, out, host, f16)
+    };
+    cases.push(forward(
+        format!("noise_proxy_{tag}_b{BLOCK}"),
+        proxy.clone(),
+        &weight,
+        &out,
+        &w64,
+        false,
+    ));
+    cases.push(forward(
+        format!("noise_int8_{tag}_b{BLOCK}"),
+        int8.clone(),
+        &weight,
+        &out,
+        &w64,
+        false,
+    ));
+    cases.push(forward(
+        format!("noise_int4_{tag}_b{BLOCK}"),
+        int4.clone(),
+        &weight,
+        &out,
+        &w64,
+        false,
+    ));
     // STE backward.
-    let backward = |name, spec, mode, grad, weight, out, hosts, f16| backward_case(ctx, shape, name, spec, mode, grad, weight, out, hosts, f16);
-    cases.push(backward(format!("ste_masked_{tag}_b{BLOCK}"), proxy.clone(), SteMode::Masked, &grad, &weight, &out, (&g64, &w64), false));
-    cases.push(backward(format!("ste_clamped_{tag}_b{BLOCK}_int8"), int8.clone(), SteMode::Clamped, &grad, &weight, &out, (&g64, &w64), false));
+    let backward = |name, spec, mode, grad, weight, out, hosts, f16| {
+        backward_case(ctx, shape, name, spec, mode, grad, weight, out, hosts, f16)
+    };
+    cases.push(backward(
+        format!("ste_masked_{tag}_b{BLOCK}"),
+        proxy.clone(),
+        SteMode::Masked,
+        &grad,
+        &weight,
+        &out,
+        (&g64, &w64),
+        false,
+    ));
+    cases.push(backward(
+        format!("ste_clamped_{tag}_b{BLOCK}_int8"),
+        int8.clone(),
+        SteMode::Clamped,
+        &grad,
+        &weight,
+        &out,
+        (&g64, &w64),
+        false,
+    ));
     // Observer.
     {
         let (weight, w64) = (&weight, &w64);
@@ -563,15 +677,42 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
             check: Box::new(move || {
                 let got = ctx.observe(weight, &shape, Observer::MinMax, 8)?;
                 let want = crate::cpu::observer::observe(w64, &shape, Observer::MinMax, 8)?;
-                Ok(if got == want { Ok(format!("equal to the reference: {got:?}")) } else { Err(format!("{got:?}, expected {want:?}")) })
+                Ok(if got == want {
+                    Ok(format!("equal to the reference: {got:?}"))
+                } else {
+                    Err(format!("{got:?}, expected {want:?}"))
+                })
             }),
         });
     }
     // f16 variants.
     if let Some((w16, g16, out16, w16h, g16h)) = &f16_data {
-        cases.push(forward(format!("noise_proxy_f16_{tag}_b{BLOCK}"), proxy.clone(), w16, out16, w16h, true));
-        cases.push(forward(format!("noise_int8_f16_{tag}_b{BLOCK}"), int8.clone(), w16, out16, w16h, true));
-        cases.push(backward(format!("ste_masked_f16_{tag}_b{BLOCK}"), proxy.clone(), SteMode::Masked, g16, w16, out16, (g16h, w16h), true));
+        cases.push(forward(
+            format!("noise_proxy_f16_{tag}_b{BLOCK}"),
+            proxy.clone(),
+            w16,
+            out16,
+            w16h,
+            true,
+        ));
+        cases.push(forward(
+            format!("noise_int8_f16_{tag}_b{BLOCK}"),
+            int8.clone(),
+            w16,
+            out16,
+            w16h,
+            true,
+        ));
+        cases.push(backward(
+            format!("ste_masked_f16_{tag}_b{BLOCK}"),
+            proxy.clone(),
+            SteMode::Masked,
+            g16,
+            w16,
+            out16,
+            (g16h, w16h),
+            true,
+        ));
     }
 
     // Validation.
@@ -584,12 +725,21 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
                 live.push((case, summary));
             }
             Ok(Err(why)) => {
-                progress(format!("[validate] {}: WRONG OUTPUT, not timed: {why}", case.name));
-                failures.push(CaseFailure { name: case.name, error: format!("wrong output: {why}") });
+                progress(format!(
+                    "[validate] {}: WRONG OUTPUT, not timed: {why}",
+                    case.name
+                ));
+                failures.push(CaseFailure {
+                    name: case.name,
+                    error: format!("wrong output: {why}"),
+                });
             }
             Err(e) => {
                 progress(format!("[validate] {}: FAILED, not timed: {e}", case.name));
-                failures.push(CaseFailure { name: case.name, error: e.to_string() });
+                failures.push(CaseFailure {
+                    name: case.name,
+                    error: e.to_string(),
+                });
             }
         }
     }
@@ -605,7 +755,11 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
             per_op = sample(ctx, &case.op, k)?;
             k = per_sample(options.min_sample, per_op);
         }
-        progress(format!("[calibrate] {}: {:.3} ms per op, K = {k}", case.name, per_op * 1e3));
+        progress(format!(
+            "[calibrate] {}: {:.3} ms per op, K = {k}",
+            case.name,
+            per_op * 1e3
+        ));
         ks.push(k);
     }
 
@@ -618,7 +772,11 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
             let i = (r + j) % live.len();
             samples[i].push(sample(ctx, &live[i].0.op, ks[i])?);
         }
-        progress(format!("[measure] round {}/{rounds} ({:.1} s)", r + 1, t.elapsed().as_secs_f64()));
+        progress(format!(
+            "[measure] round {}/{rounds} ({:.1} s)",
+            r + 1,
+            t.elapsed().as_secs_f64()
+        ));
     }
 
     let mut results: Vec<CaseResult> = live
@@ -645,11 +803,18 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
     {
         let cpu = Context::cpu();
         let (cw, cout) = (cpu.upload(&w)?, cpu.empty(n, DType::F32)?);
-        let op: Op = Box::new(|| cpu.noise_forward(&cw, &cout, shape, &proxy, SEED, None).map(|_| ()));
+        let op: Op = Box::new(|| {
+            cpu.noise_forward(&cw, &cout, shape, &proxy, SEED, None)
+                .map(|_| ())
+        });
         let mut cpu_samples = Vec::with_capacity(cpu_rounds);
         for r in 0..cpu_rounds {
             cpu_samples.push(sample(&cpu, &op, 1)?);
-            progress(format!("[measure] {cpu_name}: sample {}/{cpu_rounds}: {:.3} s", r + 1, cpu_samples[r]));
+            progress(format!(
+                "[measure] {cpu_name}: sample {}/{cpu_rounds}: {:.3} s",
+                r + 1,
+                cpu_samples[r]
+            ));
         }
         results.push(CaseResult {
             name: cpu_name,
@@ -675,7 +840,11 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
         .find(|c| c.name == format!("noise_proxy_{tag}_b{BLOCK}"))
         .map(|c| (c.name.clone(), c.gb_per_s()));
     for c in &mut results {
-        let base = if c.kind == CaseKind::Cpu { &gpu_proxy } else { &best_copy };
+        let base = if c.kind == CaseKind::Cpu {
+            &gpu_proxy
+        } else {
+            &best_copy
+        };
         if let Some((name, gbps)) = base {
             c.baseline = Some(name.clone());
             c.ratio_to_baseline = Some(c.gb_per_s() / gbps);
@@ -687,20 +856,28 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
             c.name,
             c.median_s * 1e3,
             c.gb_per_s(),
-            c.ratio_to_baseline.map_or("-".into(), |r| format!("{r:.3}"))
+            c.ratio_to_baseline
+                .map_or("-".into(), |r| format!("{r:.3}"))
         ));
     }
 
     let (device_type, driver) = match ctx.wgpu() {
         Some((device, _)) => {
             let info = device.adapter_info();
-            (format!("{:?}", info.device_type), format!("{} {}", info.driver, info.driver_info).trim().to_string())
+            (
+                format!("{:?}", info.device_type),
+                format!("{} {}", info.driver, info.driver_info)
+                    .trim()
+                    .to_string(),
+            )
         }
         None => ("-".into(), "-".into()),
     };
     Ok(Report {
         adapter: ctx.describe(),
-        backend: ctx.wgpu_backend().map_or("Cpu".into(), |b| format!("{b:?}")),
+        backend: ctx
+            .wgpu_backend()
+            .map_or("Cpu".into(), |b| format!("{b:?}")),
         device_type,
         driver,
         date_utc,

@@ -6,10 +6,10 @@
 //! They are benchmark baselines, not a general copy: one dispatch over one bound window of an
 //! f32 tensor whose length is a multiple of 4.
 
-use crate::error::{invalid, Error, Result};
+use crate::error::{Error, Result, invalid};
 use crate::noise::check_len;
 use crate::runtime::batch::Batch;
-use crate::runtime::context::{check_dtype, wrong_context, Backend, Context};
+use crate::runtime::context::{Backend, Context, check_dtype, wrong_context};
 use crate::runtime::elementwise::window_binding;
 use crate::runtime::gpu::PipelineKey;
 use crate::runtime::shaders::{Family, Precision};
@@ -53,7 +53,11 @@ impl CopyVariant {
     pub fn benchmarked() -> Vec<CopyVariant> {
         let mut out = vec![CopyVariant::Vec4];
         for vpt in [4, 8] {
-            out.extend([CopyVariant::Contiguous { vpt }, CopyVariant::Strided { vpt }, CopyVariant::Grid { vpt }]);
+            out.extend([
+                CopyVariant::Contiguous { vpt },
+                CopyVariant::Strided { vpt },
+                CopyVariant::Grid { vpt },
+            ]);
         }
         out
     }
@@ -72,7 +76,9 @@ impl CopyVariant {
     pub fn vpt(&self) -> u32 {
         match *self {
             CopyVariant::Vec4 => 1,
-            CopyVariant::Contiguous { vpt } | CopyVariant::Strided { vpt } | CopyVariant::Grid { vpt } => vpt,
+            CopyVariant::Contiguous { vpt }
+            | CopyVariant::Strided { vpt }
+            | CopyVariant::Grid { vpt } => vpt,
         }
     }
 
@@ -124,13 +130,19 @@ impl Context {
         check_dtype("dst", DType::F32, dst.dtype)?;
         check_len("dst", src.len, dst.len)?;
         if !src.len.is_multiple_of(4) {
-            return Err(invalid("len", src.len, "copy kernels copy whole vec4s: a multiple of 4 f32 elements"));
+            return Err(invalid(
+                "len",
+                src.len,
+                "copy kernels copy whole vec4s: a multiple of 4 f32 elements",
+            ));
         }
         if !(1..=MAX_VPT).contains(&variant.vpt()) {
             return Err(invalid("vpt", variant.vpt(), "must be in 1..=64"));
         }
         if src.overlaps(dst) {
-            return Err(Error::Aliasing { what: "copy_kernel src/dst" });
+            return Err(Error::Aliasing {
+                what: "copy_kernel src/dst",
+            });
         }
         if src.len == 0 {
             return Ok(());
@@ -143,7 +155,11 @@ impl Context {
             (Backend::Gpu(g), Storage::Gpu { .. }, Storage::Gpu { .. }) => {
                 let wins = windows(src.len, 4, 4, g.max_window)?;
                 let [w] = wins.as_slice() else {
-                    return Err(invalid("len", src.len, "copy kernels bind one window: at most max_window_bytes"));
+                    return Err(invalid(
+                        "len",
+                        src.len,
+                        "copy kernels bind one window: at most max_window_bytes",
+                    ));
                 };
                 let pipeline = g.pipeline(PipelineKey {
                     family: Family::Copy,
@@ -154,7 +170,10 @@ impl Context {
                 let n4 = w.len / 4;
                 let bytes = w.len * 4;
                 let mut batch = Batch::new(g, "copy_kernel")?;
-                let uniform = batch.uniform(&CopyParams { n: n4 as u32, ..Default::default() });
+                let uniform = batch.uniform(&CopyParams {
+                    n: n4 as u32,
+                    ..Default::default()
+                });
                 let bindings = [
                     uniform.as_entire_binding(),
                     window_binding(src, w, bytes, "src")?,
@@ -174,7 +193,10 @@ mod tests {
 
     #[test]
     fn names_and_entries() {
-        let names: Vec<String> = CopyVariant::benchmarked().iter().map(|v| v.name()).collect();
+        let names: Vec<String> = CopyVariant::benchmarked()
+            .iter()
+            .map(|v| v.name())
+            .collect();
         assert_eq!(names[0], "copy_vec4");
         assert!(names.contains(&"copy_vec4_strided_v8".to_string()));
         for v in CopyVariant::benchmarked() {
@@ -188,12 +210,56 @@ mod tests {
         let data: Vec<f32> = (0..16).map(|i| i as f32).collect();
         let src = ctx.upload(&data).unwrap();
         let dst = ctx.empty(16, DType::F32).unwrap();
-        ctx.copy_kernel(CopyVariant::Grid { vpt: 4 }, &src, &dst).unwrap();
+        ctx.copy_kernel(CopyVariant::Grid { vpt: 4 }, &src, &dst)
+            .unwrap();
         assert_eq!(ctx.read_f32(&dst).unwrap(), data);
         let odd = ctx.empty(6, DType::F32).unwrap();
         let odd2 = ctx.empty(6, DType::F32).unwrap();
         assert!(ctx.copy_kernel(CopyVariant::Vec4, &odd, &odd2).is_err());
         assert!(ctx.copy_kernel(CopyVariant::Vec4, &src, &src).is_err());
-        assert!(ctx.copy_kernel(CopyVariant::Strided { vpt: 0 }, &src, &dst).is_err());
+        assert!(
+            ctx.copy_kernel(CopyVariant::Strided { vpt: 0 }, &src, &dst)
+                .is_err()
+        );
+    }
+
+    /// Every variant copies exactly on every adapter found (none: nothing to check), with a
+    /// length that is not a multiple of any tile; more than one window is an error.
+    #[test]
+    fn device_copies_are_exact() {
+        let n = 4 * 3001;
+        let data: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 7.0).collect();
+        let mut variants = CopyVariant::benchmarked();
+        variants.extend([
+            CopyVariant::Contiguous { vpt: 3 },
+            CopyVariant::Grid { vpt: 1 },
+            CopyVariant::Strided { vpt: 16 },
+        ]);
+        for ctx in Context::all_adapters(crate::BackendChoice::Auto, Some(4096)) {
+            let ctx = ctx.unwrap();
+            let src = ctx.upload(&data).unwrap();
+            let dst = ctx.empty(n as u64, DType::F32).unwrap();
+            assert!(
+                ctx.copy_kernel(CopyVariant::Vec4, &src, &dst).is_err(),
+                "{}: more than one window",
+                ctx.describe()
+            );
+            let small = ctx.upload(&data[..1000]).unwrap();
+            let small_dst = ctx.empty(1000, DType::F32).unwrap();
+            for v in &variants {
+                ctx.write(&small_dst, &vec![f32::NAN; 1000]).unwrap();
+                ctx.copy_kernel(*v, &small, &small_dst).unwrap();
+                assert_eq!(
+                    ctx.read_f32(&small_dst).unwrap(),
+                    &data[..1000],
+                    "{} {}",
+                    ctx.describe(),
+                    v
+                );
+            }
+            let f16 = ctx.empty(1000, DType::F16).unwrap();
+            assert!(ctx.copy_kernel(CopyVariant::Vec4, &small, &f16).is_err());
+            assert!(ctx.copy_kernel(CopyVariant::Vec4, &small, &small).is_err());
+        }
     }
 }

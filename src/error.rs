@@ -37,7 +37,9 @@ pub enum Error {
         why: &'static str,
     },
     /// A buffer is too small for the tensor it is supposed to hold.
-    #[error("buffer too small for {what}: needs {needed} bytes from offset {offset}, buffer has {size}")]
+    #[error(
+        "buffer too small for {what}: needs {needed} bytes from offset {offset}, buffer has {size}"
+    )]
     BufferTooSmall {
         /// Which argument.
         what: &'static str,
@@ -129,6 +131,14 @@ pub enum Error {
 /// Result alias of the library.
 pub type Result<T> = std::result::Result<T, Error>;
 
-pub(crate) fn invalid(name: &'static str, value: impl std::fmt::Display, why: &'static str) -> Error {
-    Error::InvalidArgument { name, value: value.to_string(), why }
+pub(crate) fn invalid(
+    name: &'static str,
+    value: impl std::fmt::Display,
+    why: &'static str,
+) -> Error {
+    Error::InvalidArgument {
+        name,
+        value: value.to_string(),
+        why,
+    }
 }

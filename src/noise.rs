@@ -2,7 +2,7 @@
 //! quantized value, in one fused pass over the weights. Shader: `shaders/noise.wgsl`;
 //! reference: [`crate::cpu::noise`].
 
-use crate::error::{invalid, Error, Result};
+use crate::error::{Error, Result, invalid};
 use crate::observer::{Observer, QParams};
 use crate::shape::WeightShape;
 
@@ -63,12 +63,22 @@ pub struct NoiseSpec {
 impl NoiseSpec {
     /// A single proxy (zeroing) noise with fairseq's rescaling.
     pub fn proxy(block_size: u32, p: f64) -> Self {
-        Self { block_size, stages: vec![Noise::Proxy { p, rescale: true }] }
+        Self {
+            block_size,
+            stages: vec![Noise::Proxy { p, rescale: true }],
+        }
     }
 
     /// A single intN noise with the given observer.
     pub fn int_n(block_size: u32, p: f64, bits: u8, observer: Observer) -> Self {
-        Self { block_size, stages: vec![Noise::IntN { p, bits, scheme: QuantScheme::Observe(observer) }] }
+        Self {
+            block_size,
+            stages: vec![Noise::IntN {
+                p,
+                bits,
+                scheme: QuantScheme::Observe(observer),
+            }],
+        }
     }
 
     /// Appends a stage.
@@ -79,14 +89,26 @@ impl NoiseSpec {
 
     /// Whether every intN stage has given quantization parameters.
     pub fn is_resolved(&self) -> bool {
-        self.stages.iter().all(|s| !matches!(s, Noise::IntN { scheme: QuantScheme::Observe(_), .. }))
+        self.stages.iter().all(|s| {
+            !matches!(
+                s,
+                Noise::IntN {
+                    scheme: QuantScheme::Observe(_),
+                    ..
+                }
+            )
+        })
     }
 
     /// Checks the spec against a shape; returns the number of blocks.
     pub fn validate(&self, shape: &WeightShape) -> Result<u64> {
         let blocks = shape.blocks(self.block_size)?;
         if self.stages.len() > MAX_STAGES {
-            return Err(invalid("stages", self.stages.len(), "at most 4 noise stages"));
+            return Err(invalid(
+                "stages",
+                self.stages.len(),
+                "at most 4 noise stages",
+            ));
         }
         for stage in &self.stages {
             let p = stage.p();
@@ -141,20 +163,24 @@ pub(crate) fn check_len(what: &'static str, expected: u64, got: u64) -> Result<(
     if expected == got {
         Ok(())
     } else {
-        Err(Error::ShapeMismatch { what, expected, got })
+        Err(Error::ShapeMismatch {
+            what,
+            expected,
+            got,
+        })
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Host side: uniform layout shared with shaders/noise_chain.wgsl, and the op.
 
-use crate::philox::{selection_threshold, NoiseSeed};
+use crate::philox::{NoiseSeed, selection_threshold};
 use crate::runtime::batch::Batch;
-use crate::runtime::context::{check_dtype, Backend, Context};
-use crate::runtime::elementwise::{window_binding, Elementwise, WG};
+use crate::runtime::context::{Backend, Context, check_dtype};
+use crate::runtime::elementwise::{Elementwise, WG, window_binding};
 use crate::runtime::shaders::{Family, Precision};
 use crate::runtime::window::windows;
-use crate::tensor::{bytes_to_f64, f64_to_bytes, DType, Storage, Tensor};
+use crate::tensor::{DType, Storage, Tensor, bytes_to_f64, f64_to_bytes};
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -189,13 +215,22 @@ pub(crate) struct ChainParams {
 impl ChainParams {
     /// The uniform of one window of `len` elements (or mask words) from `start`, STE `mode`.
     pub(crate) fn window(&self, start: u64, len: u64, mode: u32) -> Self {
-        Self { n: len as u32, offset: start as u32, mode, ..*self }
+        Self {
+            n: len as u32,
+            offset: start as u32,
+            mode,
+            ..*self
+        }
     }
 }
 
 /// The uniform of a resolved chain (window fields left 0) and its quantization table
 /// `(scale, 1/scale, zero-point, 0)` per entry.
-pub(crate) fn chain_params(shape: &WeightShape, spec: &NoiseSpec, seed: NoiseSeed) -> (ChainParams, Vec<[f32; 4]>) {
+pub(crate) fn chain_params(
+    shape: &WeightShape,
+    spec: &NoiseSpec,
+    seed: NoiseSeed,
+) -> (ChainParams, Vec<[f32; 4]>) {
     let blocks = shape.numel() / spec.block_size as u64;
     let mut table = Vec::new();
     let mut params = ChainParams {
@@ -211,7 +246,11 @@ pub(crate) fn chain_params(shape: &WeightShape, spec: &NoiseSpec, seed: NoiseSee
     for (st, stage) in params.stages.iter_mut().zip(&spec.stages) {
         let p = stage.p();
         st.threshold = selection_threshold(p);
-        st.ste_scale = if p < 1.0 { (1.0 / (1.0 - p)) as f32 } else { 0.0 };
+        st.ste_scale = if p < 1.0 {
+            (1.0 / (1.0 - p)) as f32
+        } else {
+            0.0
+        };
         st.keep_scale = 1.0;
         st.qp_base = table.len() as u32;
         match stage {
@@ -226,7 +265,12 @@ pub(crate) fn chain_params(shape: &WeightShape, spec: &NoiseSpec, seed: NoiseSee
                 st.kind = 1;
                 st.qmax = ((1u32 << bits) - 1) as f32;
                 st.per_channel = q.is_per_channel() as u32;
-                table.extend(q.scale.iter().zip(&q.zero_point).map(|(&s, &z)| [s, 1.0 / s, z as f32, 0.0]));
+                table.extend(
+                    q.scale
+                        .iter()
+                        .zip(&q.zero_point)
+                        .map(|(&s, &z)| [s, 1.0 / s, z as f32, 0.0]),
+                );
             }
         }
     }
@@ -240,7 +284,11 @@ pub(crate) fn precision_of(t: &Tensor, what: &'static str) -> Result<Precision> 
     match t.dtype {
         DType::F32 => Ok(Precision::F32),
         DType::F16 => Ok(Precision::F16),
-        DType::U32 => Err(Error::DTypeMismatch { what, expected: DType::F32, got: DType::U32 }),
+        DType::U32 => Err(Error::DTypeMismatch {
+            what,
+            expected: DType::F32,
+            got: DType::U32,
+        }),
     }
 }
 
@@ -256,7 +304,9 @@ pub(crate) fn host_values(t: &Tensor, what: &'static str) -> Result<Vec<f64>> {
 pub(crate) fn store_host(t: &Tensor, values: &[f64], what: &'static str) -> Result<()> {
     match &t.storage {
         Storage::Cpu(v) => {
-            v.lock().unwrap().copy_from_slice(&f64_to_bytes(values, t.dtype));
+            v.lock()
+                .unwrap()
+                .copy_from_slice(&f64_to_bytes(values, t.dtype));
             Ok(())
         }
         Storage::Gpu { .. } => Err(crate::runtime::context::wrong_context(what)),
@@ -266,11 +316,23 @@ pub(crate) fn store_host(t: &Tensor, values: &[f64], what: &'static str) -> Resu
 impl Context {
     /// Replaces every [`QuantScheme::Observe`] stage by the parameters its observer computes
     /// on `weight`.
-    pub fn resolve(&self, weight: &Tensor, shape: &WeightShape, spec: &NoiseSpec) -> Result<NoiseSpec> {
+    pub fn resolve(
+        &self,
+        weight: &Tensor,
+        shape: &WeightShape,
+        spec: &NoiseSpec,
+    ) -> Result<NoiseSpec> {
         let mut out = spec.clone();
         for stage in &mut out.stages {
-            if let Noise::IntN { bits, scheme: scheme @ QuantScheme::Observe(_), .. } = stage {
-                let QuantScheme::Observe(observer) = *scheme else { unreachable!() };
+            if let Noise::IntN {
+                bits,
+                scheme: scheme @ QuantScheme::Observe(_),
+                ..
+            } = stage
+            {
+                let QuantScheme::Observe(observer) = *scheme else {
+                    unreachable!()
+                };
                 *scheme = QuantScheme::Given(self.observe(weight, shape, observer, *bits)?);
             }
         }
@@ -301,7 +363,9 @@ impl Context {
         let precision = precision_of(weight, "weight")?;
         check_dtype("out", weight.dtype, out.dtype)?;
         if weight.overlaps(out) {
-            return Err(Error::Aliasing { what: "noise_forward weight/out" });
+            return Err(Error::Aliasing {
+                what: "noise_forward weight/out",
+            });
         }
         if let Some(m) = mask {
             check_dtype("mask", DType::U32, m.dtype)?;
@@ -314,18 +378,37 @@ impl Context {
         match &self.backend {
             Backend::Cpu => {
                 let w = host_values(weight, "weight")?;
-                store_host(out, &crate::cpu::noise::noise_forward(&w, &shape, &resolved, seed), "out")?;
+                store_host(
+                    out,
+                    &crate::cpu::noise::noise_forward(&w, &shape, &resolved, seed),
+                    "out",
+                )?;
                 if let Some(m) = mask {
                     let words = crate::cpu::noise::noise_mask(&shape, &resolved, seed);
-                    store_host(m, &words.iter().map(|&x| x as f64).collect::<Vec<_>>(), "mask")?;
+                    store_host(
+                        m,
+                        &words.iter().map(|&x| x as f64).collect::<Vec<_>>(),
+                        "mask",
+                    )?;
                 }
             }
             Backend::Gpu(g) => {
                 let (base, table) = chain_params(&shape, &resolved, seed);
                 let mut batch = Batch::new(g, "noise_forward")?;
                 let qp = batch.storage_init(bytemuck::cast_slice(&table));
-                let kernel = Elementwise { family: Family::Noise, precision, vec4_entry: "noise_vec4", tail_entry: "noise_tail" };
-                kernel.record(g, &mut batch, &[(weight, "weight"), (out, "out")], &[qp.as_entire_binding()], |w| base.window(w.start, w.len, 0))?;
+                let kernel = Elementwise {
+                    family: Family::Noise,
+                    precision,
+                    vec4_entry: "noise_vec4",
+                    tail_entry: "noise_tail",
+                };
+                kernel.record(
+                    g,
+                    &mut batch,
+                    &[(weight, "weight"), (out, "out")],
+                    &[qp.as_entire_binding()],
+                    |w| base.window(w.start, w.len, 0),
+                )?;
                 if let Some(m) = mask {
                     let pipeline = g.pipeline(crate::runtime::gpu::PipelineKey {
                         family: Family::Noise,
@@ -335,7 +418,10 @@ impl Context {
                     })?;
                     for w in windows(m.len, 4, 1, g.max_window)? {
                         let uniform = batch.uniform(&base.window(w.start, w.len, 0));
-                        let bindings = [(0, uniform.as_entire_binding()), (2, window_binding(m, &w, w.len * 4, "mask")?)];
+                        let bindings = [
+                            (0, uniform.as_entire_binding()),
+                            (2, window_binding(m, &w, w.len * 4, "mask")?),
+                        ];
                         batch.dispatch_at(&pipeline, &bindings, w.len.div_ceil(WG as u64))?;
                     }
                 }

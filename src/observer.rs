@@ -5,7 +5,7 @@
 //! with `qmax = 2^bits − 1`, a range `[lo, hi]` is first widened to contain 0, then
 //! `s = (hi − lo) / qmax` (at least `f32::EPSILON`) and `z = clamp(round(−lo / s), 0, qmax)`.
 
-use crate::error::{invalid, Result};
+use crate::error::{Result, invalid};
 
 /// Bins of the [`Observer::Histogram`] histogram.
 pub const HISTOGRAM_BINS: usize = 2048;
@@ -34,7 +34,10 @@ pub struct QParams {
 impl QParams {
     /// Per-tensor parameters.
     pub fn per_tensor(scale: f32, zero_point: i32) -> Self {
-        Self { scale: vec![scale], zero_point: vec![zero_point] }
+        Self {
+            scale: vec![scale],
+            zero_point: vec![zero_point],
+        }
     }
 
     /// Whether there is one entry per row.
@@ -47,10 +50,18 @@ impl QParams {
         crate::noise::check_bits(bits)?;
         let n = self.scale.len() as u64;
         if n != 1 && n != rows {
-            return Err(invalid("scale.len()", n, "must be 1 (per tensor) or rows (per channel)"));
+            return Err(invalid(
+                "scale.len()",
+                n,
+                "must be 1 (per tensor) or rows (per channel)",
+            ));
         }
         if self.zero_point.len() != self.scale.len() {
-            return Err(invalid("zero_point.len()", self.zero_point.len(), "must equal scale.len()"));
+            return Err(invalid(
+                "zero_point.len()",
+                self.zero_point.len(),
+                "must equal scale.len()",
+            ));
         }
         let qmax = (1i32 << bits) - 1;
         if let Some(s) = self.scale.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
@@ -104,7 +115,11 @@ pub fn histogram_search(counts: &[u64], min: f32, max: f32, bits: u8) -> (f32, i
     }
     let centre = |k: usize| min + (k as f64 + 0.5) * width;
     let cost = |first: usize, last: usize| -> f64 {
-        let (s, z) = affine_params(min + first as f64 * width, min + (last + 1) as f64 * width, bits);
+        let (s, z) = affine_params(
+            min + first as f64 * width,
+            min + (last + 1) as f64 * width,
+            bits,
+        );
         let (s, z) = (s as f64, z as f64);
         let qmax = ((1u32 << bits) - 1) as f64;
         counts
@@ -133,7 +148,11 @@ pub fn histogram_search(counts: &[u64], min: f32, max: f32, bits: u8) -> (f32, i
             best = (c, first, last);
         }
     }
-    affine_params(min + best.1 as f64 * width, min + (best.2 + 1) as f64 * width, bits)
+    affine_params(
+        min + best.1 as f64 * width,
+        min + (best.2 + 1) as f64 * width,
+        bits,
+    )
 }
 
 #[cfg(test)]
@@ -207,7 +226,10 @@ struct Range {
 
 fn finite(r: &Range) -> Result<()> {
     if r.bad > 0 {
-        return Err(Error::NonFinite { what: "weight", count: r.bad as u64 });
+        return Err(Error::NonFinite {
+            what: "weight",
+            count: r.bad as u64,
+        });
     }
     Ok(())
 }
@@ -216,14 +238,25 @@ impl Context {
     /// Quantization parameters of `weight` for `bits` bits, computed on the device by
     /// `observer` (the histogram's range search runs on the host over the 2048 device-computed
     /// bins). Non-finite weights are an error.
-    pub fn observe(&self, weight: &Tensor, shape: &WeightShape, observer: Observer, bits: u8) -> Result<QParams> {
+    pub fn observe(
+        &self,
+        weight: &Tensor,
+        shape: &WeightShape,
+        observer: Observer,
+        bits: u8,
+    ) -> Result<QParams> {
         crate::noise::check_bits(bits)?;
         self.check_owned(weight, "weight")?;
         check_len("weight", shape.numel(), weight.len)?;
         let precision = precision_of(weight, "weight")?;
         shape.blocks(1)?;
         match &self.backend {
-            Backend::Cpu => crate::cpu::observer::observe(&host_values(weight, "weight")?, shape, observer, bits),
+            Backend::Cpu => crate::cpu::observer::observe(
+                &host_values(weight, "weight")?,
+                shape,
+                observer,
+                bits,
+            ),
             Backend::Gpu(g) => {
                 g.require(precision)?;
                 let key = |entry| PipelineKey {
@@ -241,7 +274,10 @@ impl Context {
     }
 }
 
-fn scalar_window<'t>(t: &'t Tensor, w: &crate::runtime::window::Window) -> Result<wgpu::BindingResource<'t>> {
+fn scalar_window<'t>(
+    t: &'t Tensor,
+    w: &crate::runtime::window::Window,
+) -> Result<wgpu::BindingResource<'t>> {
     window_binding(t, w, (w.len * t.dtype.size()).next_multiple_of(4), "weight")
 }
 
@@ -261,19 +297,50 @@ fn observe_tensor(
     let partial = g.pipeline(key("minmax_partial"))?;
     let mut out_base = 0;
     for w in &wins {
-        let u = batch.uniform(&ObserverParams { n: w.len as u32, out_base: out_base as u32, ..Default::default() });
+        let u = batch.uniform(&ObserverParams {
+            n: w.len as u32,
+            out_base: out_base as u32,
+            ..Default::default()
+        });
         let groups = w.len.div_ceil(tile);
-        batch.dispatch(&partial, &[u.as_entire_binding(), scalar_window(weight, w)?, parts.as_entire_binding()], groups)?;
+        batch.dispatch(
+            &partial,
+            &[
+                u.as_entire_binding(),
+                scalar_window(weight, w)?,
+                parts.as_entire_binding(),
+            ],
+            groups,
+        )?;
         out_base += groups;
     }
-    let u = batch.uniform(&ObserverParams { n_parts: n_parts as u32, ..Default::default() });
-    batch.dispatch(&g.pipeline(key("minmax_reduce"))?, &[u.as_entire_binding(), parts.as_entire_binding(), total.as_entire_binding()], 1)?;
+    let u = batch.uniform(&ObserverParams {
+        n_parts: n_parts as u32,
+        ..Default::default()
+    });
+    batch.dispatch(
+        &g.pipeline(key("minmax_reduce"))?,
+        &[
+            u.as_entire_binding(),
+            parts.as_entire_binding(),
+            total.as_entire_binding(),
+        ],
+        1,
+    )?;
     let hist = if observer == Observer::Histogram {
         let hist = batch.scratch(HISTOGRAM_BINS as u64 * 4);
         let pipeline = g.pipeline(key("histogram"))?;
         for w in &wins {
-            let u = batch.uniform(&ObserverParams { n: w.len as u32, ..Default::default() });
-            let bindings = [u.as_entire_binding(), scalar_window(weight, w)?, total.as_entire_binding(), hist.as_entire_binding()];
+            let u = batch.uniform(&ObserverParams {
+                n: w.len as u32,
+                ..Default::default()
+            });
+            let bindings = [
+                u.as_entire_binding(),
+                scalar_window(weight, w)?,
+                total.as_entire_binding(),
+                hist.as_entire_binding(),
+            ];
             batch.dispatch(&pipeline, &bindings, w.len.div_ceil(tile))?;
         }
         Some(batch.read(&hist, 0, HISTOGRAM_BINS as u64 * 4))
@@ -287,7 +354,11 @@ fn observe_tensor(
     let (s, z) = match hist {
         None => affine_params(range.lo as f64, range.hi as f64, bits),
         Some(h) => {
-            let counts: Vec<u64> = bytemuck::pod_collect_to_vec::<u8, u32>(&Batch::take(&mut out, h)).iter().map(|&c| c as u64).collect();
+            let counts: Vec<u64> =
+                bytemuck::pod_collect_to_vec::<u8, u32>(&Batch::take(&mut out, h))
+                    .iter()
+                    .map(|&c| c as u64)
+                    .collect();
             histogram_search(&counts, range.lo, range.hi, bits)
         }
     };
@@ -304,7 +375,10 @@ fn observe_rows(
     let cols = shape.cols();
     let wins = windows(weight.len, weight.dtype.size(), 1, g.max_window)?;
     // Rows touched by each window: a row cut by a window edge yields one piece per window.
-    let spans: Vec<(u64, u64)> = wins.iter().map(|w| (w.start / cols, (w.start + w.len - 1) / cols + 1)).collect();
+    let spans: Vec<(u64, u64)> = wins
+        .iter()
+        .map(|w| (w.start / cols, (w.start + w.len - 1) / cols + 1))
+        .collect();
     let pieces: u64 = spans.iter().map(|(a, b)| b - a).sum();
     let mut batch = Batch::new(g, "observe per channel")?;
     let ranges = batch.scratch(pieces * 16);
@@ -318,22 +392,49 @@ fn observe_rows(
             lead: (w.start - first * cols) as u32,
             ..Default::default()
         });
-        batch.dispatch(&pipeline, &[u.as_entire_binding(), scalar_window(weight, w)?, ranges.as_entire_binding()], end - first)?;
+        batch.dispatch(
+            &pipeline,
+            &[
+                u.as_entire_binding(),
+                scalar_window(weight, w)?,
+                ranges.as_entire_binding(),
+            ],
+            end - first,
+        )?;
         out_base += end - first;
     }
     let r = batch.read(&ranges, 0, pieces * 16);
     let mut out = batch.finish()?;
     let pieces: Vec<Range> = bytemuck::pod_collect_to_vec(&Batch::take(&mut out, r));
-    let mut rows = vec![Range { lo: f32::INFINITY, hi: f32::NEG_INFINITY, bad: 0, _pad: 0 }; shape.rows() as usize];
+    let mut rows = vec![
+        Range {
+            lo: f32::INFINITY,
+            hi: f32::NEG_INFINITY,
+            bad: 0,
+            _pad: 0
+        };
+        shape.rows() as usize
+    ];
     let owners = spans.iter().flat_map(|&(a, b)| a..b);
     for (piece, row) in pieces.iter().zip(owners) {
         let r = &mut rows[row as usize];
-        *r = Range { lo: r.lo.min(piece.lo), hi: r.hi.max(piece.hi), bad: r.bad + piece.bad, _pad: 0 };
+        *r = Range {
+            lo: r.lo.min(piece.lo),
+            hi: r.hi.max(piece.hi),
+            bad: r.bad + piece.bad,
+            _pad: 0,
+        };
     }
     let bad: u64 = rows.iter().map(|r| r.bad as u64).sum();
     if bad > 0 {
-        return Err(Error::NonFinite { what: "weight", count: bad });
+        return Err(Error::NonFinite {
+            what: "weight",
+            count: bad,
+        });
     }
-    let (scale, zero_point) = rows.iter().map(|r| affine_params(r.lo as f64, r.hi as f64, bits)).unzip();
+    let (scale, zero_point) = rows
+        .iter()
+        .map(|r| affine_params(r.lo as f64, r.hi as f64, bits))
+        .unzip();
     Ok(QParams { scale, zero_point })
 }

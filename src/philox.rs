@@ -74,12 +74,16 @@ impl crate::Context {
     /// implementation on a device): for checking that a backend draws the same bits as
     /// [`philox4x32_10`].
     pub fn philox(&self, counters: &[[u32; 4]], keys: &[[u32; 2]]) -> crate::Result<Vec<[u32; 4]>> {
-        use crate::runtime::batch::{sized, Batch};
+        use crate::runtime::batch::{Batch, sized};
         use crate::runtime::gpu::PipelineKey;
         use crate::runtime::shaders::{Family, Precision};
         crate::noise::check_len("keys", counters.len() as u64, keys.len() as u64)?;
         let Some(g) = self.gpu() else {
-            return Ok(counters.iter().zip(keys).map(|(c, k)| philox4x32_10(*c, *k)).collect());
+            return Ok(counters
+                .iter()
+                .zip(keys)
+                .map(|(c, k)| philox4x32_10(*c, *k))
+                .collect());
         };
         if counters.is_empty() {
             return Ok(Vec::new());
@@ -95,7 +99,11 @@ impl crate::Context {
         let c = batch.storage_init(bytemuck::cast_slice(counters));
         let k = batch.storage_init(bytemuck::cast_slice(keys));
         let out = batch.scratch(n * 16);
-        batch.dispatch(&pipeline, &[sized(&c, n * 16), sized(&k, n * 8), sized(&out, n * 16)], n.div_ceil(64))?;
+        batch.dispatch(
+            &pipeline,
+            &[sized(&c, n * 16), sized(&k, n * 8), sized(&out, n * 16)],
+            n.div_ceil(64),
+        )?;
         let r = batch.read(&out, 0, n * 16);
         let mut bytes = batch.finish()?;
         Ok(bytemuck::pod_collect_to_vec(&Batch::take(&mut bytes, r)))

@@ -67,7 +67,12 @@ impl WeightShape {
             WeightShape::Matrix { cols, .. } => cols,
             WeightShape::Linear { in_features, .. } => in_features,
             WeightShape::Embedding { dim, .. } => dim,
-            WeightShape::Conv2d { in_channels, kh, kw, .. } => in_channels * kh * kw,
+            WeightShape::Conv2d {
+                in_channels,
+                kh,
+                kw,
+                ..
+            } => in_channels * kh * kw,
         }
     }
 
@@ -83,10 +88,17 @@ impl WeightShape {
             return Err(crate::error::invalid("block_size", 0, "must be at least 1"));
         }
         if self.rows() == 0 || self.cols() == 0 {
-            return Err(crate::error::invalid("shape", format!("{self:?}"), "must not be empty"));
+            return Err(crate::error::invalid(
+                "shape",
+                format!("{self:?}"),
+                "must not be empty",
+            ));
         }
-        if self.cols() % block_size as u64 != 0 {
-            return Err(Error::BlockSizeMismatch { cols: self.cols(), block_size: block_size as u64 });
+        if !self.cols().is_multiple_of(block_size as u64) {
+            return Err(Error::BlockSizeMismatch {
+                cols: self.cols(),
+                block_size: block_size as u64,
+            });
         }
         Ok(self.numel() / block_size as u64)
     }

@@ -2,10 +2,12 @@
 //! mask from `(seed, step)`. Shader: `shaders/ste.wgsl`; reference: [`crate::cpu::ste`].
 
 use crate::error::{Error, Result};
-use crate::noise::{chain_params, check_len, host_values, precision_of, store_host, NoiseSpec, SteMode};
+use crate::noise::{
+    NoiseSpec, SteMode, chain_params, check_len, host_values, precision_of, store_host,
+};
 use crate::philox::NoiseSeed;
 use crate::runtime::batch::Batch;
-use crate::runtime::context::{check_dtype, Backend, Context};
+use crate::runtime::context::{Backend, Context, check_dtype};
 use crate::runtime::elementwise::Elementwise;
 use crate::runtime::shaders::Family;
 use crate::shape::WeightShape;
@@ -37,14 +39,20 @@ impl Context {
         mode: SteMode,
     ) -> Result<()> {
         spec.validate(&shape)?;
-        for (t, what) in [(grad_noisy, "grad_noisy"), (weight, "weight"), (grad_weight, "grad_weight")] {
+        for (t, what) in [
+            (grad_noisy, "grad_noisy"),
+            (weight, "weight"),
+            (grad_weight, "grad_weight"),
+        ] {
             self.check_owned(t, what)?;
             check_len(what, shape.numel(), t.len)?;
             check_dtype(what, grad_noisy.dtype, t.dtype)?;
         }
         let precision = precision_of(grad_noisy, "grad_noisy")?;
         if grad_weight.overlaps(grad_noisy) || grad_weight.overlaps(weight) {
-            return Err(Error::Aliasing { what: "ste_backward inputs/grad_weight" });
+            return Err(Error::Aliasing {
+                what: "ste_backward inputs/grad_weight",
+            });
         }
         if let Backend::Gpu(g) = &self.backend {
             g.require(precision)?;
@@ -61,11 +69,20 @@ impl Context {
                 let (base, table) = chain_params(&shape, &resolved, seed);
                 let mut batch = Batch::new(g, "ste_backward")?;
                 let qp = batch.storage_init(bytemuck::cast_slice(&table));
-                let kernel = Elementwise { family: Family::Ste, precision, vec4_entry: "ste_vec4", tail_entry: "ste_tail" };
+                let kernel = Elementwise {
+                    family: Family::Ste,
+                    precision,
+                    vec4_entry: "ste_vec4",
+                    tail_entry: "ste_tail",
+                };
                 kernel.record(
                     g,
                     &mut batch,
-                    &[(grad_noisy, "grad_noisy"), (weight, "weight"), (grad_weight, "grad_weight")],
+                    &[
+                        (grad_noisy, "grad_noisy"),
+                        (weight, "weight"),
+                        (grad_weight, "grad_weight"),
+                    ],
                     &[qp.as_entire_binding()],
                     |w| base.window(w.start, w.len, mode.code()),
                 )?;

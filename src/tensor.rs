@@ -29,7 +29,11 @@ impl DType {
 #[derive(Clone, Debug)]
 pub(crate) enum Storage {
     /// `device` is the id of the [`crate::Context`] device that created or adopted it.
-    Gpu { buffer: wgpu::Buffer, offset: u64, device: u64 },
+    Gpu {
+        buffer: wgpu::Buffer,
+        offset: u64,
+        device: u64,
+    },
     Cpu(Arc<Mutex<Vec<u8>>>),
 }
 
@@ -77,9 +81,18 @@ impl Tensor {
     /// Whether two tensors share memory.
     pub(crate) fn overlaps(&self, other: &Tensor) -> bool {
         match (&self.storage, &other.storage) {
-            (Storage::Gpu { buffer: a, offset: oa, .. }, Storage::Gpu { buffer: b, offset: ob, .. }) => {
-                a == b && *oa < ob + other.size_bytes() && *ob < oa + self.size_bytes()
-            }
+            (
+                Storage::Gpu {
+                    buffer: a,
+                    offset: oa,
+                    ..
+                },
+                Storage::Gpu {
+                    buffer: b,
+                    offset: ob,
+                    ..
+                },
+            ) => a == b && *oa < ob + other.size_bytes() && *ob < oa + self.size_bytes(),
             (Storage::Cpu(a), Storage::Cpu(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
@@ -107,19 +120,36 @@ impl Element for u32 {
 /// Converts raw little-endian tensor bytes to f64 values.
 pub(crate) fn bytes_to_f64(bytes: &[u8], dtype: DType) -> Vec<f64> {
     match dtype {
-        DType::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(bytes).iter().map(|&x| x as f64).collect(),
-        DType::F16 => bytemuck::pod_collect_to_vec::<u8, f16>(bytes).iter().map(|x| x.to_f64()).collect(),
-        DType::U32 => bytemuck::pod_collect_to_vec::<u8, u32>(bytes).iter().map(|&x| x as f64).collect(),
+        DType::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(bytes)
+            .iter()
+            .map(|&x| x as f64)
+            .collect(),
+        DType::F16 => bytemuck::pod_collect_to_vec::<u8, f16>(bytes)
+            .iter()
+            .map(|x| x.to_f64())
+            .collect(),
+        DType::U32 => bytemuck::pod_collect_to_vec::<u8, u32>(bytes)
+            .iter()
+            .map(|&x| x as f64)
+            .collect(),
     }
 }
 
 /// Converts f64 values to tensor bytes of `dtype` (rounding to nearest).
 pub(crate) fn f64_to_bytes(values: &[f64], dtype: DType) -> Vec<u8> {
     match dtype {
-        DType::F32 => bytemuck::cast_slice(&values.iter().map(|&x| x as f32).collect::<Vec<_>>()).to_vec(),
-        DType::F16 => {
-            bytemuck::cast_slice(&values.iter().map(|&x| f16::from_f32(x as f32)).collect::<Vec<_>>()).to_vec()
+        DType::F32 => {
+            bytemuck::cast_slice(&values.iter().map(|&x| x as f32).collect::<Vec<_>>()).to_vec()
         }
-        DType::U32 => bytemuck::cast_slice(&values.iter().map(|&x| x as u32).collect::<Vec<_>>()).to_vec(),
+        DType::F16 => bytemuck::cast_slice(
+            &values
+                .iter()
+                .map(|&x| f16::from_f32(x as f32))
+                .collect::<Vec<_>>(),
+        )
+        .to_vec(),
+        DType::U32 => {
+            bytemuck::cast_slice(&values.iter().map(|&x| x as u32).collect::<Vec<_>>()).to_vec()
+        }
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use libtest_mimic::Failed;
-use quantnoise::{cpu, DType, Error, Observer, QParams, WeightShape};
+use quantnoise::{DType, Error, Observer, QParams, WeightShape, cpu};
 
 fn main() {
     run(
@@ -42,7 +42,9 @@ fn minmax(t: &Target) -> Result<(), Failed> {
             for bits in [1u8, 4, 8] {
                 let got = t.ctx.observe(&tensor, &shape, observer, bits)?;
                 let want = cpu::observer::observe(&w64, &shape, observer, bits)?;
-                ensure(got == want, || format!("{observer:?} {bits} bits {shape:?}: {got:?} vs {want:?}"))?;
+                ensure(got == want, || {
+                    format!("{observer:?} {bits} bits {shape:?}: {got:?} vs {want:?}")
+                })?;
                 got.validate(bits, shape.rows())?;
             }
         }
@@ -71,7 +73,11 @@ fn histogram(t: &Target) -> Result<(), Failed> {
             let want = cpu::observer::observe(&w64, &shape, Observer::Histogram, bits)?;
             got.validate(bits, 1)?;
             let (eg, ew) = (l2_error(&w, &got, bits), l2_error(&w, &want, bits));
-            ensure(eg <= ew * 1.02 + 1e-12, || format!("{bits} bits {shape:?}: device L2 {eg} vs reference {ew} ({got:?} / {want:?})"))?;
+            ensure(eg <= ew * 1.02 + 1e-12, || {
+                format!(
+                    "{bits} bits {shape:?}: device L2 {eg} vs reference {ew} ({got:?} / {want:?})"
+                )
+            })?;
         }
     }
     Ok(())
@@ -87,14 +93,18 @@ fn histogram_outliers(t: &Target) -> Result<(), Failed> {
     let hist = t.ctx.observe(&tensor, &shape, Observer::Histogram, 4)?;
     let minmax = t.ctx.observe(&tensor, &shape, Observer::MinMax, 4)?;
     let (eh, em) = (l2_error(&w, &hist, 4), l2_error(&w, &minmax, 4));
-    ensure(eh < em / 2.0, || format!("histogram L2 {eh} should beat min-max {em} with an outlier"))
+    ensure(eh < em / 2.0, || {
+        format!("histogram L2 {eh} should beat min-max {em} with an outlier")
+    })
 }
 
 fn f16_weights(t: &Target) -> Result<(), Failed> {
     let shape = WeightShape::matrix(17, 33);
     let w = Rng(5).weights(shape.numel(), 1.0);
     let tensor = upload_as(&t.ctx, &w, DType::F16);
-    let r = t.ctx.observe(&tensor, &shape, Observer::MinMaxPerChannel, 8);
+    let r = t
+        .ctx
+        .observe(&tensor, &shape, Observer::MinMaxPerChannel, 8);
     if !t.ctx.features().shader_f16 {
         return expect_err(&t.ctx, r, |e| matches!(e, Error::Unsupported { .. }));
     }
@@ -111,10 +121,25 @@ fn non_finite(t: &Target) -> Result<(), Failed> {
     w[260] = f32::NEG_INFINITY;
     w[499] = f32::INFINITY;
     let tensor = t.ctx.upload(&w)?;
-    for observer in [Observer::MinMax, Observer::MinMaxPerChannel, Observer::Histogram] {
+    for observer in [
+        Observer::MinMax,
+        Observer::MinMaxPerChannel,
+        Observer::Histogram,
+    ] {
         let r = t.ctx.observe(&tensor, &shape, observer, 8);
-        expect_err(&t.ctx, r, |e| matches!(e, Error::NonFinite { count: 3, .. }))?;
+        expect_err(&t.ctx, r, |e| {
+            matches!(e, Error::NonFinite { count: 3, .. })
+        })?;
     }
-    expect_err(&t.ctx, t.ctx.observe(&tensor, &shape, Observer::MinMax, 0), |e| matches!(e, Error::InvalidArgument { name: "bits", .. }))?;
-    expect_err(&t.ctx, t.ctx.observe(&tensor, &WeightShape::matrix(10, 49), Observer::MinMax, 8), |e| matches!(e, Error::ShapeMismatch { .. }))
+    expect_err(
+        &t.ctx,
+        t.ctx.observe(&tensor, &shape, Observer::MinMax, 0),
+        |e| matches!(e, Error::InvalidArgument { name: "bits", .. }),
+    )?;
+    expect_err(
+        &t.ctx,
+        t.ctx
+            .observe(&tensor, &WeightShape::matrix(10, 49), Observer::MinMax, 8),
+        |e| matches!(e, Error::ShapeMismatch { .. }),
+    )
 }

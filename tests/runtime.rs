@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use libtest_mimic::Failed;
 use quantnoise::{
-    cpu, BackendChoice, Context, ContextOptions, DType, Error, Noise, NoiseSeed, NoiseSpec, Observer, QuantScheme, SteMode,
-    WeightShape,
+    BackendChoice, Context, ContextOptions, DType, Error, Noise, NoiseSeed, NoiseSpec, Observer,
+    QuantScheme, SteMode, WeightShape, cpu,
 };
 
 fn main() {
@@ -17,23 +17,43 @@ fn main() {
             ("tensor_larger_than_one_binding", larger_than_binding),
             ("adopted_device_and_buffers", adopted_device),
             ("wrap_buffer_errors", wrap_errors),
-            ("validation_error_is_typed_and_recoverable", validation_error),
+            (
+                "validation_error_is_typed_and_recoverable",
+                validation_error,
+            ),
         ],
         false,
     )
 }
 
 fn assert_backend_parsing() {
-    assert_eq!("vulkan".parse::<BackendChoice>().unwrap(), BackendChoice::Vulkan);
+    assert_eq!(
+        "vulkan".parse::<BackendChoice>().unwrap(),
+        BackendChoice::Vulkan
+    );
     assert_eq!("GL".parse::<BackendChoice>().unwrap(), BackendChoice::Gl);
     assert_eq!("cpu".parse::<BackendChoice>().unwrap(), BackendChoice::Cpu);
-    assert!(matches!("cuda".parse::<BackendChoice>(), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(
+        "cuda".parse::<BackendChoice>(),
+        Err(Error::InvalidArgument { .. })
+    ));
     assert!(Context::with_backend(BackendChoice::Cpu).unwrap().is_cpu());
     #[cfg(target_os = "linux")]
     {
-        let strict = ContextOptions { backend: BackendChoice::Metal, cpu_fallback: false, ..Default::default() };
-        assert!(matches!(Context::with_options(strict), Err(Error::NoAdapter(_))));
-        let lenient = ContextOptions { backend: BackendChoice::Metal, cpu_fallback: true, ..Default::default() };
+        let strict = ContextOptions {
+            backend: BackendChoice::Metal,
+            cpu_fallback: false,
+            ..Default::default()
+        };
+        assert!(matches!(
+            Context::with_options(strict),
+            Err(Error::NoAdapter(_))
+        ));
+        let lenient = ContextOptions {
+            backend: BackendChoice::Metal,
+            cpu_fallback: true,
+            ..Default::default()
+        };
         assert!(Context::with_options(lenient).unwrap().is_cpu());
     }
 }
@@ -42,26 +62,49 @@ fn assert_backend_parsing() {
 /// lavapipe): noise forward, mask, STE backward and per-row observer against the reference.
 fn larger_than_binding(t: &Target) -> Result<(), Failed> {
     let ctx = &t.ctx;
-    let shape = WeightShape::Linear { out_features: 10240, in_features: 4096 };
+    let shape = WeightShape::Linear {
+        out_features: 10240,
+        in_features: 4096,
+    };
     let bytes = shape.numel() * 4;
-    ensure(bytes > ctx.max_window_bytes(), || format!("{bytes} B fits one {} B window", ctx.max_window_bytes()))?;
+    ensure(bytes > ctx.max_window_bytes(), || {
+        format!("{bytes} B fits one {} B window", ctx.max_window_bytes())
+    })?;
     let w = Rng(123).weights(shape.numel(), 1.0);
     let weight = ctx.upload(&w)?;
     let out = poisoned(ctx, shape.numel(), DType::F32);
-    let spec = NoiseSpec::proxy(8, 0.25).then(Noise::IntN { p: 0.5, bits: 8, scheme: QuantScheme::Observe(Observer::MinMaxPerChannel) });
+    let spec = NoiseSpec::proxy(8, 0.25).then(Noise::IntN {
+        p: 0.5,
+        bits: 8,
+        scheme: QuantScheme::Observe(Observer::MinMaxPerChannel),
+    });
     let mask = poisoned(ctx, spec.mask_words(&shape)?, DType::U32);
     let seed = NoiseSeed::new(2026, 11);
     let resolved = ctx.noise_forward(&weight, &out, shape, &spec, seed, Some(&mask))?;
     let w64: Vec<f64> = w.iter().map(|&x| x as f64).collect();
-    ensure(resolved == t.cpu.resolve(&t.cpu.upload(&w)?, &shape, &spec)?, || "per-row observer differs on 160 MiB".into())?;
+    ensure(
+        resolved == t.cpu.resolve(&t.cpu.upload(&w)?, &shape, &spec)?,
+        || "per-row observer differs on 160 MiB".into(),
+    )?;
     let want = cpu::noise::noise_forward(&w64, &shape, &resolved, seed);
     let ties = tie_tolerance(&w64, &shape, &resolved, seed, 1e-3);
     compare(&ctx.read_f32(&out)?, &want, 1e-7, 1e-5, &ties)?;
     drop(want);
-    ensure(ctx.read_u32(&mask)? == cpu::noise::noise_mask(&shape, &resolved, seed), || "mask differs on 160 MiB".into())?;
+    ensure(
+        ctx.read_u32(&mask)? == cpu::noise::noise_mask(&shape, &resolved, seed),
+        || "mask differs on 160 MiB".into(),
+    )?;
     let grad = poisoned(ctx, shape.numel(), DType::F32);
     // The weight doubles as the incoming gradient: one buffer bound read-only twice is allowed.
-    ctx.ste_backward(&weight, &weight, &grad, shape, &resolved, seed, SteMode::Masked)?;
+    ctx.ste_backward(
+        &weight,
+        &weight,
+        &grad,
+        shape,
+        &resolved,
+        seed,
+        SteMode::Masked,
+    )?;
     let want = cpu::ste::ste_backward(&w64, &w64, &shape, &resolved, seed, SteMode::Masked);
     compare(&ctx.read_f32(&grad)?, &want, 1e-7, 1e-6, &[])
 }
@@ -70,7 +113,9 @@ fn storage_buffer(device: &wgpu::Device, size: u64) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("caller's buffer"),
         size,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     })
 }
@@ -81,7 +126,12 @@ fn adopted_device(t: &Target) -> Result<(), Failed> {
     let (device, queue) = t.ctx.wgpu().ok_or("no device")?;
     let ctx = Context::from_wgpu(device.clone(), queue.clone());
     let align = device.limits().min_storage_buffer_offset_alignment as u64;
-    let shape = WeightShape::Conv2d { out_channels: 13, in_channels: 3, kh: 3, kw: 3 };
+    let shape = WeightShape::Conv2d {
+        out_channels: 13,
+        in_channels: 3,
+        kh: 3,
+        kw: 3,
+    };
     let n = shape.numel();
     let w = Rng(8).weights(n, 1.0);
     let (w_off, out_off) = (align, 3 * align);
@@ -91,33 +141,54 @@ fn adopted_device(t: &Target) -> Result<(), Failed> {
     queue.write_buffer(&obuf, 0, &vec![0xAB; (out_off + n * 4 + 64) as usize]);
     let weight = ctx.wrap_buffer(&wbuf, w_off, n, DType::F32)?;
     let out = ctx.wrap_buffer(&obuf, out_off, n, DType::F32)?;
-    let spec = NoiseSpec::proxy(9, 0.3).then(Noise::IntN { p: 0.3, bits: 4, scheme: QuantScheme::Observe(Observer::MinMax) });
+    let spec = NoiseSpec::proxy(9, 0.3).then(Noise::IntN {
+        p: 0.3,
+        bits: 4,
+        scheme: QuantScheme::Observe(Observer::MinMax),
+    });
     let seed = NoiseSeed::new(4, 4);
     let resolved = ctx.noise_forward(&weight, &out, shape, &spec, seed, None)?;
     let w64: Vec<f64> = w.iter().map(|&x| x as f64).collect();
     let want = cpu::noise::noise_forward(&w64, &shape, &resolved, seed);
-    compare(&ctx.read_f32(&out)?, &want, 1e-7, 1e-5, &tie_tolerance(&w64, &shape, &resolved, seed, 1e-3))?;
+    compare(
+        &ctx.read_f32(&out)?,
+        &want,
+        1e-7,
+        1e-5,
+        &tie_tolerance(&w64, &shape, &resolved, seed, 1e-3),
+    )?;
     let whole = ctx.wrap_buffer(&obuf, 0, (out_off + n * 4 + 64) / 4, DType::U32)?;
     let words = ctx.read_u32(&whole)?;
     let before = &words[..(out_off / 4) as usize];
     let after = &words[((out_off + n * 4) / 4) as usize..];
-    ensure(before.iter().chain(after).all(|&x| x == 0xABAB_ABAB), || "bytes outside the output were written".into())
+    ensure(
+        before.iter().chain(after).all(|&x| x == 0xABAB_ABAB),
+        || "bytes outside the output were written".into(),
+    )
 }
 
 fn wrap_errors(t: &Target) -> Result<(), Failed> {
     let ctx = &t.ctx;
     let (device, _) = ctx.wgpu().ok_or("no device")?;
     let buf = storage_buffer(device, 1024);
-    expect_err(ctx, ctx.wrap_buffer(&buf, 4, 16, DType::F32), |e| matches!(e, Error::InvalidArgument { name: "offset", .. }))?;
-    expect_err(ctx, ctx.wrap_buffer(&buf, 0, 257, DType::F32), |e| matches!(e, Error::BufferTooSmall { .. }))?;
+    expect_err(ctx, ctx.wrap_buffer(&buf, 4, 16, DType::F32), |e| {
+        matches!(e, Error::InvalidArgument { name: "offset", .. })
+    })?;
+    expect_err(ctx, ctx.wrap_buffer(&buf, 0, 257, DType::F32), |e| {
+        matches!(e, Error::BufferTooSmall { .. })
+    })?;
     let staging = device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
         size: 256,
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    expect_err(ctx, ctx.wrap_buffer(&staging, 0, 16, DType::F32), |e| matches!(e, Error::InvalidArgument { .. }))?;
-    expect_err(&t.cpu, t.cpu.wrap_buffer(&buf, 0, 16, DType::F32), |e| matches!(e, Error::WrongContext { .. }))
+    expect_err(ctx, ctx.wrap_buffer(&staging, 0, 16, DType::F32), |e| {
+        matches!(e, Error::InvalidArgument { .. })
+    })?;
+    expect_err(&t.cpu, t.cpu.wrap_buffer(&buf, 0, 16, DType::F32), |e| {
+        matches!(e, Error::WrongContext { .. })
+    })
 }
 
 /// A caller's buffer without COPY_SRC cannot be read back: wgpu's validation error comes back
@@ -132,7 +203,9 @@ fn validation_error(t: &Target) -> Result<(), Failed> {
         mapped_at_creation: false,
     });
     let tensor = t.ctx.wrap_buffer(&storage_only, 0, 64, DType::F32)?;
-    expect_err(&t.ctx, t.ctx.read_f32(&tensor), |e| matches!(e, Error::Validation { .. }))?;
+    expect_err(&t.ctx, t.ctx.read_f32(&tensor), |e| {
+        matches!(e, Error::Validation { .. })
+    })?;
     let other = Context::all_adapters(BackendChoice::Auto, None)
         .into_iter()
         .filter_map(|c| c.ok())
@@ -140,8 +213,17 @@ fn validation_error(t: &Target) -> Result<(), Failed> {
         .ok_or("could not open a second device")?;
     let foreign = other.upload(&vec![1.0f32; 64])?;
     let out = t.ctx.empty(64, DType::F32)?;
-    let r = t.ctx.noise_forward(&foreign, &out, WeightShape::matrix(8, 8), &NoiseSpec::proxy(4, 0.5), NoiseSeed::new(1, 1), None);
+    let r = t.ctx.noise_forward(
+        &foreign,
+        &out,
+        WeightShape::matrix(8, 8),
+        &NoiseSpec::proxy(4, 0.5),
+        NoiseSeed::new(1, 1),
+        None,
+    );
     expect_err(&t.ctx, r, |e| matches!(e, Error::WrongContext { .. }))?;
-    expect_err(&t.ctx, t.ctx.read_f32(&foreign), |e| matches!(e, Error::WrongContext { .. }))?;
+    expect_err(&t.ctx, t.ctx.read_f32(&foreign), |e| {
+        matches!(e, Error::WrongContext { .. })
+    })?;
     still_usable(&other)
 }

@@ -64,14 +64,31 @@ fn info() -> Result<(), String> {
     for (i, adapter) in adapters.iter().enumerate() {
         let info = adapter.get_info();
         let description = format!("{:?}/{}", info.backend, info.name);
-        let chosen = if default.as_deref() == Some(description.as_str()) { "  [default]" } else { "" };
+        let chosen = if default.as_deref() == Some(description.as_str()) {
+            "  [default]"
+        } else {
+            ""
+        };
         println!("\n[{i}] {description}{chosen}");
         println!("    backend:      {:?}", info.backend);
         println!("    name:         {}", info.name);
         println!("    device type:  {:?}", info.device_type);
-        println!("    driver:       {}", format!("{} {}", info.driver, info.driver_info).trim());
-        let compute = adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS);
-        println!("    compute:      {}", if compute { "yes" } else { "no (not usable by quantnoise)" });
+        println!(
+            "    driver:       {}",
+            format!("{} {}", info.driver, info.driver_info).trim()
+        );
+        let compute = adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS);
+        println!(
+            "    compute:      {}",
+            if compute {
+                "yes"
+            } else {
+                "no (not usable by quantnoise)"
+            }
+        );
         let limits = adapter.limits();
         println!(
             "    max storage binding: {} bytes ({} MiB); max buffer: {} MiB",
@@ -95,20 +112,33 @@ fn info() -> Result<(), String> {
                 .filter(|(on, _)| *on)
                 .map(|(_, name)| *name)
                 .collect();
-                println!("    features:     {}", if enabled.is_empty() { "none".into() } else { enabled.join(", ") });
+                println!(
+                    "    features:     {}",
+                    if enabled.is_empty() {
+                        "none".into()
+                    } else {
+                        enabled.join(", ")
+                    }
+                );
                 println!("    bound window: {} bytes", ctx.max_window_bytes());
             }
             Err(e) => println!("    device:       could not be created: {e}"),
         }
     }
-    println!("\n[cpu] Cpu/reference  (float64 reference implementation, always available{})", match default.as_deref() {
-        Some("Cpu/reference") => "; [default]: no adapter found",
-        _ => "",
-    });
+    println!(
+        "\n[cpu] Cpu/reference  (float64 reference implementation, always available{})",
+        match default.as_deref() {
+            Some("Cpu/reference") => "; [default]: no adapter found",
+            _ => "",
+        }
+    );
     Ok(())
 }
 
-fn value<'a>(args: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'a String, String> {
+fn value<'a>(
+    args: &mut impl Iterator<Item = &'a String>,
+    flag: &str,
+) -> Result<&'a String, String> {
     args.next().ok_or_else(|| format!("{flag} needs a value"))
 }
 
@@ -123,7 +153,10 @@ fn count(s: &str, flag: &str) -> Result<usize, String> {
 fn command_line() -> String {
     std::env::args()
         .map(|a| {
-            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c)) {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c))
+            {
                 a
             } else {
                 format!("'{}'", a.replace('\'', "'\\''"))
@@ -134,7 +167,10 @@ fn command_line() -> String {
 }
 
 fn bench_cmd(args: &[String]) -> Result<(), String> {
-    let mut options = BenchOptions { command_line: command_line(), ..Default::default() };
+    let mut options = BenchOptions {
+        command_line: command_line(),
+        ..Default::default()
+    };
     let mut json = None;
     let mut backend = None;
     let mut it = args.iter();
@@ -142,9 +178,17 @@ fn bench_cmd(args: &[String]) -> Result<(), String> {
         match arg.as_str() {
             "--json" => json = Some(value(&mut it, "--json")?.clone()),
             "--quick" => options.quick = true,
-            "--backend" => backend = Some(value(&mut it, "--backend")?.parse::<BackendChoice>().map_err(|e| e.to_string())?),
+            "--backend" => {
+                backend = Some(
+                    value(&mut it, "--backend")?
+                        .parse::<BackendChoice>()
+                        .map_err(|e| e.to_string())?,
+                )
+            }
             "--rounds" => options.rounds = Some(count(value(&mut it, "--rounds")?, "--rounds")?),
-            "--cpu-rounds" => options.cpu_rounds = Some(count(value(&mut it, "--cpu-rounds")?, "--cpu-rounds")?),
+            "--cpu-rounds" => {
+                options.cpu_rounds = Some(count(value(&mut it, "--cpu-rounds")?, "--cpu-rounds")?)
+            }
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return Ok(());
@@ -155,23 +199,38 @@ fn bench_cmd(args: &[String]) -> Result<(), String> {
     if backend == Some(BackendChoice::Cpu) {
         return Err("bench measures a device: the CPU reference is always one of its cases".into());
     }
+    // Fail before the run, not after it, when the report cannot be written.
+    let json_file = match &json {
+        Some(path) => Some((
+            path,
+            std::fs::File::create(path).map_err(|e| format!("cannot write {path}: {e}"))?,
+        )),
+        None => None,
+    };
     let ctx = match backend {
         Some(b) => Context::with_backend(b),
         None => Context::new(),
     }
     .map_err(|e| e.to_string())?;
     if ctx.is_cpu() {
-        return Err("no GPU adapter found: bench needs one (`quantnoise info` lists what was found)".into());
+        return Err(
+            "no GPU adapter found: bench needs one (`quantnoise info` lists what was found)".into(),
+        );
     }
     let report = bench::run(&ctx, &options).map_err(|e| format!("bench failed: {e}"))?;
     println!("{}", report.table());
-    if let Some(path) = &json {
-        std::fs::write(path, report.to_json() + "\n").map_err(|e| format!("cannot write {path}: {e}"))?;
+    if let Some((path, mut file)) = json_file {
+        use std::io::Write;
+        writeln!(file, "{}", report.to_json()).map_err(|e| format!("cannot write {path}: {e}"))?;
         eprintln!("wrote {path}");
     }
     if !report.failures.is_empty() {
         let names: Vec<&str> = report.failures.iter().map(|f| f.name.as_str()).collect();
-        return Err(format!("{} case(s) failed validation: {}", names.len(), names.join(", ")));
+        return Err(format!(
+            "{} case(s) failed validation: {}",
+            names.len(),
+            names.join(", ")
+        ));
     }
     Ok(())
 }

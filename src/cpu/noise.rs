@@ -2,7 +2,7 @@
 
 use crate::noise::{Noise, NoiseSpec, QuantScheme};
 use crate::observer::QParams;
-use crate::philox::{selection_threshold, NoiseSeed};
+use crate::philox::{NoiseSeed, selection_threshold};
 use crate::shape::WeightShape;
 
 /// `(clamp(round(w/s + z), 0, qmax) − z)·s` with round half to even, in f64.
@@ -25,7 +25,11 @@ pub(crate) fn given(scheme: &QuantScheme) -> &QParams {
 
 /// Index into a stage's parameters for flat element `i`.
 pub(crate) fn qp_entry(q: &QParams, i: u64, cols: u64) -> usize {
-    if q.is_per_channel() { (i / cols) as usize } else { 0 }
+    if q.is_per_channel() {
+        (i / cols) as usize
+    } else {
+        0
+    }
 }
 
 /// Whether flat element `i` lies in a selected block of stage `stage`.
@@ -35,7 +39,12 @@ pub fn selected(seed: &NoiseSeed, spec: &NoiseSpec, stage: usize, i: u64) -> boo
 }
 
 /// `W_noise = ψ(W | J)` for a resolved spec (every intN stage with given parameters).
-pub fn noise_forward(w: &[f64], shape: &WeightShape, spec: &NoiseSpec, seed: NoiseSeed) -> Vec<f64> {
+pub fn noise_forward(
+    w: &[f64],
+    shape: &WeightShape,
+    spec: &NoiseSpec,
+    seed: NoiseSeed,
+) -> Vec<f64> {
     let cols = shape.cols();
     w.iter()
         .enumerate()

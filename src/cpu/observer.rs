@@ -1,15 +1,23 @@
 //! Reference of the observers.
 
 use crate::error::{Error, Result};
-use crate::observer::{affine_params, histogram_bin, histogram_search, Observer, QParams, HISTOGRAM_BINS};
+use crate::observer::{
+    HISTOGRAM_BINS, Observer, QParams, affine_params, histogram_bin, histogram_search,
+};
 use crate::shape::WeightShape;
 
 fn finite_range(w: &[f64]) -> Result<(f64, f64)> {
     let bad = w.iter().filter(|x| !x.is_finite()).count();
     if bad > 0 {
-        return Err(Error::NonFinite { what: "weight", count: bad as u64 });
+        return Err(Error::NonFinite {
+            what: "weight",
+            count: bad as u64,
+        });
     }
-    Ok(w.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x))))
+    Ok(w.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        }))
 }
 
 /// Quantization parameters of `w` for `bits` bits by `observer`.

@@ -20,22 +20,29 @@ pub fn ste_backward(
         .enumerate()
         .map(|(i, (&g, &x))| {
             let i = i as u64;
-            spec.stages.iter().enumerate().fold(g, |g, (s, stage)| match mode {
-                SteMode::Identity => g,
-                SteMode::Masked => {
-                    let p = stage.p();
-                    if selected(&seed, spec, s, i) || p == 1.0 { 0.0 } else { g / (1.0 - p) }
-                }
-                SteMode::Clamped => match stage {
-                    Noise::IntN { bits, scheme, .. } => {
-                        let q = given(scheme);
-                        let (lo, hi) = q.range(qp_entry(q, i, cols), *bits);
-                        let x = x as f32;
-                        if x >= lo && x <= hi { g } else { 0.0 }
+            spec.stages
+                .iter()
+                .enumerate()
+                .fold(g, |g, (s, stage)| match mode {
+                    SteMode::Identity => g,
+                    SteMode::Masked => {
+                        let p = stage.p();
+                        if selected(&seed, spec, s, i) || p == 1.0 {
+                            0.0
+                        } else {
+                            g / (1.0 - p)
+                        }
                     }
-                    Noise::Proxy { .. } => g,
-                },
-            })
+                    SteMode::Clamped => match stage {
+                        Noise::IntN { bits, scheme, .. } => {
+                            let q = given(scheme);
+                            let (lo, hi) = q.range(qp_entry(q, i, cols), *bits);
+                            let x = x as f32;
+                            if x >= lo && x <= hi { g } else { 0.0 }
+                        }
+                        Noise::Proxy { .. } => g,
+                    },
+                })
         })
         .collect()
 }

@@ -33,7 +33,13 @@ impl FromStr for BackendChoice {
             "dx12" | "d3d12" => BackendChoice::Dx12,
             "gl" | "gles" | "opengl" => BackendChoice::Gl,
             "cpu" => BackendChoice::Cpu,
-            _ => return Err(crate::error::invalid("QUANTNOISE_BACKEND", s, "vulkan|metal|dx12|gl|cpu|auto")),
+            _ => {
+                return Err(crate::error::invalid(
+                    "QUANTNOISE_BACKEND",
+                    s,
+                    "vulkan|metal|dx12|gl|cpu|auto",
+                ));
+            }
         })
     }
 }
@@ -87,10 +93,15 @@ pub(crate) fn adapters(choice: BackendChoice) -> Vec<wgpu::Adapter> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = choice.wgpu_backends();
     let instance = wgpu::Instance::new(desc);
-    let mut found: Vec<wgpu::Adapter> = pollster::block_on(instance.enumerate_adapters(choice.wgpu_backends()))
-        .into_iter()
-        .filter(|a| a.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS))
-        .collect();
+    let mut found: Vec<wgpu::Adapter> =
+        pollster::block_on(instance.enumerate_adapters(choice.wgpu_backends()))
+            .into_iter()
+            .filter(|a| {
+                a.get_downlevel_capabilities()
+                    .flags
+                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+            })
+            .collect();
     found.sort_by_key(|a| {
         let info = a.get_info();
         (type_rank(info.device_type), backend_rank(info.backend))

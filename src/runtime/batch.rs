@@ -10,15 +10,21 @@ use crate::runtime::gpu::{DeviceGuard, ErrorScopes, Gpu};
 use crate::runtime::window::grid;
 
 /// Usage of scratch buffers: written by kernels, copied to staging for readback.
-pub(crate) const SCRATCH: wgpu::BufferUsages =
-    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+pub(crate) const SCRATCH: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
 const UNIFORM: wgpu::BufferUsages = wgpu::BufferUsages::UNIFORM.union(wgpu::BufferUsages::COPY_DST);
-const STAGING: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
+const STAGING: wgpu::BufferUsages =
+    wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 
 /// The first `size` bytes of a (pooled, hence possibly larger) buffer as a binding, so that
 /// `arrayLength` in the shader sees the real length.
 pub(crate) fn sized(buffer: &wgpu::Buffer, size: u64) -> wgpu::BindingResource<'_> {
-    wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: 0, size: wgpu::BufferSize::new(size) })
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer,
+        offset: 0,
+        size: wgpu::BufferSize::new(size),
+    })
 }
 
 /// Handle of a readback registered with [`Batch::read`].
@@ -42,8 +48,19 @@ impl<'g> Batch<'g> {
         gpu.check_alive()?;
         let guard = gpu.lock();
         let scopes = ErrorScopes::push(&gpu.device);
-        let encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
-        Ok(Self { gpu, op, encoder, pass: None, pooled: Vec::new(), readbacks: Vec::new(), scopes, _guard: guard })
+        let encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+        Ok(Self {
+            gpu,
+            op,
+            encoder,
+            pass: None,
+            pooled: Vec::new(),
+            readbacks: Vec::new(),
+            scopes,
+            _guard: guard,
+        })
     }
 
     /// A pooled uniform buffer holding `value`.
@@ -83,7 +100,12 @@ impl<'g> Batch<'g> {
         bindings: &[wgpu::BindingResource<'_>],
         groups: u64,
     ) -> Result<()> {
-        let numbered: Vec<_> = bindings.iter().cloned().enumerate().map(|(i, r)| (i as u32, r)).collect();
+        let numbered: Vec<_> = bindings
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, r)| (i as u32, r))
+            .collect();
         self.dispatch_at(pipeline, &numbered, groups)
     }
 
@@ -97,16 +119,27 @@ impl<'g> Batch<'g> {
         let (x, y) = grid(groups)?;
         let entries: Vec<wgpu::BindGroupEntry> = bindings
             .iter()
-            .map(|(i, r)| wgpu::BindGroupEntry { binding: *i, resource: r.clone() })
+            .map(|(i, r)| wgpu::BindGroupEntry {
+                binding: *i,
+                resource: r.clone(),
+            })
             .collect();
-        let bind_group = self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(self.op),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
+        let bind_group = self
+            .gpu
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(self.op),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
         let encoder = &mut self.encoder;
         let pass = self.pass.get_or_insert_with(|| {
-            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None }).forget_lifetime()
+            encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: None,
+                })
+                .forget_lifetime()
         });
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
@@ -119,7 +152,8 @@ impl<'g> Batch<'g> {
         self.end_pass();
         let padded = size.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
         let staging = self.gpu.acquire(STAGING, padded);
-        self.encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, Some(padded));
+        self.encoder
+            .copy_buffer_to_buffer(buffer, offset, &staging, 0, Some(padded));
         self.readbacks.push((staging, size));
         Readback(self.readbacks.len() - 1)
     }
@@ -143,7 +177,10 @@ impl<'g> Batch<'g> {
                 });
             }
             gpu.device
-                .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(index),
+                    timeout: None,
+                })
                 .map_err(|e| Error::DeviceLost(e.to_string()))?;
             gpu.check_alive()?;
             drop(tx);
@@ -153,7 +190,9 @@ impl<'g> Batch<'g> {
             let mut out = Vec::with_capacity(self.readbacks.len());
             for (staging, size) in &self.readbacks {
                 let padded = size.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
-                let view = staging.get_mapped_range(0..padded).map_err(|e| Error::Readback(e.to_string()))?;
+                let view = staging
+                    .get_mapped_range(0..padded)
+                    .map_err(|e| Error::Readback(e.to_string()))?;
                 out.push(view[..*size as usize].to_vec());
                 drop(view);
                 staging.unmap();

@@ -2,8 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::error::{invalid, Error, Result};
-use crate::runtime::adapter::{adapters, BackendChoice};
+use crate::error::{Error, Result, invalid};
+use crate::runtime::adapter::{BackendChoice, adapters};
 use crate::runtime::batch::{Batch, SCRATCH};
 use crate::runtime::gpu::{Gpu, KernelFeatures};
 use crate::tensor::{DType, Element, Storage, Tensor};
@@ -22,7 +22,11 @@ pub struct ContextOptions {
 
 impl Default for ContextOptions {
     fn default() -> Self {
-        Self { backend: BackendChoice::Auto, max_window_bytes: None, cpu_fallback: true }
+        Self {
+            backend: BackendChoice::Auto,
+            max_window_bytes: None,
+            cpu_fallback: true,
+        }
     }
 }
 
@@ -49,12 +53,19 @@ impl Context {
     /// The best adapter of the backend named by `QUANTNOISE_BACKEND` (default: any), or the CPU
     /// reference with a one-line notice when there is no adapter.
     pub fn new() -> Result<Self> {
-        Self::with_options(ContextOptions { backend: BackendChoice::from_env()?, ..Default::default() })
+        Self::with_options(ContextOptions {
+            backend: BackendChoice::from_env()?,
+            ..Default::default()
+        })
     }
 
     /// The best adapter of `backend` (no fallback for an explicit GPU backend).
     pub fn with_backend(backend: BackendChoice) -> Result<Self> {
-        Self::with_options(ContextOptions { backend, cpu_fallback: backend == BackendChoice::Auto, ..Default::default() })
+        Self::with_options(ContextOptions {
+            backend,
+            cpu_fallback: backend == BackendChoice::Auto,
+            ..Default::default()
+        })
     }
 
     /// A context with explicit options.
@@ -65,7 +76,10 @@ impl Context {
         match adapters(options.backend).into_iter().next() {
             Some(adapter) => Self::from_adapter(&adapter, options.max_window_bytes),
             None if options.cpu_fallback => {
-                eprintln!("quantnoise: no GPU adapter found ({:?}); using the CPU reference backend", options.backend);
+                eprintln!(
+                    "quantnoise: no GPU adapter found ({:?}); using the CPU reference backend",
+                    options.backend
+                );
                 Ok(Self::cpu())
             }
             None => Err(Error::NoAdapter(format!("{:?}", options.backend))),
@@ -74,8 +88,14 @@ impl Context {
 
     /// One context per adapter found on `backend` (best first); for conformance tests and
     /// benchmarks across every adapter.
-    pub fn all_adapters(backend: BackendChoice, max_window_bytes: Option<u64>) -> Vec<Result<Self>> {
-        adapters(backend).iter().map(|a| Self::from_adapter(a, max_window_bytes)).collect()
+    pub fn all_adapters(
+        backend: BackendChoice,
+        max_window_bytes: Option<u64>,
+    ) -> Vec<Result<Self>> {
+        adapters(backend)
+            .iter()
+            .map(|a| Self::from_adapter(a, max_window_bytes))
+            .collect()
     }
 
     /// Creates a device on `adapter` with every optional feature the kernels can use and the
@@ -90,8 +110,17 @@ impl Context {
         }))
         .map_err(|e| Error::RequestDevice(e.to_string()))?;
         let description = format!("{:?}/{}", info.backend, info.name);
-        let gpu = Gpu::new(device, queue, description, info.backend, true, max_window_bytes);
-        Ok(Self { backend: Backend::Gpu(Arc::new(gpu)) })
+        let gpu = Gpu::new(
+            device,
+            queue,
+            description,
+            info.backend,
+            true,
+            max_window_bytes,
+        );
+        Ok(Self {
+            backend: Backend::Gpu(Arc::new(gpu)),
+        })
     }
 
     /// Adopts a caller's device and queue (e.g. a training framework's). Kernels use whatever
@@ -99,12 +128,23 @@ impl Context {
     pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let info = device.adapter_info();
         let description = format!("{:?}/{} (adopted)", info.backend, info.name);
-        Self { backend: Backend::Gpu(Arc::new(Gpu::new(device, queue, description, info.backend, false, None))) }
+        Self {
+            backend: Backend::Gpu(Arc::new(Gpu::new(
+                device,
+                queue,
+                description,
+                info.backend,
+                false,
+                None,
+            ))),
+        }
     }
 
     /// The CPU reference backend (float64 accumulation), with the same API.
     pub fn cpu() -> Self {
-        Self { backend: Backend::Cpu }
+        Self {
+            backend: Backend::Cpu,
+        }
     }
 
     /// Whether this is the CPU reference backend.
@@ -132,7 +172,10 @@ impl Context {
     pub fn features(&self) -> KernelFeatures {
         match &self.backend {
             Backend::Gpu(g) => g.features,
-            Backend::Cpu => KernelFeatures { shader_f16: true, ..Default::default() },
+            Backend::Cpu => KernelFeatures {
+                shader_f16: true,
+                ..Default::default()
+            },
         }
     }
 
@@ -165,7 +208,9 @@ impl Context {
         if let Backend::Gpu(g) = &self.backend {
             g.check_alive()?;
             let _guard = g.lock();
-            g.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::DeviceLost(e.to_string()))?;
+            g.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| Error::DeviceLost(e.to_string()))?;
             g.check_alive()?;
         }
         Ok(())
@@ -182,14 +227,25 @@ impl Context {
     /// buffers are padded to 16 bytes so kernels can use vec4 access.
     pub fn empty(&self, len: u64, dtype: DType) -> Result<Tensor> {
         if len >= u32::MAX as u64 {
-            return Err(invalid("len", len, "tensors hold fewer than 2^32 - 1 elements"));
+            return Err(invalid(
+                "len",
+                len,
+                "tensors hold fewer than 2^32 - 1 elements",
+            ));
         }
         let storage = match &self.backend {
-            Backend::Cpu => Storage::Cpu(Arc::new(Mutex::new(vec![0u8; (len * dtype.size()) as usize]))),
+            Backend::Cpu => Storage::Cpu(Arc::new(Mutex::new(vec![
+                0u8;
+                (len * dtype.size()) as usize
+            ]))),
             Backend::Gpu(g) => {
                 let size = (len * dtype.size()).next_multiple_of(16).max(16);
                 if size > g.limits.max_buffer_size {
-                    return Err(invalid("len", len, "larger than the adapter's max_buffer_size"));
+                    return Err(invalid(
+                        "len",
+                        len,
+                        "larger than the adapter's max_buffer_size",
+                    ));
                 }
                 let _guard = g.lock();
                 let scopes = crate::runtime::gpu::ErrorScopes::push(&g.device);
@@ -200,33 +256,75 @@ impl Context {
                     mapped_at_creation: false,
                 });
                 scopes.pop("allocate tensor")?;
-                Storage::Gpu { buffer, offset: 0, device: g.id }
+                Storage::Gpu {
+                    buffer,
+                    offset: 0,
+                    device: g.id,
+                }
             }
         };
-        Ok(Tensor { storage, len, dtype })
+        Ok(Tensor {
+            storage,
+            len,
+            dtype,
+        })
     }
 
     /// Adopts `len` elements of a caller's buffer starting at byte `offset`, without a copy.
     /// The buffer needs `STORAGE` usage (and `COPY_SRC` to be read back with
     /// [`Context::read_f32`]); `offset` must be a multiple of the device's
     /// `min_storage_buffer_offset_alignment`.
-    pub fn wrap_buffer(&self, buffer: &wgpu::Buffer, offset: u64, len: u64, dtype: DType) -> Result<Tensor> {
-        let g = self.gpu().ok_or(Error::WrongContext { what: "wrap_buffer", why: "the CPU backend has no device" })?;
+    pub fn wrap_buffer(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        len: u64,
+        dtype: DType,
+    ) -> Result<Tensor> {
+        let g = self.gpu().ok_or(Error::WrongContext {
+            what: "wrap_buffer",
+            why: "the CPU backend has no device",
+        })?;
         let align = g.limits.min_storage_buffer_offset_alignment as u64;
-        if offset % align != 0 {
-            return Err(invalid("offset", offset, "must be a multiple of min_storage_buffer_offset_alignment"));
+        if !offset.is_multiple_of(align) {
+            return Err(invalid(
+                "offset",
+                offset,
+                "must be a multiple of min_storage_buffer_offset_alignment",
+            ));
         }
         if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
-            return Err(invalid("buffer usage", format!("{:?}", buffer.usage()), "needs STORAGE"));
+            return Err(invalid(
+                "buffer usage",
+                format!("{:?}", buffer.usage()),
+                "needs STORAGE",
+            ));
         }
         let needed = len * dtype.size();
         if offset + needed > buffer.size() {
-            return Err(Error::BufferTooSmall { what: "wrap_buffer", needed, offset, size: buffer.size() });
+            return Err(Error::BufferTooSmall {
+                what: "wrap_buffer",
+                needed,
+                offset,
+                size: buffer.size(),
+            });
         }
         if len >= u32::MAX as u64 {
-            return Err(invalid("len", len, "tensors hold fewer than 2^32 - 1 elements"));
+            return Err(invalid(
+                "len",
+                len,
+                "tensors hold fewer than 2^32 - 1 elements",
+            ));
         }
-        Ok(Tensor { storage: Storage::Gpu { buffer: buffer.clone(), offset, device: g.id }, len, dtype })
+        Ok(Tensor {
+            storage: Storage::Gpu {
+                buffer: buffer.clone(),
+                offset,
+                device: g.id,
+            },
+            len,
+            dtype,
+        })
     }
 
     /// Overwrites a tensor with host data of the same length and type.
@@ -247,7 +345,8 @@ impl Context {
                     // write_buffer needs 4-byte multiples: pad the last word with what is there.
                     let mut last = self.read_bytes(tensor, aligned as u64, 4)?;
                     last[..bytes.len() - aligned].copy_from_slice(&bytes[aligned..]);
-                    g.queue.write_buffer(buffer, *offset + aligned as u64, &last);
+                    g.queue
+                        .write_buffer(buffer, *offset + aligned as u64, &last);
                 }
                 scopes.pop("write tensor")?;
             }
@@ -259,7 +358,9 @@ impl Context {
     fn read_bytes(&self, tensor: &Tensor, from: u64, size: u64) -> Result<Vec<u8>> {
         self.check_owned(tensor, "read")?;
         match (&self.backend, &tensor.storage) {
-            (Backend::Cpu, Storage::Cpu(v)) => Ok(v.lock().unwrap()[from as usize..(from + size) as usize].to_vec()),
+            (Backend::Cpu, Storage::Cpu(v)) => {
+                Ok(v.lock().unwrap()[from as usize..(from + size) as usize].to_vec())
+            }
             (Backend::Gpu(g), Storage::Gpu { buffer, offset, .. }) => {
                 let start = offset + from;
                 let aligned_start = start / 4 * 4;
@@ -285,8 +386,15 @@ impl Context {
         let bytes = self.read_raw(tensor)?;
         match tensor.dtype {
             DType::F32 => Ok(bytemuck::pod_collect_to_vec(&bytes)),
-            DType::F16 => Ok(bytemuck::pod_collect_to_vec::<u8, half::f16>(&bytes).iter().map(|x| x.to_f32()).collect()),
-            DType::U32 => Err(Error::DTypeMismatch { what: "read_f32", expected: DType::F32, got: DType::U32 }),
+            DType::F16 => Ok(bytemuck::pod_collect_to_vec::<u8, half::f16>(&bytes)
+                .iter()
+                .map(|x| x.to_f32())
+                .collect()),
+            DType::U32 => Err(Error::DTypeMismatch {
+                what: "read_f32",
+                expected: DType::F32,
+                got: DType::U32,
+            }),
         }
     }
 
@@ -311,18 +419,30 @@ impl Context {
         match (&self.backend, &tensor.storage) {
             (Backend::Cpu, Storage::Cpu(_)) => Ok(()),
             (Backend::Gpu(g), Storage::Gpu { device, .. }) if *device == g.id => Ok(()),
-            (Backend::Gpu(_), Storage::Gpu { .. }) => {
-                Err(Error::WrongContext { what, why: "the tensor belongs to another device" })
-            }
+            (Backend::Gpu(_), Storage::Gpu { .. }) => Err(Error::WrongContext {
+                what,
+                why: "the tensor belongs to another device",
+            }),
             _ => Err(wrong_context(what)),
         }
     }
 }
 
 pub(crate) fn check_dtype(what: &'static str, expected: DType, got: DType) -> Result<()> {
-    if expected == got { Ok(()) } else { Err(Error::DTypeMismatch { what, expected, got }) }
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Error::DTypeMismatch {
+            what,
+            expected,
+            got,
+        })
+    }
 }
 
 pub(crate) fn wrong_context(what: &'static str) -> Error {
-    Error::WrongContext { what, why: "device tensors and host tensors cannot be mixed" }
+    Error::WrongContext {
+        what,
+        why: "device tensors and host tensors cannot be mixed",
+    }
 }

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::runtime::batch::Batch;
 use crate::runtime::gpu::{Gpu, PipelineKey};
 use crate::runtime::shaders::{Family, Precision};
-use crate::runtime::window::{windows, Window};
+use crate::runtime::window::{Window, windows};
 use crate::tensor::{Storage, Tensor};
 
 /// Invocations per workgroup of the element-wise kernels.
@@ -24,7 +24,10 @@ pub(crate) struct Elementwise {
     pub tail_entry: &'static str,
 }
 
-pub(crate) fn device_buffer<'t>(t: &'t Tensor, what: &'static str) -> Result<(&'t wgpu::Buffer, u64)> {
+pub(crate) fn device_buffer<'t>(
+    t: &'t Tensor,
+    what: &'static str,
+) -> Result<(&'t wgpu::Buffer, u64)> {
     match &t.storage {
         Storage::Gpu { buffer, offset, .. } => Ok((buffer, *offset)),
         Storage::Cpu(_) => Err(crate::runtime::context::wrong_context(what)),
@@ -41,7 +44,12 @@ pub(crate) fn window_binding<'t>(
     let (buffer, offset) = device_buffer(t, what)?;
     let start = offset + w.start * t.dtype.size();
     if start + bytes > buffer.size() {
-        return Err(Error::BufferTooSmall { what, needed: bytes, offset: start, size: buffer.size() });
+        return Err(Error::BufferTooSmall {
+            what,
+            needed: bytes,
+            offset: start,
+            size: buffer.size(),
+        });
     }
     Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
         buffer,
@@ -70,7 +78,10 @@ impl Elementwise {
             overrides: vec![("WG", WG), ("VPT", VPT)],
         };
         let main = gpu.pipeline(key(self.vec4_entry))?;
-        let tail = gpu.pipeline(PipelineKey { overrides: vec![], ..key(self.tail_entry) })?;
+        let tail = gpu.pipeline(PipelineKey {
+            overrides: vec![],
+            ..key(self.tail_entry)
+        })?;
         for w in windows(first.len, elem, 4, gpu.max_window)? {
             let uniform = batch.uniform(&params(&w));
             let bind = |bytes: u64| -> Result<Vec<wgpu::BindingResource>> {
@@ -83,7 +94,11 @@ impl Elementwise {
             };
             let body = w.len / 4;
             if body > 0 {
-                batch.dispatch(&main, &bind(body * 4 * elem)?, body.div_ceil((WG * VPT) as u64))?;
+                batch.dispatch(
+                    &main,
+                    &bind(body * 4 * elem)?,
+                    body.div_ceil((WG * VPT) as u64),
+                )?;
             }
             if w.len % 4 != 0 {
                 batch.dispatch(&tail, &bind((w.len * elem).next_multiple_of(4))?, 1)?;

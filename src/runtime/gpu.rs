@@ -93,7 +93,9 @@ impl Gpu {
             }));
         }
         let limits = device.limits();
-        let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         let max_window = max_window.unwrap_or(binding).min(binding) / 256 * 256;
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Self {
@@ -128,7 +130,10 @@ impl Gpu {
     /// Fails unless the device can run `precision` variants.
     pub(crate) fn require(&self, precision: Precision) -> Result<()> {
         if precision == Precision::F16 && !self.features.shader_f16 {
-            return Err(Error::Unsupported { feature: "shader-f16", adapter: self.description.clone() });
+            return Err(Error::Unsupported {
+                feature: "shader-f16",
+                adapter: self.description.clone(),
+            });
         }
         Ok(())
     }
@@ -148,21 +153,28 @@ impl Gpu {
             .unwrap()
             .entry((key.family, key.precision))
             .or_insert_with(|| {
-                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(key.family.file()),
-                    source: wgpu::ShaderSource::Wgsl(key.family.source(key.precision).into()),
-                })
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(key.family.file()),
+                        source: wgpu::ShaderSource::Wgsl(key.family.source(key.precision).into()),
+                    })
             })
             .clone();
-        let constants: Vec<(&str, f64)> = key.overrides.iter().map(|(k, v)| (*k, *v as f64)).collect();
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(key.entry),
-            layout: None,
-            module: &module,
-            entry_point: Some(key.entry),
-            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
-            cache: None,
-        });
+        let constants: Vec<(&str, f64)> =
+            key.overrides.iter().map(|(k, v)| (*k, *v as f64)).collect();
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(key.entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(key.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    ..Default::default()
+                },
+                cache: None,
+            });
         scopes.pop("pipeline creation")?;
         self.pipelines.lock().unwrap().insert(key, pipeline.clone());
         Ok(pipeline)
@@ -171,7 +183,13 @@ impl Gpu {
     /// A buffer from the pool (size rounded up to a power of two, at least 256 bytes).
     pub(crate) fn acquire(&self, usage: wgpu::BufferUsages, size: u64) -> wgpu::Buffer {
         let size = size.max(256).next_power_of_two();
-        if let Some(b) = self.pool.lock().unwrap().get_mut(&(usage, size)).and_then(|v| v.pop()) {
+        if let Some(b) = self
+            .pool
+            .lock()
+            .unwrap()
+            .get_mut(&(usage, size))
+            .and_then(|v| v.pop())
+        {
             return b;
         }
         let _guard = self.lock();
@@ -185,7 +203,12 @@ impl Gpu {
 
     /// Returns a buffer to the pool. Queue ordering makes reuse by a later submission safe.
     pub(crate) fn release(&self, buffer: wgpu::Buffer) {
-        self.pool.lock().unwrap().entry((buffer.usage(), buffer.size())).or_default().push(buffer);
+        self.pool
+            .lock()
+            .unwrap()
+            .entry((buffer.usage(), buffer.size()))
+            .or_default()
+            .push(buffer);
     }
 }
 
@@ -217,9 +240,18 @@ impl ErrorScopes {
         }
         match first {
             None => Ok(()),
-            Some(wgpu::Error::OutOfMemory { source }) => Err(Error::OutOfMemory { op, message: source.to_string() }),
-            Some(wgpu::Error::Validation { description, .. }) => Err(Error::Validation { op, message: description }),
-            Some(wgpu::Error::Internal { description, .. }) => Err(Error::Internal { op, message: description }),
+            Some(wgpu::Error::OutOfMemory { source }) => Err(Error::OutOfMemory {
+                op,
+                message: source.to_string(),
+            }),
+            Some(wgpu::Error::Validation { description, .. }) => Err(Error::Validation {
+                op,
+                message: description,
+            }),
+            Some(wgpu::Error::Internal { description, .. }) => Err(Error::Internal {
+                op,
+                message: description,
+            }),
         }
     }
 }

@@ -4,7 +4,7 @@
 pub mod adapter;
 pub(crate) mod batch;
 pub mod context;
+pub mod elementwise;
 pub mod gpu;
 pub mod shaders;
 pub(crate) mod window;
-pub mod elementwise;

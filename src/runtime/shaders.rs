@@ -37,7 +37,13 @@ const PHILOX_BATCH: &str = include_str!("../../shaders/philox_batch.wgsl");
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 5] = [Family::Noise, Family::Ste, Family::Observer, Family::Copy, Family::Philox];
+    pub const ALL: [Family; 5] = [
+        Family::Noise,
+        Family::Ste,
+        Family::Observer,
+        Family::Copy,
+        Family::Philox,
+    ];
 
     /// File name under `shaders/`.
     pub fn file(&self) -> &'static str {
@@ -65,8 +71,18 @@ impl Family {
         match self {
             Family::Noise => &["noise_vec4", "noise_tail", "noise_mask"],
             Family::Ste => &["ste_vec4", "ste_tail"],
-            Family::Observer => &["minmax_partial", "minmax_rows", "minmax_reduce", "histogram"],
-            Family::Copy => &["copy_vec4", "copy_vec4_contiguous", "copy_vec4_strided", "copy_vec4_grid"],
+            Family::Observer => &[
+                "minmax_partial",
+                "minmax_rows",
+                "minmax_reduce",
+                "histogram",
+            ],
+            Family::Copy => &[
+                "copy_vec4",
+                "copy_vec4_contiguous",
+                "copy_vec4_strided",
+                "copy_vec4_grid",
+            ],
             Family::Philox => &["philox_batch"],
         }
     }

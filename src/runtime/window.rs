@@ -1,6 +1,6 @@
 //! Cutting tensors larger than one storage binding into bound windows, and 2-D dispatch grids.
 
-use crate::error::{invalid, Result};
+use crate::error::{Result, invalid};
 
 /// A range of elements bound and dispatched together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,7 +23,11 @@ pub(crate) fn windows(len: u64, elem_bytes: u64, unit: u64, max_bytes: u64) -> R
     let granule = unit_bytes / gcd(unit_bytes, 256) * 256;
     let window_bytes = max_bytes / granule * granule;
     if window_bytes == 0 {
-        return Err(invalid("row bytes", unit_bytes, "a row must fit in one storage binding window"));
+        return Err(invalid(
+            "row bytes",
+            unit_bytes,
+            "a row must fit in one storage binding window",
+        ));
     }
     let per_window = window_bytes / elem_bytes;
     let mut out = Vec::with_capacity(len.div_ceil(per_window) as usize);
@@ -43,7 +47,11 @@ pub(crate) fn grid(groups: u64) -> Result<(u32, u32)> {
     let x = groups.clamp(1, MAX);
     let y = groups.div_ceil(x).max(1);
     if y > MAX {
-        return Err(invalid("workgroups", groups, "more than 65535² workgroups in one window"));
+        return Err(invalid(
+            "workgroups",
+            groups,
+            "more than 65535² workgroups in one window",
+        ));
     }
     Ok((x as u32, y as u32))
 }

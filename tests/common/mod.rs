@@ -39,12 +39,20 @@ fn require_gpu() -> bool {
 /// Adapters that fail to open are reported as failing trials by [`run`].
 pub fn targets(windowed: bool) -> (Vec<Target>, Vec<String>) {
     let cpu = Context::cpu();
-    let mut out = vec![Target { name: "Cpu/reference".into(), ctx: cpu.clone(), cpu: cpu.clone() }];
+    let mut out = vec![Target {
+        name: "Cpu/reference".into(),
+        ctx: cpu.clone(),
+        cpu: cpu.clone(),
+    }];
     let mut errors = Vec::new();
     let mut add = |window: Option<u64>, suffix: &str| {
         for ctx in Context::all_adapters(BackendChoice::Auto, window) {
             match ctx {
-                Ok(ctx) => out.push(Target { name: format!("{}{suffix}", ctx.describe()), ctx, cpu: cpu.clone() }),
+                Ok(ctx) => out.push(Target {
+                    name: format!("{}{suffix}", ctx.describe()),
+                    ctx,
+                    cpu: cpu.clone(),
+                }),
                 Err(e) => errors.push(e.to_string()),
             }
         }
@@ -76,17 +84,23 @@ fn run_on(tests: &[(&'static str, Body)], windowed: bool, with_cpu: bool) -> ! {
                 Err("QUANTNOISE_REQUIRE_GPU=1 but wgpu found no adapter: is mesa-vulkan-drivers installed?".into())
             }));
         } else {
-            eprintln!("\n*** quantnoise: NO GPU ADAPTER FOUND — only the CPU reference is tested. ***\n");
+            eprintln!(
+                "\n*** quantnoise: NO GPU ADAPTER FOUND — only the CPU reference is tested. ***\n"
+            );
         }
     }
     for e in errors {
-        trials.push(Trial::test("adapter_opens", move || Err(format!("an adapter failed to open: {e}").into())));
+        trials.push(Trial::test("adapter_opens", move || {
+            Err(format!("an adapter failed to open: {e}").into())
+        }));
     }
     for t in targets.iter().filter(|t| with_cpu || t.is_gpu()) {
         for (name, body) in tests {
             let t = t.clone();
             let body = *body;
-            trials.push(Trial::test(format!("[{}] {name}", t.name), move || body(&t)));
+            trials.push(Trial::test(format!("[{}] {name}", t.name), move || {
+                body(&t)
+            }));
         }
     }
     libtest_mimic::run(&args, trials).exit()
@@ -139,7 +153,14 @@ pub fn poisoned(ctx: &Context, len: u64, dtype: DType) -> Tensor {
 pub fn upload_as(ctx: &Context, data: &[f32], dtype: DType) -> Tensor {
     match dtype {
         DType::F32 => ctx.upload(data).unwrap(),
-        DType::F16 => ctx.upload(&data.iter().map(|&x| half::f16::from_f32(x)).collect::<Vec<_>>()).unwrap(),
+        DType::F16 => ctx
+            .upload(
+                &data
+                    .iter()
+                    .map(|&x| half::f16::from_f32(x))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap(),
         DType::U32 => panic!("not a float type"),
     }
 }
@@ -151,21 +172,36 @@ pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
 
 /// Compares `got` with the f64 reference: `|got − want| ≤ atol + rtol·|want|`, or within
 /// `tie_tol[i]` where the reference sits on a rounding tie. Exact zeros must stay exact.
-pub fn compare(got: &[f32], want: &[f64], atol: f64, rtol: f64, tie_tol: &[f64]) -> Result<(), Failed> {
-    ensure(got.len() == want.len(), || format!("length {} vs {}", got.len(), want.len()))?;
+pub fn compare(
+    got: &[f32],
+    want: &[f64],
+    atol: f64,
+    rtol: f64,
+    tie_tol: &[f64],
+) -> Result<(), Failed> {
+    ensure(got.len() == want.len(), || {
+        format!("length {} vs {}", got.len(), want.len())
+    })?;
     let mut bad = Vec::new();
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let g = g as f64;
         let ok = if w == 0.0 {
             g == 0.0 || g.abs() <= tie_tol.get(i).copied().unwrap_or(0.0)
         } else {
-            (g - w).abs() <= atol + rtol * w.abs() || (g - w).abs() <= tie_tol.get(i).copied().unwrap_or(0.0)
+            (g - w).abs() <= atol + rtol * w.abs()
+                || (g - w).abs() <= tie_tol.get(i).copied().unwrap_or(0.0)
         };
         if !ok {
             bad.push(format!("[{i}] got {g} want {w}"));
         }
     }
-    ensure(bad.is_empty(), || format!("{} mismatches, first: {:?}", bad.len(), &bad[..bad.len().min(5)]))
+    ensure(bad.is_empty(), || {
+        format!(
+            "{} mismatches, first: {:?}",
+            bad.len(),
+            &bad[..bad.len().min(5)]
+        )
+    })
 }
 
 /// Fails unless `r` is an error matching `pred`; then checks that the context still works.
@@ -183,9 +219,15 @@ pub fn expect_err<T: std::fmt::Debug>(
 
 /// A small round trip that must succeed after any error.
 pub fn still_usable(ctx: &Context) -> Result<(), Failed> {
-    let t = ctx.upload(&[1.0f32, 2.0, 3.0]).map_err(|e| format!("context unusable after error: {e}"))?;
-    let back = ctx.read_f32(&t).map_err(|e| format!("context unusable after error: {e}"))?;
-    ensure(back == [1.0, 2.0, 3.0], || format!("round trip after error gave {back:?}"))
+    let t = ctx
+        .upload(&[1.0f32, 2.0, 3.0])
+        .map_err(|e| format!("context unusable after error: {e}"))?;
+    let back = ctx
+        .read_f32(&t)
+        .map_err(|e| format!("context unusable after error: {e}"))?;
+    ensure(back == [1.0, 2.0, 3.0], || {
+        format!("round trip after error gave {back:?}")
+    })
 }
 
 use quantnoise::{Noise, NoiseSeed, NoiseSpec, Observer, QParams, QuantScheme, WeightShape};
@@ -208,7 +250,10 @@ pub fn random_spec(rng: &mut Rng, block_size: u32, rows: u64) -> NoiseSpec {
         .map(|_| {
             let p = random_p(rng);
             if rng.below(2) == 0 {
-                Noise::Proxy { p, rescale: p < 1.0 && rng.below(3) != 0 }
+                Noise::Proxy {
+                    p,
+                    rescale: p < 1.0 && rng.below(3) != 0,
+                }
             } else {
                 let bits = 1 + rng.below(8) as u8;
                 let qmax = (1i32 << bits) - 1;
@@ -221,8 +266,12 @@ pub fn random_spec(rng: &mut Rng, block_size: u32, rows: u64) -> NoiseSpec {
                         rng.below(qmax as u64 + 1) as i32,
                     )),
                     _ => QuantScheme::Given(QParams {
-                        scale: (0..rows).map(|_| (0.01 + rng.uniform() * 0.2) as f32).collect(),
-                        zero_point: (0..rows).map(|_| rng.below(qmax as u64 + 1) as i32).collect(),
+                        scale: (0..rows)
+                            .map(|_| (0.01 + rng.uniform() * 0.2) as f32)
+                            .collect(),
+                        zero_point: (0..rows)
+                            .map(|_| rng.below(qmax as u64 + 1) as i32)
+                            .collect(),
                     }),
                 };
                 Noise::IntN { p, bits, scheme }
@@ -233,12 +282,23 @@ pub fn random_spec(rng: &mut Rng, block_size: u32, rows: u64) -> NoiseSpec {
 }
 
 /// A random shape whose cols are a multiple of `block_size`, of one of the four layouts.
-pub fn random_shape(rng: &mut Rng, block_size: u32, max_rows: u64, max_blocks_per_row: u64) -> WeightShape {
+pub fn random_shape(
+    rng: &mut Rng,
+    block_size: u32,
+    max_rows: u64,
+    max_blocks_per_row: u64,
+) -> WeightShape {
     let rows = 1 + rng.below(max_rows);
     let cols = block_size as u64 * (1 + rng.below(max_blocks_per_row));
     match rng.below(3) {
-        0 => WeightShape::Linear { out_features: rows, in_features: cols },
-        1 => WeightShape::Embedding { num_embeddings: rows, dim: cols },
+        0 => WeightShape::Linear {
+            out_features: rows,
+            in_features: cols,
+        },
+        1 => WeightShape::Embedding {
+            num_embeddings: rows,
+            dim: cols,
+        },
         _ => WeightShape::Matrix { rows, cols },
     }
 }
@@ -246,12 +306,28 @@ pub fn random_shape(rng: &mut Rng, block_size: u32, max_rows: u64, max_blocks_pe
 /// Per-element tolerance where an intN stage of the f64 reference sits within `window` of a
 /// rounding tie (f32 device arithmetic may round the other way there): one quantization step,
 /// scaled by the later stages' rescaling.
-pub fn tie_tolerance(w: &[f64], shape: &WeightShape, spec: &NoiseSpec, seed: NoiseSeed, window: f64) -> Vec<f64> {
+pub fn tie_tolerance(
+    w: &[f64],
+    shape: &WeightShape,
+    spec: &NoiseSpec,
+    seed: NoiseSeed,
+    window: f64,
+) -> Vec<f64> {
     let mut tol = vec![0.0; w.len()];
     let cols = shape.cols();
     for (s, stage) in spec.stages.iter().enumerate() {
-        let Noise::IntN { bits, scheme: QuantScheme::Given(q), .. } = stage else { continue };
-        let prefix = NoiseSpec { block_size: spec.block_size, stages: spec.stages[..s].to_vec() };
+        let Noise::IntN {
+            bits,
+            scheme: QuantScheme::Given(q),
+            ..
+        } = stage
+        else {
+            continue;
+        };
+        let prefix = NoiseSpec {
+            block_size: spec.block_size,
+            stages: spec.stages[..s].to_vec(),
+        };
         let input = quantnoise::cpu::noise::noise_forward(w, shape, &prefix, seed);
         let later: f64 = spec.stages[s + 1..]
             .iter()
@@ -262,7 +338,11 @@ pub fn tie_tolerance(w: &[f64], shape: &WeightShape, spec: &NoiseSpec, seed: Noi
             .product();
         let qmax = ((1u32 << bits) - 1) as f64;
         for (i, x) in input.iter().enumerate() {
-            let e = if q.is_per_channel() { i / cols as usize } else { 0 };
+            let e = if q.is_per_channel() {
+                i / cols as usize
+            } else {
+                0
+            };
             let t = x / q.scale[e] as f64 + q.zero_point[e] as f64;
             let near_tie = ((t - t.floor()) - 0.5).abs() < window && t > -0.5 && t < qmax + 0.5;
             if near_tie && quantnoise::cpu::noise::selected(&seed, spec, s, i as u64) {
