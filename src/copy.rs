@@ -139,7 +139,7 @@ impl Context {
         if !(1..=MAX_VPT).contains(&variant.vpt()) {
             return Err(invalid("vpt", variant.vpt(), "must be in 1..=64"));
         }
-        if src.overlaps(dst) {
+        if src.conflicts(dst) {
             return Err(Error::Aliasing {
                 what: "copy_kernel src/dst",
             });

@@ -60,8 +60,9 @@ pub enum Error {
         /// Provided element type.
         got: crate::DType,
     },
-    /// Input and output of an op are the same buffer region.
-    #[error("{what}: input and output must not alias")]
+    /// An op would read and write the same buffer (any regions of it: wgpu forbids binding a
+    /// buffer writable and again in the same dispatch) or the same host storage.
+    #[error("{what}: inputs and outputs must live in different buffers")]
     Aliasing {
         /// Which arguments.
         what: &'static str,

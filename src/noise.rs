@@ -362,7 +362,7 @@ impl Context {
         check_len("out", shape.numel(), out.len)?;
         let precision = precision_of(weight, "weight")?;
         check_dtype("out", weight.dtype, out.dtype)?;
-        if weight.overlaps(out) {
+        if weight.conflicts(out) {
             return Err(Error::Aliasing {
                 what: "noise_forward weight/out",
             });

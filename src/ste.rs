@@ -49,7 +49,7 @@ impl Context {
             check_dtype(what, grad_noisy.dtype, t.dtype)?;
         }
         let precision = precision_of(grad_noisy, "grad_noisy")?;
-        if grad_weight.overlaps(grad_noisy) || grad_weight.overlaps(weight) {
+        if grad_weight.conflicts(grad_noisy) || grad_weight.conflicts(weight) {
             return Err(Error::Aliasing {
                 what: "ste_backward inputs/grad_weight",
             });

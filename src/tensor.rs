@@ -78,21 +78,12 @@ impl Tensor {
         }
     }
 
-    /// Whether two tensors share memory.
-    pub(crate) fn overlaps(&self, other: &Tensor) -> bool {
+    /// Whether one op may not read one tensor and write the other: on a device, any two
+    /// regions of the same buffer (wgpu forbids a buffer bound writable and also bound again in
+    /// one dispatch); on the host, the same storage.
+    pub(crate) fn conflicts(&self, other: &Tensor) -> bool {
         match (&self.storage, &other.storage) {
-            (
-                Storage::Gpu {
-                    buffer: a,
-                    offset: oa,
-                    ..
-                },
-                Storage::Gpu {
-                    buffer: b,
-                    offset: ob,
-                    ..
-                },
-            ) => a == b && *oa < ob + other.size_bytes() && *ob < oa + self.size_bytes(),
+            (Storage::Gpu { buffer: a, .. }, Storage::Gpu { buffer: b, .. }) => a == b,
             (Storage::Cpu(a), Storage::Cpu(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
