@@ -12,7 +12,7 @@
 //!   reference, bit-exactly for copies and observers). A case that fails is reported with its
 //!   error and never timed.
 //! * Calibration: each case's dispatches per sample `K` is chosen so one sample takes at least
-//!   [`BenchOptions::min_sample`] (20 ms).
+//!   [`BenchOptions::min_sample`] (20 ms), from the fastest of a few single-op estimates.
 //! * Measurement, interleaved: `rounds` rounds, each taking one sample of every case
 //!   (round-robin, the starting case rotating each round), so slow drifts of the machine hit
 //!   every case alike. A sample submits `K` back-to-back ops then [`Context::synchronize`]s,
@@ -749,10 +749,14 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
     let mut ks = Vec::with_capacity(live.len());
     for (case, _) in &live {
         sample(ctx, &case.op, 1)?; // warm-up
-        let mut per_op = sample(ctx, &case.op, 1)?;
+        // The fastest of a few estimates, so that a disturbed one does not shrink K.
+        let mut per_op = f64::INFINITY;
+        for _ in 0..3 {
+            per_op = per_op.min(sample(ctx, &case.op, 1)?);
+        }
         let mut k = per_sample(options.min_sample, per_op);
         if k > 1 {
-            per_op = sample(ctx, &case.op, k)?;
+            per_op = per_op.min(sample(ctx, &case.op, k)?);
             k = per_sample(options.min_sample, per_op);
         }
         progress(format!(

@@ -26,6 +26,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod assign;
 pub mod bench;
 pub mod copy;
 pub mod cpu;
@@ -38,6 +39,7 @@ mod shape;
 pub mod ste;
 mod tensor;
 
+pub use assign::{AssignProblem, Assignment};
 pub use error::{Error, Result};
 pub use noise::{Noise, NoiseSpec, QuantScheme, SteMode};
 pub use observer::{Observer, QParams};

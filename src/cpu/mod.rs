@@ -2,6 +2,7 @@
 //! Conformance tests compare every adapter against it; [`crate::Context::cpu`] runs it behind
 //! the same API as the devices.
 
+pub mod assign;
 pub mod noise;
 pub mod observer;
 pub mod ste;

@@ -60,6 +60,8 @@ pub(crate) struct Gpu {
     pub limits: wgpu::Limits,
     /// Bytes of one bound window (at most the storage binding limit).
     pub max_window: u64,
+    /// The device's storage binding limit, for buffers bound whole (e.g. codebooks).
+    pub max_binding: u64,
     modules: Mutex<HashMap<(Family, Precision), wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     pool: Mutex<HashMap<(wgpu::BufferUsages, u64), Vec<wgpu::Buffer>>>,
@@ -107,6 +109,7 @@ impl Gpu {
             backend,
             limits,
             max_window,
+            max_binding: binding,
             modules: Mutex::default(),
             pipelines: Mutex::default(),
             pool: Mutex::default(),

@@ -16,6 +16,8 @@ pub enum Family {
     Copy,
     /// `shaders/philox_batch.wgsl`: raw Philox4x32-10 outputs (cross-backend checks).
     Philox,
+    /// `shaders/assign.wgsl`: nearest-centroid assignment (k-means E-step).
+    Assign,
 }
 
 /// Element type a module is instantiated for.
@@ -34,6 +36,7 @@ const STE: &str = include_str!("../../shaders/ste.wgsl");
 const OBSERVER: &str = include_str!("../../shaders/observer.wgsl");
 const COPY: &str = include_str!("../../shaders/copy.wgsl");
 const PHILOX_BATCH: &str = include_str!("../../shaders/philox_batch.wgsl");
+const ASSIGN: &str = include_str!("../../shaders/assign.wgsl");
 
 impl Family {
     /// Every family.
@@ -53,6 +56,7 @@ impl Family {
             Family::Observer => "observer.wgsl",
             Family::Copy => "copy.wgsl",
             Family::Philox => "philox_batch.wgsl",
+            Family::Assign => "assign.wgsl",
         }
     }
 
@@ -63,6 +67,7 @@ impl Family {
             Family::Observer => &[OBSERVER],
             Family::Copy => &[COPY],
             Family::Philox => &[PHILOX, PHILOX_BATCH],
+            Family::Assign => &[ASSIGN],
         }
     }
 
@@ -84,13 +89,14 @@ impl Family {
                 "copy_vec4_grid",
             ],
             Family::Philox => &["philox_batch"],
+            Family::Assign => &["assign_nearest"],
         }
     }
 
     /// The precisions the family is built for.
     pub fn precisions(&self) -> &'static [Precision] {
         match self {
-            Family::Copy | Family::Philox => &[Precision::F32],
+            Family::Copy | Family::Philox | Family::Assign => &[Precision::F32],
             _ => &[Precision::F32, Precision::F16],
         }
     }

@@ -1,0 +1,202 @@
+//! Conformance of the batched nearest-centroid assignment on every target.
+
+mod common;
+
+use common::*;
+use libtest_mimic::Failed;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use quantnoise::{AssignProblem, DType, Error, cpu};
+
+fn main() {
+    run(
+        &[
+            ("batched_random_problems", batched_random),
+            ("large_codebook_and_dims", large_codebook),
+            ("exact_ties_pick_lowest_index", exact_ties),
+            ("bad_inputs_are_typed_errors", bad_inputs),
+        ],
+        true,
+    )
+}
+
+/// Checks one problem's device result against the f64 reference. Where the device's choice is
+/// not the reference's, the two distances must be within `tol` (a near-tie, where f32 rounding
+/// may pick either); otherwise indices match exactly. Distances within `tol` too.
+fn check(
+    data: &[f32],
+    codebook: &[f32],
+    d: usize,
+    idx: &[u32],
+    dist: &[f32],
+) -> Result<(), Failed> {
+    let x64: Vec<f64> = data.iter().map(|&v| v as f64).collect();
+    let c64: Vec<f64> = codebook.iter().map(|&v| v as f64).collect();
+    let (want_idx, want_dist) = cpu::assign::assign(&x64, &c64, d);
+    let k = codebook.len() / d;
+    for i in 0..want_idx.len() {
+        let x = &x64[i * d..(i + 1) * d];
+        let scale: f64 = x.iter().map(|v| v * v).sum::<f64>()
+            + c64
+                .chunks(d)
+                .map(|c| c.iter().map(|v| v * v).sum::<f64>())
+                .fold(0.0, f64::max);
+        let tol = 1e-5 * scale + 1e-12;
+        ensure((idx[i] as usize) < k, || {
+            format!("subvector {i}: index {} out of range (K = {k})", idx[i])
+        })?;
+        if idx[i] != want_idx[i] {
+            let c = &c64[idx[i] as usize * d..(idx[i] as usize + 1) * d];
+            let chosen: f64 = x.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum();
+            ensure((chosen - want_dist[i]).abs() <= tol, || {
+                format!(
+                    "subvector {i}: index {} (dist {chosen}) vs reference {} (dist {}), beyond tolerance {tol}",
+                    idx[i], want_idx[i], want_dist[i]
+                )
+            })?;
+        }
+        ensure((dist[i] as f64 - want_dist[i]).abs() <= tol, || {
+            format!("subvector {i}: distance {} vs {}", dist[i], want_dist[i])
+        })?;
+    }
+    Ok(())
+}
+
+fn run_problems(t: &Target, specs: &[(usize, usize, usize)], seed: u64) -> Result<(), Failed> {
+    let mut rng = Rng(seed);
+    let host: Vec<(Vec<f32>, Vec<f32>, usize)> = specs
+        .iter()
+        .map(|&(n, k, d)| {
+            (
+                rng.weights((n * d) as u64, 1.0),
+                rng.weights((k * d) as u64, 1.0),
+                d,
+            )
+        })
+        .collect();
+    let tensors: Vec<_> = host
+        .iter()
+        .map(|(x, c, _)| (t.ctx.upload(x).unwrap(), t.ctx.upload(c).unwrap()))
+        .collect();
+    let problems: Vec<_> = tensors
+        .iter()
+        .zip(&host)
+        .map(|((x, c), h)| AssignProblem {
+            data: x,
+            codebook: c,
+            dim: h.2 as u32,
+        })
+        .collect();
+    let outputs: Vec<_> = specs
+        .iter()
+        .map(|&(n, _, _)| quantnoise::Assignment {
+            indices: poisoned(&t.ctx, n as u64, DType::U32),
+            distances: poisoned(&t.ctx, n as u64, DType::F32),
+        })
+        .collect();
+    t.ctx.assign_into(&problems, &outputs)?;
+    for ((x, c, d), o) in host.iter().zip(&outputs) {
+        check(
+            x,
+            c,
+            *d,
+            &t.ctx.read_u32(&o.indices)?,
+            &t.ctx.read_f32(&o.distances)?,
+        )?;
+    }
+    Ok(())
+}
+
+fn batched_random(t: &Target) -> Result<(), Failed> {
+    let mut runner = TestRunner::new(Config {
+        cases: 12,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let problem = (1usize..700, 1usize..300, 1usize..=24);
+    runner
+        .run(
+            &(prop::collection::vec(problem, 1..4), any::<u64>()),
+            |(specs, seed)| {
+                run_problems(t, &specs, seed).map_err(|e| {
+                    TestCaseError::fail(format!("{specs:?}: {}", e.message().unwrap_or_default()))
+                })
+            },
+        )
+        .map_err(|e| Failed::from(e.to_string()))
+}
+
+/// K = 4096 (many workgroup-memory tiles), the paper's d (4, 5, 8, 9) and d = 64.
+fn large_codebook(t: &Target) -> Result<(), Failed> {
+    run_problems(
+        t,
+        &[
+            (300, 4096, 8),
+            (257, 256, 9),
+            (130, 33, 64),
+            (1000, 256, 4),
+            (999, 255, 5),
+            (65, 2, 1),
+        ],
+        99,
+    )
+}
+
+/// Duplicated centroids: exactly equal distances must resolve to the lowest index everywhere.
+fn exact_ties(t: &Target) -> Result<(), Failed> {
+    let d = 4;
+    let base = Rng(5).weights(8 * d as u64, 1.0);
+    let mut codebook = base.clone();
+    codebook.extend_from_slice(&base);
+    let data: Vec<f32> = (0..200)
+        .flat_map(|i| base[(i % 8) * d..(i % 8 + 1) * d].to_vec())
+        .collect();
+    let x = t.ctx.upload(&data)?;
+    let c = t.ctx.upload(&codebook)?;
+    let r = t.ctx.assign(&[AssignProblem {
+        data: &x,
+        codebook: &c,
+        dim: d as u32,
+    }])?;
+    let idx = t.ctx.read_u32(&r[0].indices)?;
+    let want: Vec<u32> = (0..200).map(|i| (i % 8) as u32).collect();
+    ensure(idx == want, || {
+        format!("ties did not go to the lowest index: {:?}", &idx[..16])
+    })
+}
+
+fn bad_inputs(t: &Target) -> Result<(), Failed> {
+    let ctx = &t.ctx;
+    let x = ctx.upload(&[1.0f32; 12])?;
+    let c = ctx.upload(&[1.0f32; 8])?;
+    let p = |dim| AssignProblem {
+        data: &x,
+        codebook: &c,
+        dim,
+    };
+    expect_err(ctx, ctx.assign(&[p(0)]), |e| {
+        matches!(e, Error::InvalidArgument { name: "dim", .. })
+    })?;
+    expect_err(ctx, ctx.assign(&[p(65)]), |e| {
+        matches!(e, Error::InvalidArgument { name: "dim", .. })
+    })?;
+    expect_err(ctx, ctx.assign(&[p(3)]), |e| {
+        matches!(
+            e,
+            Error::InvalidArgument {
+                name: "codebook.len()",
+                ..
+            }
+        )
+    })?;
+    let u = ctx.upload(&[1u32; 8])?;
+    expect_err(
+        ctx,
+        ctx.assign(&[AssignProblem {
+            data: &x,
+            codebook: &u,
+            dim: 4,
+        }]),
+        |e| matches!(e, Error::DTypeMismatch { .. }),
+    )
+}
