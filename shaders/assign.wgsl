@@ -28,7 +28,7 @@ struct AssignParams {
 var<workgroup> tile: array<vec4<f32>, TILE_VEC4>;
 var<workgroup> tile_norm: array<f32, MAX_TILE>;
 
-// Component j of a row starting at `base` in `buf`, 0 past the row's end.
+// Chunk `chunk` (components 4·chunk .. 4·chunk+3) of the row starting at `base`, 0 past d.
 fn load4_data(base: u32, chunk: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
     for (var c = 0u; c < 4u; c++) {
@@ -51,37 +51,47 @@ fn load4_codebook(base: u32, chunk: u32) -> vec4<f32> {
     return v;
 }
 
+// Each invocation scores 4 subvectors at once: chunk j of the 4 subvectors is a matrix whose
+// column k holds component 4j+k of each, so `X_j * c_j` is the vec4 of their partial dot
+// products with centroid chunk c_j. Chunks 0..3 live in named registers (d <= 16, the
+// common case); larger d uses a private array.
 @compute @workgroup_size(WG)
 fn assign_nearest(@builtin(local_invocation_index) lid: u32,
                   @builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
     let first = (wid.y * nwg.x + wid.x) * WG * SPT;
     let tile_len = min(MAX_TILE, TILE_VEC4 / D4);
-    var x: array<vec4<f32>, 64>;
-    var best: array<f32, SPT>;
-    var best_index: array<u32, SPT>;
-    var norm_x: array<f32, SPT>;
+    var x0 = mat4x4<f32>();
+    var x1 = mat4x4<f32>();
+    var x2 = mat4x4<f32>();
+    var x3 = mat4x4<f32>();
+    var norm_x = vec4<f32>(0.0);
     for (var s = 0u; s < SPT; s++) {
         let i = first + s * WG + lid;
-        var nx = 0.0;
         for (var j = 0u; j < D4; j++) {
             var v = vec4<f32>(0.0);
             if i < params.n {
                 v = load4_data(i * params.d, j);
             }
-            x[s * MAX_D4 + j] = v;
-            nx += dot(v, v);
+            norm_x[s] += dot(v, v);
+            for (var k = 0u; k < 4u; k++) {
+                switch j {
+                    case 0u: { x0[k][s] = v[k]; }
+                    case 1u: { x1[k][s] = v[k]; }
+                    case 2u: { x2[k][s] = v[k]; }
+                    case 3u: { x3[k][s] = v[k]; }
+                    default: {}
+                }
+            }
         }
-        norm_x[s] = nx;
-        best[s] = 3.0e38;
-        best_index[s] = 0u;
     }
+    var best = vec4<f32>(3.0e38);
+    var best_index = vec4<u32>(0u);
     for (var t0 = 0u; t0 < params.k; t0 += tile_len) {
         let count = min(tile_len, params.k - t0);
         workgroupBarrier();
         for (var e = lid; e < count * D4; e += WG) {
-            let c = e / D4;
-            tile[e] = load4_codebook((t0 + c) * params.d, e % D4);
+            tile[e] = load4_codebook((t0 + e / D4) * params.d, e % D4);
         }
         workgroupBarrier();
         for (var c = lid; c < count; c += WG) {
@@ -93,18 +103,21 @@ fn assign_nearest(@builtin(local_invocation_index) lid: u32,
         }
         workgroupBarrier();
         for (var c = 0u; c < count; c++) {
-            let nc = tile_norm[c];
-            for (var s = 0u; s < SPT; s++) {
-                var dot_xc = 0.0;
-                for (var j = 0u; j < D4; j++) {
-                    dot_xc += dot(x[s * MAX_D4 + j], tile[c * D4 + j]);
-                }
-                let score = nc - 2.0 * dot_xc;
-                if score < best[s] {
-                    best[s] = score;
-                    best_index[s] = t0 + c;
-                }
+            let row = c * D4;
+            var acc = x0 * tile[row];
+            if D4 > 1u {
+                acc += x1 * tile[row + 1u];
             }
+            if D4 > 2u {
+                acc += x2 * tile[row + 2u];
+            }
+            if D4 > 3u {
+                acc += x3 * tile[row + 3u];
+            }
+            let score = vec4<f32>(tile_norm[c]) - 2.0 * acc;
+            let better = score < best;
+            best = select(best, score, better);
+            best_index = select(best_index, vec4<u32>(t0 + c), better);
         }
     }
     for (var s = 0u; s < SPT; s++) {

@@ -3,8 +3,6 @@
 // noise_mask (optional bit-packed mask, one u32 word per invocation).
 
 override WG: u32 = 64u;
-// vec4s per invocation, strided by WG inside a workgroup tile.
-override VPT: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<vec4<Elem>>;
@@ -15,35 +13,36 @@ override VPT: u32 = 4u;
 @group(0) @binding(2) var<storage, read_write> dst_tail: array<Elem>;
 @group(0) @binding(2) var<storage, read_write> mask_words: array<u32>;
 
-fn noise4(w: vec4<f32>, first: u32) -> vec4<f32> {
-    var v = w;
-    for (var s = 0u; s < params.n_stages; s++) {
-        let sel = select4(s, first);
-        for (var k = 0u; k < 4u; k++) {
-            v[k] = noise_one(v[k], s, first + k, sel[k]);
-        }
-    }
-    return v;
-}
-
+// Each invocation takes `gpt` consecutive Philox groups: one Philox call per stage and group,
+// then block_size contiguous vec4s.
 @compute @workgroup_size(WG)
 fn noise_vec4(@builtin(local_invocation_index) lid: u32,
               @builtin(workgroup_id) wid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n4 = params.n / 4u;
-    let base = (wid.y * nwg.x + wid.x) * WG * VPT + lid;
-    for (var j = 0u; j < VPT; j++) {
-        let v = base + j * WG;
-        if v < n4 {
-            dst[v] = vec4<Elem>(noise4(vec4<f32>(src[v]), params.offset + v * 4u));
+    let bs = block_size();
+    let first_group = params.offset / (4u * bs);
+    for (var gi = 0u; gi < groups_per_invocation(); gi++) {
+        let g = group_index(lid, wid, nwg, gi);
+        if g >= window_groups() {
+            return;
+        }
+        let mask = group_mask(first_group + g);
+        for (var k = 0u; k < bs; k++) {
+            let v4 = g * bs + k;
+            let first = params.offset + v4 * 4u;
+            var v = vec4<f32>(src[v4]);
+            for (var s = 0u; s < stage_count(); s++) {
+                v = noise4(v, s, first, selected4(mask, s, k, bs));
+            }
+            dst[v4] = vec4<Elem>(v);
         }
     }
 }
 
-@compute @workgroup_size(4)
+// The window's last n mod 4·block_size elements, one Philox call per element and stage.
+@compute @workgroup_size(64)
 fn noise_tail(@builtin(local_invocation_index) lid: u32) {
-    let i = (params.n / 4u) * 4u + lid;
-    if i < params.n {
+    for (var i = window_groups() * 4u * params.block_size + lid; i < params.n; i += 64u) {
         var v = f32(src_tail[i]);
         for (var s = 0u; s < params.n_stages; s++) {
             v = noise_one(v, s, params.offset + i, select1(s, params.offset + i));

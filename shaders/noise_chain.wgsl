@@ -2,6 +2,25 @@
 // selection and the noise functions. The including file declares `params: Params` (uniform)
 // and `qp: array<vec4<f32>>` (scale, 1/scale, zero-point, unused).
 
+// Specialisation constants of the vec4 entry points (0, resp. 0xFFFFFFFF: read from params):
+// with them the per-group loops have constant trip counts and unroll, which software
+// rasterisers need to come near memory speed. The host sets all three.
+override BS: u32 = 0u;
+override GPT: u32 = 0u;
+override STAGES: u32 = 0xFFFFFFFFu;
+
+fn block_size() -> u32 {
+    return select(params.block_size, BS, BS != 0u);
+}
+
+fn groups_per_invocation() -> u32 {
+    return select(params.gpt, GPT, GPT != 0u);
+}
+
+fn stage_count() -> u32 {
+    return select(params.n_stages, STAGES, STAGES != 0xFFFFFFFFu);
+}
+
 const KIND_PROXY: u32 = 0u;
 const KIND_INTN: u32 = 1u;
 
@@ -35,6 +54,11 @@ struct Params {
     mode: u32,
     words_per_stage: u32,
     n_blocks: u32,
+    // Philox groups (4 blocks = block_size vec4s) per invocation of the vec4 entry points.
+    gpt: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
     stages: array<Stage, 4>,
 }
 
@@ -42,25 +66,78 @@ fn stage_lanes(stage: u32, group: u32) -> vec4<u32> {
     return philox4x32_10(vec4<u32>(group, stage, params.step.x, params.step.y), params.seed);
 }
 
-// Selection of the blocks of 4 consecutive elements starting at global index `first`.
-// They span at most two Philox groups (4 blocks each); the second is drawn only if needed.
-fn select4(stage: u32, first: u32) -> vec4<bool> {
-    let bs = params.block_size;
-    let blocks = vec4<u32>(first, first + 1u, first + 2u, first + 3u) / bs;
-    let g0 = blocks.x >> 2u;
-    let r0 = stage_lanes(stage, g0);
-    var r1 = r0;
-    if (blocks.w >> 2u) != g0 {
-        r1 = stage_lanes(stage, blocks.w >> 2u);
+// Selection bits of the 4 blocks of Philox group `group` (one Philox call per stage):
+// bit 4·stage + b is block 4·group + b.
+fn group_mask(group: u32) -> u32 {
+    var mask = 0u;
+    for (var s = 0u; s < stage_count(); s++) {
+        let r = stage_lanes(s, group);
+        let sel = (r >> vec4<u32>(8u)) < vec4<u32>(params.stages[s].threshold);
+        let bits = select(0u, 1u, sel.x) | select(0u, 2u, sel.y) | select(0u, 4u, sel.z) | select(0u, 8u, sel.w);
+        mask |= bits << (4u * s);
     }
-    let thr = params.stages[stage].threshold;
-    var sel: vec4<bool>;
-    for (var k = 0u; k < 4u; k++) {
-        let b = blocks[k];
-        let r = select(r0[b & 3u], r1[b & 3u], (b >> 2u) != g0);
-        sel[k] = (r >> 8u) < thr;
+    return mask;
+}
+
+fn is_selected(mask: u32, stage: u32, block_in_group: u32) -> bool {
+    return ((mask >> (4u * stage + block_in_group)) & 1u) != 0u;
+}
+
+// Selection of the 4 elements of vec4 `k` of a group (whole-vector operations: no dynamic
+// component indexing, which software rasterisers turn into memory traffic).
+fn selected4(mask: u32, stage: u32, k: u32, bs: u32) -> vec4<bool> {
+    if bs % 4u == 0u {
+        // The 4 elements share one block.
+        return vec4<bool>(is_selected(mask, stage, (4u * k) / bs));
     }
-    return sel;
+    let block = (vec4<u32>(4u * k) + vec4<u32>(0u, 1u, 2u, 3u)) / vec4<u32>(bs);
+    return ((vec4<u32>(mask) >> (vec4<u32>(4u * stage) + block)) & vec4<u32>(1u)) != vec4<u32>(0u);
+}
+
+// Quantization parameters of 4 consecutive elements starting at global index `first`:
+// (scale, 1/scale, zero-point) as three vec4s.
+struct Qp4 {
+    scale: vec4<f32>,
+    inv: vec4<f32>,
+    zero: vec4<f32>,
+}
+
+fn qp4(stage: u32, first: u32) -> Qp4 {
+    let st = params.stages[stage];
+    if st.per_channel == 0u {
+        let q = qp[st.qp_base];
+        return Qp4(vec4<f32>(q.x), vec4<f32>(q.y), vec4<f32>(q.z));
+    }
+    let rows = (vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u)) / vec4<u32>(params.cols) + vec4<u32>(st.qp_base);
+    let a = qp[rows.x];
+    let b = qp[rows.y];
+    let c = qp[rows.z];
+    let d = qp[rows.w];
+    return Qp4(vec4<f32>(a.x, b.x, c.x, d.x), vec4<f32>(a.y, b.y, c.y, d.y), vec4<f32>(a.z, b.z, c.z, d.z));
+}
+
+// Forward noise of stage `stage` on 4 consecutive elements starting at global index `first`.
+fn noise4(w: vec4<f32>, stage: u32, first: u32, selected: vec4<bool>) -> vec4<f32> {
+    let st = params.stages[stage];
+    if st.kind == KIND_PROXY {
+        return w * select(vec4<f32>(st.keep_scale), vec4<f32>(0.0), selected);
+    }
+    if !any(selected) {
+        return w;
+    }
+    let q = qp4(stage, first);
+    let quantized = (clamp(round(w * q.inv + q.zero), vec4<f32>(0.0), vec4<f32>(st.qmax)) - q.zero) * q.scale;
+    return select(w, quantized, selected);
+}
+
+// Windows of the vec4 entry points start on group boundaries: the window's groups are
+// [offset / (4·bs), +n / (4·bs)), its tail the last n mod 4·bs elements.
+fn window_groups() -> u32 {
+    return params.n / (4u * params.block_size);
+}
+
+fn group_index(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, gi: u32) -> u32 {
+    return ((wid.y * nwg.x + wid.x) * WG + lid) * groups_per_invocation() + gi;
 }
 
 fn select1(stage: u32, index: u32) -> bool {

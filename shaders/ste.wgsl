@@ -2,7 +2,6 @@
 // mask regenerated from (seed, step). Modes: 0 identity, 1 masked, 2 clamped.
 
 override WG: u32 = 64u;
-override VPT: u32 = 4u;
 
 const MODE_IDENTITY: u32 = 0u;
 const MODE_MASKED: u32 = 1u;
@@ -36,38 +35,57 @@ fn ste_one(w: f32, stage: u32, index: u32, selected: bool) -> f32 {
     return 1.0;
 }
 
+// Same layout as noise_vec4: `gpt` Philox groups per invocation.
+// Factors of stage `stage` for 4 consecutive elements starting at global index `first`.
+fn ste4(w: vec4<f32>, stage: u32, first: u32, selected: vec4<bool>) -> vec4<f32> {
+    let st = params.stages[stage];
+    if params.mode == MODE_MASKED {
+        return select(vec4<f32>(st.ste_scale), vec4<f32>(0.0), selected);
+    }
+    if params.mode == MODE_CLAMPED && st.kind == KIND_INTN {
+        let q = qp4(stage, first);
+        let inside = w >= -q.zero * q.scale & w <= (vec4<f32>(st.qmax) - q.zero) * q.scale;
+        return select(vec4<f32>(0.0), vec4<f32>(1.0), inside);
+    }
+    return vec4<f32>(1.0);
+}
+
 @compute @workgroup_size(WG)
 fn ste_vec4(@builtin(local_invocation_index) lid: u32,
             @builtin(workgroup_id) wid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n4 = params.n / 4u;
-    let base = (wid.y * nwg.x + wid.x) * WG * VPT + lid;
-    for (var j = 0u; j < VPT; j++) {
-        let v = base + j * WG;
-        if v < n4 {
-            var g = vec4<f32>(grad[v]);
+    let bs = block_size();
+    let first_group = params.offset / (4u * bs);
+    for (var gi = 0u; gi < groups_per_invocation(); gi++) {
+        let g = group_index(lid, wid, nwg, gi);
+        if g >= window_groups() {
+            return;
+        }
+        var mask = 0u;
+        if params.mode != MODE_IDENTITY {
+            mask = group_mask(first_group + g);
+        }
+        for (var k = 0u; k < bs; k++) {
+            let v4 = g * bs + k;
+            var grad_v = vec4<f32>(grad[v4]);
             if params.mode != MODE_IDENTITY {
-                let first = params.offset + v * 4u;
+                let first = params.offset + v4 * 4u;
                 var w = vec4<f32>(0.0);
                 if params.mode == MODE_CLAMPED {
-                    w = vec4<f32>(weight[v]);
+                    w = vec4<f32>(weight[v4]);
                 }
-                for (var s = 0u; s < params.n_stages; s++) {
-                    let sel = select4(s, first);
-                    for (var k = 0u; k < 4u; k++) {
-                        g[k] *= ste_one(w[k], s, first + k, sel[k]);
-                    }
+                for (var s = 0u; s < stage_count(); s++) {
+                    grad_v *= ste4(w, s, first, selected4(mask, s, k, bs));
                 }
             }
-            out[v] = vec4<Elem>(g);
+            out[v4] = vec4<Elem>(grad_v);
         }
     }
 }
 
-@compute @workgroup_size(4)
+@compute @workgroup_size(64)
 fn ste_tail(@builtin(local_invocation_index) lid: u32) {
-    let i = (params.n / 4u) * 4u + lid;
-    if i < params.n {
+    for (var i = window_groups() * 4u * params.block_size + lid; i < params.n; i += 64u) {
         let index = params.offset + i;
         var g = f32(grad_tail[i]);
         let w = f32(weight_tail[i]);

@@ -209,6 +209,8 @@ pub(crate) struct ChainParams {
     mode: u32,
     words_per_stage: u32,
     n_blocks: u32,
+    gpt: u32,
+    _pad: [u32; 3],
     stages: [StageParams; MAX_STAGES],
 }
 
@@ -241,6 +243,7 @@ pub(crate) fn chain_params(
         n_stages: spec.stages.len() as u32,
         words_per_stage: blocks.div_ceil(32) as u32,
         n_blocks: blocks as u32,
+        gpt: crate::runtime::elementwise::groups_per_invocation(spec.block_size),
         ..Default::default()
     };
     for (st, stage) in params.stages.iter_mut().zip(&spec.stages) {
@@ -405,6 +408,8 @@ impl Context {
                 kernel.record(
                     g,
                     &mut batch,
+                    spec.block_size,
+                    spec.stages.len() as u32,
                     &[(weight, "weight"), (out, "out")],
                     &[qp.as_entire_binding()],
                     |w| base.window(w.start, w.len, 0),

@@ -78,6 +78,8 @@ impl Context {
                 kernel.record(
                     g,
                     &mut batch,
+                    spec.block_size,
+                    spec.stages.len() as u32,
                     &[
                         (grad_noisy, "grad_noisy"),
                         (weight, "weight"),

@@ -1,6 +1,8 @@
-//! The one dispatch path of element-wise kernels: every tensor of equal length is cut into the
-//! same bound windows; each window runs the kernel's vec4 entry point over its first
-//! `4·⌊n/4⌋` elements and, for the rest, its scalar tail entry point.
+//! The one dispatch path of the element-wise noise kernels: every tensor of equal length is cut
+//! into the same bound windows, which start on Philox-group boundaries (a group is 4 blocks, so
+//! one Philox call per stage serves `4·block_size` elements). Each window runs the kernel's vec4
+//! entry point over its whole groups, `gpt` contiguous groups per invocation, and its scalar
+//! tail entry point over the rest.
 
 use bytemuck::Pod;
 
@@ -13,8 +15,13 @@ use crate::tensor::{Storage, Tensor};
 
 /// Invocations per workgroup of the element-wise kernels.
 pub const WG: u32 = 64;
-/// vec4s per invocation of the element-wise kernels.
-pub const VPT: u32 = 4;
+/// Target vec4s per invocation: per-invocation overhead dominates on software rasterisers.
+pub const TARGET_VEC4_PER_INVOCATION: u32 = 8;
+
+/// Philox groups per invocation for a block size: about [`TARGET_VEC4_PER_INVOCATION`] vec4s.
+pub(crate) fn groups_per_invocation(block_size: u32) -> u32 {
+    (TARGET_VEC4_PER_INVOCATION / block_size).max(1)
+}
 
 /// An element-wise kernel: its family, precision and entry points.
 pub(crate) struct Elementwise {
@@ -65,24 +72,28 @@ impl Elementwise {
         &self,
         gpu: &Gpu,
         batch: &mut Batch,
+        block_size: u32,
+        stages: u32,
         tensors: &[(&Tensor, &'static str)],
         extra: &[wgpu::BindingResource],
         params: impl Fn(&Window) -> P,
     ) -> Result<()> {
         let (first, _) = tensors[0];
         let elem = first.dtype.size();
+        let group = 4 * block_size as u64;
         let key = |entry| PipelineKey {
             family: self.family,
             precision: self.precision,
             entry,
-            overrides: vec![("WG", WG), ("VPT", VPT)],
+            overrides: vec![("WG", WG)],
         };
-        let main = gpu.pipeline(key(self.vec4_entry))?;
-        let tail = gpu.pipeline(PipelineKey {
-            overrides: vec![],
-            ..key(self.tail_entry)
+        let main = gpu.pipeline(PipelineKey {
+            overrides: vec![("WG", WG), ("BS", block_size), ("GPT", groups_per_invocation(block_size)), ("STAGES", stages)],
+            ..key(self.vec4_entry)
         })?;
-        for w in windows(first.len, elem, 4, gpu.max_window)? {
+        let tail = gpu.pipeline(PipelineKey { overrides: vec![], ..key(self.tail_entry) })?;
+        let per_invocation = (WG * groups_per_invocation(block_size)) as u64;
+        for w in windows(first.len, elem, group, gpu.max_window)? {
             let uniform = batch.uniform(&params(&w));
             let bind = |bytes: u64| -> Result<Vec<wgpu::BindingResource>> {
                 let mut b = vec![uniform.as_entire_binding()];
@@ -92,15 +103,11 @@ impl Elementwise {
                 b.extend(extra.iter().cloned());
                 Ok(b)
             };
-            let body = w.len / 4;
-            if body > 0 {
-                batch.dispatch(
-                    &main,
-                    &bind(body * 4 * elem)?,
-                    body.div_ceil((WG * VPT) as u64),
-                )?;
+            let groups = w.len / group;
+            if groups > 0 {
+                batch.dispatch(&main, &bind(groups * group * elem)?, groups.div_ceil(per_invocation))?;
             }
-            if w.len % 4 != 0 {
+            if w.len % group != 0 {
                 batch.dispatch(&tail, &bind((w.len * elem).next_multiple_of(4))?, 1)?;
             }
         }
