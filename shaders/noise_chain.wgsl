@@ -8,6 +8,31 @@
 override BS: u32 = 0u;
 override GPT: u32 = 0u;
 override STAGES: u32 = 0xFFFFFFFFu;
+// Bit s set: stage s is intN; bit 4 + s: its parameters are per channel; bits 8..: the STE
+// mode (0xFFFFFFFF: read all of it from params). Software rasterisers execute a branch on a
+// uniform-buffer value like a divergent one, so the kernels branch on constants instead.
+override LAYOUT: u32 = 0xFFFFFFFFu;
+
+fn stage_kind(stage: u32) -> u32 {
+    if LAYOUT == 0xFFFFFFFFu {
+        return params.stages[stage].kind;
+    }
+    return (LAYOUT >> stage) & 1u;
+}
+
+fn stage_per_channel(stage: u32) -> bool {
+    if LAYOUT == 0xFFFFFFFFu {
+        return params.stages[stage].per_channel != 0u;
+    }
+    return ((LAYOUT >> (4u + stage)) & 1u) != 0u;
+}
+
+fn ste_mode() -> u32 {
+    if LAYOUT == 0xFFFFFFFFu {
+        return params.mode;
+    }
+    return LAYOUT >> 8u;
+}
 
 fn block_size() -> u32 {
     return select(params.block_size, BS, BS != 0u);
@@ -104,7 +129,7 @@ struct Qp4 {
 
 fn qp4(stage: u32, first: u32) -> Qp4 {
     let st = params.stages[stage];
-    if st.per_channel == 0u {
+    if !stage_per_channel(stage) {
         let q = qp[st.qp_base];
         return Qp4(vec4<f32>(q.x), vec4<f32>(q.y), vec4<f32>(q.z));
     }
@@ -119,7 +144,7 @@ fn qp4(stage: u32, first: u32) -> Qp4 {
 // Forward noise of stage `stage` on 4 consecutive elements starting at global index `first`.
 fn noise4(w: vec4<f32>, stage: u32, first: u32, selected: vec4<bool>) -> vec4<f32> {
     let st = params.stages[stage];
-    if st.kind == KIND_PROXY {
+    if stage_kind(stage) == KIND_PROXY {
         return w * select(vec4<f32>(st.keep_scale), vec4<f32>(0.0), selected);
     }
     if !any(selected) {

@@ -26,10 +26,10 @@ fn in_range(w: f32, stage: u32, index: u32) -> bool {
 // Factor of one element for stage `stage`.
 fn ste_one(w: f32, stage: u32, index: u32, selected: bool) -> f32 {
     let st = params.stages[stage];
-    if params.mode == MODE_MASKED {
+    if ste_mode() == MODE_MASKED {
         return select(st.ste_scale, 0.0, selected);
     }
-    if params.mode == MODE_CLAMPED && st.kind == KIND_INTN {
+    if ste_mode() == MODE_CLAMPED && stage_kind(stage) == KIND_INTN {
         return select(0.0, 1.0, in_range(w, stage, index));
     }
     return 1.0;
@@ -39,10 +39,10 @@ fn ste_one(w: f32, stage: u32, index: u32, selected: bool) -> f32 {
 // Factors of stage `stage` for 4 consecutive elements starting at global index `first`.
 fn ste4(w: vec4<f32>, stage: u32, first: u32, selected: vec4<bool>) -> vec4<f32> {
     let st = params.stages[stage];
-    if params.mode == MODE_MASKED {
+    if ste_mode() == MODE_MASKED {
         return select(vec4<f32>(st.ste_scale), vec4<f32>(0.0), selected);
     }
-    if params.mode == MODE_CLAMPED && st.kind == KIND_INTN {
+    if ste_mode() == MODE_CLAMPED && stage_kind(stage) == KIND_INTN {
         let q = qp4(stage, first);
         let inside = w >= -q.zero * q.scale & w <= (vec4<f32>(st.qmax) - q.zero) * q.scale;
         return select(vec4<f32>(0.0), vec4<f32>(1.0), inside);
@@ -62,16 +62,16 @@ fn ste_vec4(@builtin(local_invocation_index) lid: u32,
             return;
         }
         var mask = 0u;
-        if params.mode != MODE_IDENTITY {
+        if ste_mode() != MODE_IDENTITY {
             mask = group_mask(first_group + g);
         }
         for (var k = 0u; k < bs; k++) {
             let v4 = g * bs + k;
             var grad_v = vec4<f32>(grad[v4]);
-            if params.mode != MODE_IDENTITY {
+            if ste_mode() != MODE_IDENTITY {
                 let first = params.offset + v4 * 4u;
                 var w = vec4<f32>(0.0);
-                if params.mode == MODE_CLAMPED {
+                if ste_mode() == MODE_CLAMPED {
                     w = vec4<f32>(weight[v4]);
                 }
                 for (var s = 0u; s < stage_count(); s++) {
@@ -89,7 +89,7 @@ fn ste_tail(@builtin(local_invocation_index) lid: u32) {
         let index = params.offset + i;
         var g = f32(grad_tail[i]);
         let w = f32(weight_tail[i]);
-        if params.mode != MODE_IDENTITY {
+        if ste_mode() != MODE_IDENTITY {
             for (var s = 0u; s < params.n_stages; s++) {
                 g *= ste_one(w, s, index, select1(s, index));
             }

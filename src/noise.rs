@@ -87,6 +87,24 @@ impl NoiseSpec {
         self
     }
 
+    /// The shaders' `LAYOUT` specialisation constant of a resolved spec: bit `s` when stage
+    /// `s` is intN, bit `4 + s` when its parameters are per channel, the STE mode from bit 8.
+    pub(crate) fn layout_bits(&self, ste_mode: u32) -> u32 {
+        let stage_bits: u32 = self
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(s, n)| match n {
+                Noise::IntN { scheme, .. } => {
+                    let per_channel = matches!(scheme, QuantScheme::Given(q) if q.is_per_channel());
+                    (1 << s) | ((per_channel as u32) << (4 + s))
+                }
+                Noise::Proxy { .. } => 0,
+            })
+            .sum();
+        stage_bits | (ste_mode << 8)
+    }
+
     /// Whether every intN stage has given quantization parameters.
     pub fn is_resolved(&self) -> bool {
         self.stages.iter().all(|s| {
@@ -410,6 +428,7 @@ impl Context {
                     &mut batch,
                     spec.block_size,
                     spec.stages.len() as u32,
+                    resolved.layout_bits(0),
                     &[(weight, "weight"), (out, "out")],
                     &[qp.as_entire_binding()],
                     |w| base.window(w.start, w.len, 0),

@@ -80,6 +80,7 @@ impl Context {
                     &mut batch,
                     spec.block_size,
                     spec.stages.len() as u32,
+                    resolved.layout_bits(mode.code()),
                     &[
                         (grad_noisy, "grad_noisy"),
                         (weight, "weight"),

@@ -74,6 +74,7 @@ impl Elementwise {
         batch: &mut Batch,
         block_size: u32,
         stages: u32,
+        layout: u32,
         tensors: &[(&Tensor, &'static str)],
         extra: &[wgpu::BindingResource],
         params: impl Fn(&Window) -> P,
@@ -88,10 +89,19 @@ impl Elementwise {
             overrides: vec![("WG", WG)],
         };
         let main = gpu.pipeline(PipelineKey {
-            overrides: vec![("WG", WG), ("BS", block_size), ("GPT", groups_per_invocation(block_size)), ("STAGES", stages)],
+            overrides: vec![
+                ("WG", WG),
+                ("BS", block_size),
+                ("GPT", groups_per_invocation(block_size)),
+                ("STAGES", stages),
+                ("LAYOUT", layout),
+            ],
             ..key(self.vec4_entry)
         })?;
-        let tail = gpu.pipeline(PipelineKey { overrides: vec![], ..key(self.tail_entry) })?;
+        let tail = gpu.pipeline(PipelineKey {
+            overrides: vec![],
+            ..key(self.tail_entry)
+        })?;
         let per_invocation = (WG * groups_per_invocation(block_size)) as u64;
         for w in windows(first.len, elem, group, gpu.max_window)? {
             let uniform = batch.uniform(&params(&w));
@@ -105,7 +115,11 @@ impl Elementwise {
             };
             let groups = w.len / group;
             if groups > 0 {
-                batch.dispatch(&main, &bind(groups * group * elem)?, groups.div_ceil(per_invocation))?;
+                batch.dispatch(
+                    &main,
+                    &bind(groups * group * elem)?,
+                    groups.div_ceil(per_invocation),
+                )?;
             }
             if w.len % group != 0 {
                 batch.dispatch(&tail, &bind((w.len * elem).next_multiple_of(4))?, 1)?;
