@@ -422,13 +422,13 @@ impl Context {
                     precision,
                     vec4_entry: "noise_vec4",
                     tail_entry: "noise_tail",
+                    block_size: spec.block_size,
+                    stages: spec.stages.len() as u32,
+                    layout: resolved.layout_bits(0),
                 };
                 kernel.record(
                     g,
                     &mut batch,
-                    spec.block_size,
-                    spec.stages.len() as u32,
-                    resolved.layout_bits(0),
                     &[(weight, "weight"), (out, "out")],
                     &[qp.as_entire_binding()],
                     |w| base.window(w.start, w.len, 0),

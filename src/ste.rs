@@ -74,13 +74,13 @@ impl Context {
                     precision,
                     vec4_entry: "ste_vec4",
                     tail_entry: "ste_tail",
+                    block_size: spec.block_size,
+                    stages: spec.stages.len() as u32,
+                    layout: resolved.layout_bits(mode.code()),
                 };
                 kernel.record(
                     g,
                     &mut batch,
-                    spec.block_size,
-                    spec.stages.len() as u32,
-                    resolved.layout_bits(mode.code()),
                     &[
                         (grad_noisy, "grad_noisy"),
                         (weight, "weight"),

@@ -23,12 +23,16 @@ pub(crate) fn groups_per_invocation(block_size: u32) -> u32 {
     (TARGET_VEC4_PER_INVOCATION / block_size).max(1)
 }
 
-/// An element-wise kernel: its family, precision and entry points.
+/// An element-wise kernel: its family, precision and entry points, and the specialisation
+/// constants of its vec4 entry point (see `shaders/noise_chain.wgsl`).
 pub(crate) struct Elementwise {
     pub family: Family,
     pub precision: Precision,
     pub vec4_entry: &'static str,
     pub tail_entry: &'static str,
+    pub block_size: u32,
+    pub stages: u32,
+    pub layout: u32,
 }
 
 pub(crate) fn device_buffer<'t>(
@@ -72,16 +76,13 @@ impl Elementwise {
         &self,
         gpu: &Gpu,
         batch: &mut Batch,
-        block_size: u32,
-        stages: u32,
-        layout: u32,
         tensors: &[(&Tensor, &'static str)],
         extra: &[wgpu::BindingResource],
         params: impl Fn(&Window) -> P,
     ) -> Result<()> {
         let (first, _) = tensors[0];
         let elem = first.dtype.size();
-        let group = 4 * block_size as u64;
+        let group = 4 * self.block_size as u64;
         let key = |entry| PipelineKey {
             family: self.family,
             precision: self.precision,
@@ -91,10 +92,10 @@ impl Elementwise {
         let main = gpu.pipeline(PipelineKey {
             overrides: vec![
                 ("WG", WG),
-                ("BS", block_size),
-                ("GPT", groups_per_invocation(block_size)),
-                ("STAGES", stages),
-                ("LAYOUT", layout),
+                ("BS", self.block_size),
+                ("GPT", groups_per_invocation(self.block_size)),
+                ("STAGES", self.stages),
+                ("LAYOUT", self.layout),
             ],
             ..key(self.vec4_entry)
         })?;
@@ -102,7 +103,7 @@ impl Elementwise {
             overrides: vec![],
             ..key(self.tail_entry)
         })?;
-        let per_invocation = (WG * groups_per_invocation(block_size)) as u64;
+        let per_invocation = (WG * groups_per_invocation(self.block_size)) as u64;
         for w in windows(first.len, elem, group, gpu.max_window)? {
             let uniform = batch.uniform(&params(&w));
             let bind = |bytes: u64| -> Result<Vec<wgpu::BindingResource>> {
