@@ -221,7 +221,7 @@ use crate::shape::WeightShape;
 use crate::tensor::Tensor;
 
 const OBS_WG: u32 = 256;
-const OBS_EPT: u32 = 16;
+const OBS_EPT: u32 = 256;
 
 /// Mirror of `ObserverParams` in `shaders/observer.wgsl`.
 #[repr(C)]
