@@ -64,6 +64,30 @@ impl NoiseSeed {
     }
 }
 
+/// A uniform 64-bit draw number `index` of stream `stream` of a seed, for host-side sampling
+/// (k-means initialisation, repair perturbations): two lanes of Philox4x32-10 with counter
+/// `(index_lo, index_hi, stream, 0xFFFF_FFFF)`, apart from the noise masks' counters (whose
+/// last word is a step's high half) for every step below 2^64 − 2^32.
+pub fn draw_u64(seed: u64, stream: u32, index: u64) -> u64 {
+    let r = philox4x32_10(
+        [index as u32, (index >> 32) as u32, stream, u32::MAX],
+        [seed as u32, (seed >> 32) as u32],
+    );
+    (r[0] as u64) | ((r[1] as u64) << 32)
+}
+
+/// A uniform draw in `[0, 1)` (53 bits) of [`draw_u64`].
+pub fn draw_unit(seed: u64, stream: u32, index: u64) -> f64 {
+    (draw_u64(seed, stream, index) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A standard normal draw (Box–Muller on two [`draw_unit`] values).
+pub fn draw_normal(seed: u64, stream: u32, index: u64) -> f64 {
+    let u1 = draw_unit(seed, stream, 2 * index).max(f64::MIN_POSITIVE);
+    let u2 = draw_unit(seed, stream, 2 * index + 1);
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
 /// The 24-bit threshold of selection probability `p ∈ [0, 1]`: `round(p · 2^24)`.
 pub fn selection_threshold(p: f64) -> u32 {
     (p.clamp(0.0, 1.0) * (1u64 << 24) as f64).round() as u32

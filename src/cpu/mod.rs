@@ -3,6 +3,8 @@
 //! the same API as the devices.
 
 pub mod assign;
+pub mod kmeans;
 pub mod noise;
 pub mod observer;
+pub mod pq;
 pub mod ste;

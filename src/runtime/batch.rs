@@ -147,6 +147,20 @@ impl<'g> Batch<'g> {
         Ok(())
     }
 
+    /// Records a buffer-to-buffer copy (offsets and size multiples of 4).
+    pub(crate) fn copy(
+        &mut self,
+        src: &wgpu::Buffer,
+        src_offset: u64,
+        dst: &wgpu::Buffer,
+        dst_offset: u64,
+        size: u64,
+    ) {
+        self.end_pass();
+        self.encoder
+            .copy_buffer_to_buffer(src, src_offset, dst, dst_offset, Some(size));
+    }
+
     /// Copies `size` bytes of `buffer` from `offset` back to the host at [`Batch::finish`].
     pub(crate) fn read(&mut self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Readback {
         self.end_pass();

@@ -355,7 +355,7 @@ impl Context {
         Ok(())
     }
 
-    fn read_bytes(&self, tensor: &Tensor, from: u64, size: u64) -> Result<Vec<u8>> {
+    pub(crate) fn read_bytes(&self, tensor: &Tensor, from: u64, size: u64) -> Result<Vec<u8>> {
         self.check_owned(tensor, "read")?;
         match (&self.backend, &tensor.storage) {
             (Backend::Cpu, Storage::Cpu(v)) => {

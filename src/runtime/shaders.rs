@@ -18,6 +18,10 @@ pub enum Family {
     Philox,
     /// `shaders/assign.wgsl`: nearest-centroid assignment (k-means E-step).
     Assign,
+    /// `shaders/kmeans.wgsl`: k-means M-step, reductions, k-means++ and repair.
+    Kmeans,
+    /// `shaders/pq.wgsl`: product-quantization decode (codebook gather).
+    Pq,
 }
 
 /// Element type a module is instantiated for.
@@ -37,15 +41,20 @@ const OBSERVER: &str = include_str!("../../shaders/observer.wgsl");
 const COPY: &str = include_str!("../../shaders/copy.wgsl");
 const PHILOX_BATCH: &str = include_str!("../../shaders/philox_batch.wgsl");
 const ASSIGN: &str = include_str!("../../shaders/assign.wgsl");
+const KMEANS: &str = include_str!("../../shaders/kmeans.wgsl");
+const PQ: &str = include_str!("../../shaders/pq.wgsl");
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 8] = [
         Family::Noise,
         Family::Ste,
         Family::Observer,
         Family::Copy,
         Family::Philox,
+        Family::Assign,
+        Family::Kmeans,
+        Family::Pq,
     ];
 
     /// File name under `shaders/`.
@@ -57,6 +66,8 @@ impl Family {
             Family::Copy => "copy.wgsl",
             Family::Philox => "philox_batch.wgsl",
             Family::Assign => "assign.wgsl",
+            Family::Kmeans => "kmeans.wgsl",
+            Family::Pq => "pq.wgsl",
         }
     }
 
@@ -68,6 +79,8 @@ impl Family {
             Family::Copy => &[COPY],
             Family::Philox => &[PHILOX, PHILOX_BATCH],
             Family::Assign => &[ASSIGN],
+            Family::Kmeans => &[KMEANS],
+            Family::Pq => &[PQ],
         }
     }
 
@@ -90,13 +103,23 @@ impl Family {
             ],
             Family::Philox => &["philox_batch"],
             Family::Assign => &["assign_nearest"],
+            Family::Kmeans => &[
+                "kmeans_partial",
+                "kmeans_reduce",
+                "sum_partials",
+                "pp_update",
+                "split",
+            ],
+            Family::Pq => &["pq_decode"],
         }
     }
 
     /// The precisions the family is built for.
     pub fn precisions(&self) -> &'static [Precision] {
         match self {
-            Family::Copy | Family::Philox | Family::Assign => &[Precision::F32],
+            Family::Copy | Family::Philox | Family::Assign | Family::Kmeans | Family::Pq => {
+                &[Precision::F32]
+            }
             _ => &[Precision::F32, Precision::F16],
         }
     }

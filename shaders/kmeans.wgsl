@@ -1,0 +1,173 @@
+// k-means on the device without float atomics, bit-reproducible on a given adapter:
+// kmeans_partial sums each tile's subvectors per cluster in index order, kmeans_reduce sums the
+// tiles in order (the M-step); sum_partials reduces a vector per workgroup (objectives,
+// k-means++ weights); pp_update keeps each point's squared distance to its nearest chosen
+// centroid (k-means++); split repairs an empty cluster from a populated one.
+
+override WG: u32 = 64u;
+// Subvectors per tile of kmeans_partial and elements per workgroup of sum_partials.
+override TILE: u32 = 1024u;
+const MAX_D: u32 = 64u;
+
+struct KmeansParams {
+    // Subvectors (or values) in this window.
+    n: u32,
+    k: u32,
+    d: u32,
+    // kmeans_partial / sum_partials: global index of this window's first tile.
+    tile_base: u32,
+    // kmeans_reduce: tiles to reduce; split: the empty cluster.
+    n_tiles: u32,
+    // pp_update: row of the codebook to measure against; split: the populated cluster.
+    row: u32,
+    // pp_update: 1 on the first centroid (overwrite instead of min).
+    first: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: KmeansParams;
+
+// kmeans_partial
+@group(0) @binding(1) var<storage, read> data: array<f32>;
+@group(0) @binding(2) var<storage, read> assignments: array<u32>;
+@group(0) @binding(3) var<storage, read_write> part_sums: array<f32>;
+@group(0) @binding(4) var<storage, read_write> part_counts: array<u32>;
+
+// Each invocation owns clusters lid, lid + WG, ... and adds up, in index order, the tile's
+// subvectors assigned to them: the same order on every run, so the same bits.
+@compute @workgroup_size(WG)
+fn kmeans_partial(@builtin(local_invocation_index) lid: u32,
+                  @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tile = wid.y * nwg.x + wid.x;
+    let start = tile * TILE;
+    if start >= params.n {
+        return;
+    }
+    let end = min(start + TILE, params.n);
+    let d = params.d;
+    let out_tile = params.tile_base + tile;
+    for (var c = lid; c < params.k; c += WG) {
+        var sum: array<f32, MAX_D>;
+        var count = 0u;
+        for (var i = start; i < end; i++) {
+            if assignments[i] == c {
+                count += 1u;
+                for (var j = 0u; j < d; j++) {
+                    sum[j] += data[i * d + j];
+                }
+            }
+        }
+        let base = (out_tile * params.k + c) * d;
+        for (var j = 0u; j < d; j++) {
+            part_sums[base + j] = sum[j];
+        }
+        part_counts[out_tile * params.k + c] = count;
+    }
+}
+
+// kmeans_reduce
+@group(0) @binding(1) var<storage, read> red_sums: array<f32>;
+@group(0) @binding(2) var<storage, read> red_counts: array<u32>;
+@group(0) @binding(3) var<storage, read> old_codebook: array<f32>;
+@group(0) @binding(4) var<storage, read_write> new_codebook: array<f32>;
+@group(0) @binding(5) var<storage, read_write> counts: array<u32>;
+
+// One invocation per (cluster, component): the tiles in order. An empty cluster keeps its
+// centroid (the host repairs it before it is used).
+@compute @workgroup_size(WG)
+fn kmeans_reduce(@builtin(local_invocation_index) lid: u32,
+                 @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = (wid.y * nwg.x + wid.x) * WG + lid;
+    let d = params.d;
+    if e >= params.k * d {
+        return;
+    }
+    let c = e / d;
+    let j = e % d;
+    var sum = 0.0;
+    var count = 0u;
+    for (var t = 0u; t < params.n_tiles; t++) {
+        sum += red_sums[(t * params.k + c) * d + j];
+        count += red_counts[t * params.k + c];
+    }
+    if count > 0u {
+        new_codebook[e] = sum / f32(count);
+    } else {
+        new_codebook[e] = old_codebook[e];
+    }
+    if j == 0u {
+        counts[c] = count;
+    }
+}
+
+// sum_partials
+@group(0) @binding(1) var<storage, read> values: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sums: array<f32>;
+
+var<workgroup> wg_sum: array<f32, WG>;
+
+// One partial sum per TILE values: each invocation sums a strided slice, then a tree.
+@compute @workgroup_size(WG)
+fn sum_partials(@builtin(local_invocation_index) lid: u32,
+                @builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tile = wid.y * nwg.x + wid.x;
+    let start = tile * TILE;
+    var s = 0.0;
+    for (var i = start + lid; i < min(start + TILE, params.n); i += WG) {
+        s += values[i];
+    }
+    wg_sum[lid] = s;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        if lid < stride {
+            wg_sum[lid] += wg_sum[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u && start < params.n {
+        sums[params.tile_base + tile] = wg_sum[0];
+    }
+}
+
+// pp_update
+@group(0) @binding(1) var<storage, read> pp_data: array<f32>;
+@group(0) @binding(2) var<storage, read> pp_codebook: array<f32>;
+@group(0) @binding(3) var<storage, read_write> mins: array<f32>;
+
+@compute @workgroup_size(WG)
+fn pp_update(@builtin(local_invocation_index) lid: u32,
+             @builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = (wid.y * nwg.x + wid.x) * WG + lid;
+    if i >= params.n {
+        return;
+    }
+    var dist = 0.0;
+    for (var j = 0u; j < params.d; j++) {
+        let diff = pp_data[i * params.d + j] - pp_codebook[params.row * params.d + j];
+        dist += diff * diff;
+    }
+    if params.first == 1u {
+        mins[i] = dist;
+    } else {
+        mins[i] = min(mins[i], dist);
+    }
+}
+
+// split
+@group(0) @binding(1) var<storage, read> epsilon: array<f32>;
+@group(0) @binding(2) var<storage, read_write> split_codebook: array<f32>;
+
+// Empty cluster n_tiles takes the centroid of populated cluster `row` plus epsilon; `row` keeps
+// it minus epsilon (fairseq's repair).
+@compute @workgroup_size(64)
+fn split(@builtin(local_invocation_index) j: u32) {
+    if j < params.d {
+        let m = split_codebook[params.row * params.d + j];
+        split_codebook[params.n_tiles * params.d + j] = m + epsilon[j];
+        split_codebook[params.row * params.d + j] = m - epsilon[j];
+    }
+}

@@ -1,0 +1,37 @@
+//! Reference of the product-quantization decode.
+
+/// The decoded weight of a PQ layer: block `b` (flat elements `b·block_size ..
+/// (b+1)·block_size` of the row-major weight) is row `assignments[b]` of `codebook`
+/// (`K × block_size`, row-major). An index `≥ K` decodes to centroid `K − 1`, as on the
+/// devices. A copy, so it is exact for any element type.
+///
+/// # Panics
+/// If `block_size` is 0 or `codebook` holds no whole centroid.
+pub fn decode<T: Copy>(codebook: &[T], assignments: &[u32], block_size: usize) -> Vec<T> {
+    assert!(block_size > 0, "block_size must be at least 1");
+    let k = codebook.len() / block_size;
+    assert!(k > 0, "the codebook must hold at least one centroid");
+    assignments
+        .iter()
+        .flat_map(|&a| {
+            let a = (a as usize).min(k - 1);
+            codebook[a * block_size..(a + 1) * block_size]
+                .iter()
+                .copied()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathers_rows_and_clamps() {
+        let codebook = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        assert_eq!(
+            decode(&codebook, &[2, 0, 1, 7], 2),
+            [5.0, 6.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        );
+    }
+}

@@ -1,0 +1,359 @@
+//! The device engine of the k-means driver.
+
+use crate::assign::{AssignProblem, Assignment, record_assign};
+use crate::error::{Result, invalid};
+use crate::kmeans::{Engine, KmeansProblem, KmeansResult, Run, SUM_TILE, StepOut};
+use crate::runtime::batch::{Batch, sized};
+use crate::runtime::context::Context;
+use crate::runtime::elementwise::{device_buffer, window_binding};
+use crate::runtime::gpu::{Gpu, PipelineKey};
+use crate::runtime::shaders::{Family, Precision};
+use crate::runtime::window::{Window, windows};
+use crate::tensor::{DType, Tensor};
+
+const WG: u32 = 64;
+
+/// Mirror of `KmeansParams` in `shaders/kmeans.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct KmeansParams {
+    n: u32,
+    k: u32,
+    d: u32,
+    tile_base: u32,
+    n_tiles: u32,
+    row: u32,
+    first: u32,
+    _pad: u32,
+}
+
+/// Device state of one problem.
+struct Problem {
+    data: Tensor,
+    n: u64,
+    d: u64,
+    k: u64,
+    /// Subvectors per M-step partial sum: K·d floats per tile, so tiles grow with K to keep the
+    /// partial sums about the size of the data.
+    tile: u64,
+    codebook: Tensor,
+    pending: Tensor,
+    assignment: Assignment,
+    counts: Tensor,
+    part_sums: Tensor,
+    part_counts: Tensor,
+    sums: Tensor,
+    mins: Option<Tensor>,
+}
+
+pub(crate) struct GpuEngine<'a> {
+    ctx: &'a Context,
+    g: &'a Gpu,
+    problems: Vec<Problem>,
+}
+
+impl<'a> GpuEngine<'a> {
+    pub(crate) fn new(
+        ctx: &'a Context,
+        g: &'a Gpu,
+        problems: &[KmeansProblem<'_>],
+        k: u32,
+    ) -> Result<Self> {
+        let k = k as u64;
+        let mut out = Vec::with_capacity(problems.len());
+        for p in problems {
+            let d = p.dim as u64;
+            let n = p.data.len / d;
+            // At most one bound window of subvectors, in multiples of 64 (output alignment).
+            let tile = (1024 * (k / 256).max(1))
+                .min(g.max_window / (d * 4) / 64 * 64)
+                .max(64);
+            let n_tiles = n.div_ceil(tile);
+            let part_bytes = n_tiles * k * d * 4;
+            if part_bytes > g.max_binding || k * d * 4 > g.max_binding {
+                return Err(invalid(
+                    "n_centroids",
+                    k,
+                    "partial sums of this problem exceed one storage binding",
+                ));
+            }
+            out.push(Problem {
+                data: p.data.clone(),
+                n,
+                d,
+                k,
+                tile,
+                codebook: ctx.empty(k * d, DType::F32)?,
+                pending: ctx.empty(k * d, DType::F32)?,
+                assignment: Assignment {
+                    indices: ctx.empty(n, DType::U32)?,
+                    distances: ctx.empty(n, DType::F32)?,
+                },
+                counts: ctx.empty(k, DType::U32)?,
+                part_sums: ctx.empty(n_tiles * k * d, DType::F32)?,
+                part_counts: ctx.empty(n_tiles * k, DType::U32)?,
+                sums: ctx.empty(n.div_ceil(SUM_TILE), DType::F32)?,
+                mins: None,
+            });
+        }
+        Ok(Self {
+            ctx,
+            g,
+            problems: out,
+        })
+    }
+
+    fn pipeline(&self, entry: &'static str, tile: u64) -> Result<wgpu::ComputePipeline> {
+        self.g.pipeline(PipelineKey {
+            family: Family::Kmeans,
+            precision: Precision::F32,
+            entry,
+            overrides: vec![("WG", WG), ("TILE", tile as u32)],
+        })
+    }
+
+    /// Records per-[`SUM_TILE`] partial sums of `values` (n f32) into `sums`.
+    fn record_sums(&self, batch: &mut Batch, values: &Tensor, sums: &Tensor, n: u64) -> Result<()> {
+        let pipeline = self.pipeline("sum_partials", SUM_TILE)?;
+        for w in windows(n, 4, SUM_TILE, self.g.max_window)? {
+            let u = batch.uniform(&KmeansParams {
+                n: w.len as u32,
+                tile_base: (w.start / SUM_TILE) as u32,
+                ..Default::default()
+            });
+            let (buffer, offset) = device_buffer(sums, "sums")?;
+            let bindings = [
+                u.as_entire_binding(),
+                window_binding(values, &w, w.len * 4, "values")?,
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset,
+                    size: wgpu::BufferSize::new(sums.len * 4),
+                }),
+            ];
+            batch.dispatch(&pipeline, &bindings, w.len.div_ceil(SUM_TILE))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn into_results(self, runs: Vec<Run>) -> Vec<KmeansResult> {
+        self.problems
+            .into_iter()
+            .zip(runs)
+            .map(|(p, run)| KmeansResult {
+                codebook: p.codebook,
+                assignments: p.assignment.indices,
+                counts: run.counts,
+                objective: run.objective,
+                iterations: run.iterations,
+                repairs: run.repairs,
+            })
+            .collect()
+    }
+}
+
+fn whole(t: &Tensor) -> Result<wgpu::BindingResource<'_>> {
+    window_binding(
+        t,
+        &Window {
+            start: 0,
+            len: t.len,
+        },
+        (t.len * t.dtype.size()).max(4),
+        "scratch",
+    )
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f64> {
+    bytemuck::pod_collect_to_vec::<u8, f32>(bytes)
+        .iter()
+        .map(|&x| x as f64)
+        .collect()
+}
+
+impl Engine for GpuEngine<'_> {
+    fn dim(&self, p: usize) -> u32 {
+        self.problems[p].d as u32
+    }
+
+    fn init_rows(&mut self, p: usize, first: u32, rows: &[u64]) -> Result<()> {
+        let pr = &self.problems[p];
+        let (src, src_off) = device_buffer(&pr.data, "data")?;
+        let (dst, dst_off) = device_buffer(&pr.codebook, "codebook")?;
+        let mut batch = Batch::new(self.g, "kmeans init")?;
+        let row_bytes = pr.d * 4;
+        for (i, &r) in rows.iter().enumerate() {
+            batch.copy(
+                src,
+                src_off + r * row_bytes,
+                dst,
+                dst_off + (first as u64 + i as u64) * row_bytes,
+                row_bytes,
+            );
+        }
+        batch.finish().map(|_| ())
+    }
+
+    fn pp_round(&mut self, p: usize, c: u32, first: bool) -> Result<Vec<f64>> {
+        if self.problems[p].mins.is_none() {
+            self.problems[p].mins = Some(self.ctx.empty(self.problems[p].n, DType::F32)?);
+        }
+        let pr = &self.problems[p];
+        let mins = pr.mins.as_ref().unwrap();
+        let mut batch = Batch::new(self.g, "kmeans++")?;
+        let pipeline = self.pipeline("pp_update", SUM_TILE)?;
+        for w in windows(pr.n, pr.d * 4, 64, self.g.max_window)? {
+            let u = batch.uniform(&KmeansParams {
+                n: w.len as u32,
+                d: pr.d as u32,
+                row: c,
+                first: first as u32,
+                ..Default::default()
+            });
+            let data = Window {
+                start: w.start * pr.d,
+                len: w.len * pr.d,
+            };
+            let bindings = [
+                u.as_entire_binding(),
+                window_binding(&pr.data, &data, data.len * 4, "data")?,
+                whole(&pr.codebook)?,
+                window_binding(mins, &w, w.len * 4, "mins")?,
+            ];
+            batch.dispatch(&pipeline, &bindings, w.len.div_ceil(WG as u64))?;
+        }
+        self.record_sums(&mut batch, mins, &pr.sums, pr.n)?;
+        let (buffer, offset) = device_buffer(&pr.sums, "sums")?;
+        let r = batch.read(buffer, offset, pr.sums.len * 4);
+        let mut out = batch.finish()?;
+        Ok(f32s(&Batch::take(&mut out, r)))
+    }
+
+    fn pp_tile(&mut self, p: usize, tile: u64) -> Result<Vec<f64>> {
+        let pr = &self.problems[p];
+        let start = tile * SUM_TILE;
+        let len = SUM_TILE.min(pr.n - start);
+        Ok(f32s(&self.ctx.read_bytes(
+            pr.mins.as_ref().unwrap(),
+            start * 4,
+            len * 4,
+        )?))
+    }
+
+    fn step(&mut self, active: &[usize]) -> Result<Vec<StepOut>> {
+        let g = self.g;
+        let mut batch = Batch::new(g, "kmeans step")?;
+        let mut reads = Vec::with_capacity(active.len());
+        for &p in active {
+            let pr = &self.problems[p];
+            record_assign(
+                g,
+                &mut batch,
+                &AssignProblem {
+                    data: &pr.data,
+                    codebook: &pr.codebook,
+                    dim: pr.d as u32,
+                },
+                &pr.assignment,
+            )?;
+            let partial = self.pipeline("kmeans_partial", pr.tile)?;
+            for w in windows(pr.n, pr.d * 4, pr.tile, g.max_window)? {
+                let u = batch.uniform(&KmeansParams {
+                    n: w.len as u32,
+                    k: pr.k as u32,
+                    d: pr.d as u32,
+                    tile_base: (w.start / pr.tile) as u32,
+                    ..Default::default()
+                });
+                let data = Window {
+                    start: w.start * pr.d,
+                    len: w.len * pr.d,
+                };
+                let bindings = [
+                    u.as_entire_binding(),
+                    window_binding(&pr.data, &data, data.len * 4, "data")?,
+                    window_binding(&pr.assignment.indices, &w, w.len * 4, "assignments")?,
+                    whole(&pr.part_sums)?,
+                    whole(&pr.part_counts)?,
+                ];
+                batch.dispatch(&partial, &bindings, w.len.div_ceil(pr.tile))?;
+            }
+            let u = batch.uniform(&KmeansParams {
+                k: pr.k as u32,
+                d: pr.d as u32,
+                n_tiles: pr.n.div_ceil(pr.tile) as u32,
+                ..Default::default()
+            });
+            let bindings = [
+                u.as_entire_binding(),
+                whole(&pr.part_sums)?,
+                whole(&pr.part_counts)?,
+                whole(&pr.codebook)?,
+                whole(&pr.pending)?,
+                whole(&pr.counts)?,
+            ];
+            batch.dispatch(
+                &self.pipeline("kmeans_reduce", pr.tile)?,
+                &bindings,
+                (pr.k * pr.d).div_ceil(WG as u64),
+            )?;
+            self.record_sums(&mut batch, &pr.assignment.distances, &pr.sums, pr.n)?;
+            let (cb, co) = device_buffer(&pr.counts, "counts")?;
+            let (sb, so) = device_buffer(&pr.sums, "sums")?;
+            reads.push((
+                batch.read(cb, co, pr.k * 4),
+                batch.read(sb, so, pr.sums.len * 4),
+            ));
+        }
+        let mut out = batch.finish()?;
+        Ok(reads
+            .into_iter()
+            .map(|(c, s)| StepOut {
+                counts: bytemuck::pod_collect_to_vec(&Batch::take(&mut out, c)),
+                objective: f32s(&Batch::take(&mut out, s)).iter().sum(),
+            })
+            .collect())
+    }
+
+    fn distances(&mut self, p: usize) -> Result<Vec<f64>> {
+        Ok(self
+            .ctx
+            .read_f32(&self.problems[p].assignment.distances)?
+            .iter()
+            .map(|&x| x as f64)
+            .collect())
+    }
+
+    fn accept(&mut self, p: usize) {
+        let pr = &mut self.problems[p];
+        std::mem::swap(&mut pr.codebook, &mut pr.pending);
+    }
+
+    fn split(&mut self, p: usize, empty: u32, from: u32, eps: &[f32]) -> Result<()> {
+        let pr = &self.problems[p];
+        let mut batch = Batch::new(self.g, "kmeans repair")?;
+        let u = batch.uniform(&KmeansParams {
+            d: pr.d as u32,
+            n_tiles: empty,
+            row: from,
+            ..Default::default()
+        });
+        let e = batch.storage_init(bytemuck::cast_slice(eps));
+        let pipeline = self.g.pipeline(PipelineKey {
+            family: Family::Kmeans,
+            precision: Precision::F32,
+            entry: "split",
+            overrides: vec![],
+        })?;
+        batch.dispatch(
+            &pipeline,
+            &[
+                u.as_entire_binding(),
+                sized(&e, eps.len() as u64 * 4),
+                whole(&pr.codebook)?,
+            ],
+            1,
+        )?;
+        batch.finish().map(|_| ())
+    }
+}

@@ -1,0 +1,278 @@
+//! Conformance of k-means (E-step, deterministic M-step, repair, driver) on every target.
+
+mod common;
+
+use common::*;
+use libtest_mimic::Failed;
+use quantnoise::cpu;
+use quantnoise::{Context, Error, KmeansInit, KmeansOptions, KmeansProblem, KmeansResult};
+
+fn main() {
+    run(
+        &[
+            ("batched_properties", batched_properties),
+            ("converged_codebook_is_the_mean", converged_mean),
+            ("same_seed_same_bits", same_seed_same_bits),
+            ("duplicates_are_repaired", duplicates_repaired),
+            ("bad_inputs_are_typed_errors", bad_inputs),
+        ],
+        true,
+    )
+}
+
+/// Gaussian-ish blobs around `centers` random centres.
+fn blobs(rng: &mut Rng, n: usize, d: usize, centers: usize) -> Vec<f32> {
+    let c: Vec<f32> = rng.weights((centers * d) as u64, 3.0);
+    let mut out = Vec::with_capacity(n * d);
+    for i in 0..n {
+        let k = i % centers;
+        let noise = rng.weights(d as u64, 0.3);
+        out.extend((0..d).map(|j| c[k * d + j] + noise[j]));
+    }
+    out
+}
+
+/// Objective non-increasing, counts sum to N and match the assignments, no empty cluster,
+/// assignments nearest under the final codebook (up to near-ties).
+fn check_result(
+    ctx: &Context,
+    data: &[f32],
+    d: usize,
+    k: usize,
+    r: &KmeansResult,
+) -> Result<(), Failed> {
+    let n = data.len() / d;
+    for w in r.objective.windows(2) {
+        ensure(w[1] <= w[0] * (1.0 + 1e-5) + 1e-9, || {
+            format!("objective increased: {:?}", r.objective)
+        })?;
+    }
+    ensure(r.objective.len() == r.iterations as usize + 1, || {
+        "objective length".into()
+    })?;
+    ensure(
+        r.counts.len() == k && r.counts.iter().all(|&c| c > 0),
+        || format!("empty cluster in {:?}", r.counts),
+    )?;
+    ensure(
+        r.counts.iter().map(|&c| c as usize).sum::<usize>() == n,
+        || "counts do not sum to N".into(),
+    )?;
+    let a = ctx.read_u32(&r.assignments)?;
+    let mut bincount = vec![0u32; k];
+    a.iter().for_each(|&i| bincount[i as usize] += 1);
+    ensure(bincount == r.counts, || {
+        "counts differ from the assignments".into()
+    })?;
+    let codebook: Vec<f64> = ctx
+        .read_f32(&r.codebook)?
+        .iter()
+        .map(|&x| x as f64)
+        .collect();
+    let x64: Vec<f64> = data.iter().map(|&x| x as f64).collect();
+    let (want, want_dist) = cpu::assign::assign(&x64, &codebook, d);
+    for i in 0..n {
+        if a[i] != want[i] {
+            let c = &codebook[a[i] as usize * d..(a[i] as usize + 1) * d];
+            let dist: f64 = x64[i * d..(i + 1) * d]
+                .iter()
+                .zip(c)
+                .map(|(p, q)| (p - q) * (p - q))
+                .sum();
+            ensure(
+                (dist - want_dist[i]).abs() <= 1e-4 * (1.0 + want_dist[i]),
+                || format!("subvector {i} not assigned to its nearest centroid"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn batched_properties(t: &Target) -> Result<(), Failed> {
+    let mut rng = Rng(42);
+    let shapes = [
+        (3000usize, 4usize, 16usize),
+        (1500, 8, 32),
+        (700, 9, 7),
+        (257, 1, 5),
+    ];
+    let data: Vec<Vec<f32>> = shapes
+        .iter()
+        .map(|&(n, d, _)| blobs(&mut rng, n, d, 12))
+        .collect();
+    for init in [KmeansInit::Uniform, KmeansInit::PlusPlus] {
+        for (k_index, k) in [16u32, 5].into_iter().enumerate() {
+            let tensors: Vec<_> = data.iter().map(|x| t.ctx.upload(x).unwrap()).collect();
+            let problems: Vec<_> = tensors
+                .iter()
+                .zip(&shapes)
+                .map(|(x, s)| KmeansProblem {
+                    data: x,
+                    dim: s.1 as u32,
+                })
+                .collect();
+            let options = KmeansOptions {
+                init,
+                seed: 7 + k_index as u64,
+                n_iter: 12,
+                ..KmeansOptions::new(k)
+            };
+            let mut reports = 0;
+            let results = t
+                .ctx
+                .kmeans_with_progress(&problems, &options, &mut |_| reports += 1)?;
+            ensure(reports >= 1, || "no progress report".into())?;
+            for ((x, s), r) in data.iter().zip(&shapes).zip(&results) {
+                check_result(&t.ctx, x, s.1, k as usize, r).map_err(|e| {
+                    format!("{init:?} K={k} {s:?}: {}", e.message().unwrap_or_default())
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// After convergence each centroid equals the f64 mean of its members (the M-step).
+fn converged_mean(t: &Target) -> Result<(), Failed> {
+    let (n, d, k) = (2000usize, 5usize, 24u32);
+    let data = blobs(&mut Rng(3), n, d, 30);
+    let x = t.ctx.upload(&data)?;
+    let options = KmeansOptions {
+        n_iter: 100,
+        tol: 0.0,
+        ..KmeansOptions::new(k)
+    };
+    let r = &t.ctx.kmeans(
+        &[KmeansProblem {
+            data: &x,
+            dim: d as u32,
+        }],
+        &options,
+    )?[0];
+    let a = t.ctx.read_u32(&r.assignments)?;
+    let codebook = t.ctx.read_f32(&r.codebook)?;
+    let x64: Vec<f64> = data.iter().map(|&v| v as f64).collect();
+    let old: Vec<f64> = codebook.iter().map(|&v| v as f64).collect();
+    let (means, _) = cpu::kmeans::means(&x64, d, &a, &old);
+    // Converged: the last two objectives agree and the codebook is the mean of its members.
+    let last = &r.objective[r.objective.len() - 2..];
+    ensure((last[0] - last[1]).abs() <= 1e-5 * last[0], || {
+        format!("not converged: {:?}", last)
+    })?;
+    compare(&codebook, &means, 1e-5, 1e-5, &[])
+}
+
+fn same_seed_same_bits(t: &Target) -> Result<(), Failed> {
+    let data = blobs(&mut Rng(9), 1200, 8, 10);
+    let x = t.ctx.upload(&data)?;
+    let p = [KmeansProblem { data: &x, dim: 8 }];
+    let options = KmeansOptions {
+        seed: 5,
+        ..KmeansOptions::new(32)
+    };
+    let a = &t.ctx.kmeans(&p, &options)?[0];
+    let b = &t.ctx.kmeans(&p, &options)?[0];
+    ensure(
+        t.ctx.read_raw(&a.codebook)? == t.ctx.read_raw(&b.codebook)?,
+        || "codebooks differ between runs".into(),
+    )?;
+    ensure(
+        t.ctx.read_raw(&a.assignments)? == t.ctx.read_raw(&b.assignments)?,
+        || "assignments differ".into(),
+    )?;
+    ensure(a.objective == b.objective, || "objectives differ".into())?;
+    let c = &t.ctx.kmeans(&p, &KmeansOptions { seed: 6, ..options })?[0];
+    ensure(
+        t.ctx.read_raw(&a.codebook)? != t.ctx.read_raw(&c.codebook)?,
+        || "another seed gave the same codebook".into(),
+    )
+}
+
+/// 93 copies of one point and 7 other points, K = 8: uniform sampling picks copies of the
+/// same point, splitting cannot separate copies, the repair must still leave no cluster empty.
+fn duplicates_repaired(t: &Target) -> Result<(), Failed> {
+    let d = 3;
+    let mut data = vec![0.5f32; 93 * d];
+    data.extend(Rng(1).weights(7 * d as u64, 2.0));
+    let x = t.ctx.upload(&data)?;
+    for seed in 0..4 {
+        let options = KmeansOptions {
+            init: KmeansInit::Uniform,
+            seed,
+            n_iter: 5,
+            ..KmeansOptions::new(8)
+        };
+        let r = &t.ctx.kmeans(
+            &[KmeansProblem {
+                data: &x,
+                dim: d as u32,
+            }],
+            &options,
+        )?[0];
+        check_result(&t.ctx, &data, d, 8, r)?;
+        // Every point on its centroid: 0 up to the f32 rounding of ||x||² + ||c||² − 2·x·c.
+        let last = *r.objective.last().unwrap();
+        ensure(last < 1e-4, || {
+            format!(
+                "8 distinct points, 8 centroids: objective {:?}",
+                r.objective
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn bad_inputs(t: &Target) -> Result<(), Failed> {
+    let ctx = &t.ctx;
+    let x = ctx.upload(&[1.0f32; 40])?;
+    let p = |dim| [KmeansProblem { data: &x, dim }];
+    expect_err(ctx, ctx.kmeans(&p(4), &KmeansOptions::new(11)), |e| {
+        matches!(
+            e,
+            Error::InvalidArgument {
+                name: "n_centroids",
+                ..
+            }
+        )
+    })?;
+    expect_err(ctx, ctx.kmeans(&p(4), &KmeansOptions::new(0)), |e| {
+        matches!(
+            e,
+            Error::InvalidArgument {
+                name: "n_centroids",
+                ..
+            }
+        )
+    })?;
+    expect_err(ctx, ctx.kmeans(&p(3), &KmeansOptions::new(2)), |e| {
+        matches!(
+            e,
+            Error::InvalidArgument {
+                name: "data.len()",
+                ..
+            }
+        )
+    })?;
+    expect_err(ctx, ctx.kmeans(&p(0), &KmeansOptions::new(2)), |e| {
+        matches!(e, Error::InvalidArgument { name: "dim", .. })
+    })?;
+    let same = ctx.upload(&[2.0f32; 40])?;
+    let r = ctx.kmeans(
+        &[KmeansProblem {
+            data: &same,
+            dim: 4,
+        }],
+        &KmeansOptions::new(3),
+    );
+    expect_err(ctx, r, |e| {
+        matches!(e, Error::InvalidArgument { name: "data", .. })
+    })?;
+    let mut nan = vec![1.0f32; 40];
+    nan[7] = f32::NAN;
+    let bad = ctx.upload(&nan)?;
+    let r = ctx.kmeans(
+        &[KmeansProblem { data: &bad, dim: 4 }],
+        &KmeansOptions::new(3),
+    );
+    expect_err(ctx, r, |e| matches!(e, Error::NonFinite { count: 1, .. }))
+}
