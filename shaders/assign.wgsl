@@ -107,6 +107,8 @@ var<private> x2: mat4x4<f32>;
 var<private> x3: mat4x4<f32>;
 var<private> best: vec4<f32>;
 var<private> best_index: vec4<u32>;
+// The bound tile of prepared rows (at most 16 KiB, the portable workgroup limit).
+var<workgroup> tile: array<vec4<f32>, 1024>;
 
 // Chunk j of the 4 rows `i`, transposed into the layout of x0..x3.
 fn data_chunks(i: vec4<u32>, j: u32) -> mat4x4<f32> {
@@ -132,16 +134,16 @@ fn dot_chunk(acc: vec4<f32>, x: mat4x4<f32>, m: vec4<f32>, j: u32) -> vec4<f32> 
 // Scores centroid c of the bound tile for the 4 subvectors. c must be a constant (see top).
 fn score(c: u32) {
     let row = c * ROW;
-    var s = vec4<f32>(prepared[row + D4].x);
-    s = dot_chunk(s, x0, prepared[row], 0u);
+    var s = vec4<f32>(tile[row + D4].x);
+    s = dot_chunk(s, x0, tile[row], 0u);
     if D4 > 1u {
-        s = dot_chunk(s, x1, prepared[row + 1u], 1u);
+        s = dot_chunk(s, x1, tile[row + 1u], 1u);
     }
     if D4 > 2u {
-        s = dot_chunk(s, x2, prepared[row + 2u], 2u);
+        s = dot_chunk(s, x2, tile[row + 2u], 2u);
     }
     if D4 > 3u {
-        s = dot_chunk(s, x3, prepared[row + 3u], 3u);
+        s = dot_chunk(s, x3, tile[row + 3u], 3u);
     }
     // Strictly less: the lower index wins exact ties.
     let better = s < best;
@@ -215,6 +217,13 @@ fn assign_nearest(@builtin(local_invocation_index) lid: u32,
     best = select(carried, vec4<f32>(FAR), first);
     best_index = select(carried_index, vec4<u32>(0u), first);
 
+    for (var t = 0u; t < (KT * ROW + WG - 1u) / WG; t++) {
+        let e = t * WG + lid;
+        if e < KT * ROW {
+            tile[e] = prepared[e];
+        }
+    }
+    workgroupBarrier();
     // KT as a sum of powers of two, each block at a constant offset.
     if (KT & 256u) != 0u {
         score256(0u);

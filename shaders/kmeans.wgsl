@@ -22,7 +22,8 @@ struct KmeansParams {
     row: u32,
     // pp_update: 1 on the first centroid (overwrite instead of min).
     first: u32,
-    _pad: u32,
+    // kmeans_reduce: 0 mean (an empty cluster keeps its old value), 1 mean (empty: 0), 2 sum.
+    mode: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: KmeansParams;
@@ -73,8 +74,9 @@ fn kmeans_partial(@builtin(local_invocation_index) lid: u32,
 @group(0) @binding(4) var<storage, read_write> new_codebook: array<f32>;
 @group(0) @binding(5) var<storage, read_write> counts: array<u32>;
 
-// One invocation per (cluster, component): the tiles in order. An empty cluster keeps its
-// centroid (the host repairs it before it is used).
+// One invocation per (cluster, component): the tiles in order, then the mean (the M-step: an
+// empty cluster keeps its centroid, the host repairs it before use) or, for centroid gradients,
+// the mean with 0 for empty clusters, or the sum.
 @compute @workgroup_size(WG)
 fn kmeans_reduce(@builtin(local_invocation_index) lid: u32,
                  @builtin(workgroup_id) wid: vec3<u32>,
@@ -92,8 +94,12 @@ fn kmeans_reduce(@builtin(local_invocation_index) lid: u32,
         sum += red_sums[(t * params.k + c) * d + j];
         count += red_counts[t * params.k + c];
     }
-    if count > 0u {
+    if params.mode == 2u {
+        new_codebook[e] = sum;
+    } else if count > 0u {
         new_codebook[e] = sum / f32(count);
+    } else if params.mode == 1u {
+        new_codebook[e] = 0.0;
     } else {
         new_codebook[e] = old_codebook[e];
     }

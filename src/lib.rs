@@ -31,6 +31,7 @@ pub mod bench;
 pub mod copy;
 pub mod cpu;
 mod error;
+pub mod fma;
 pub mod kmeans;
 pub mod noise;
 pub mod observer;

@@ -35,3 +35,26 @@ mod tests {
         );
     }
 }
+
+/// Gradient of each of `k` centroids: the mean (or sum) over the blocks assigned to it of the
+/// weight gradient `grad` (blocks of `d`), accumulated in f64; 0 for a centroid without blocks.
+pub fn centroid_grad(grad: &[f64], assignments: &[u32], d: usize, k: usize, reduction: crate::pq::CentroidGrad) -> Vec<f64> {
+    let mut sums = vec![0.0; k * d];
+    let mut counts = vec![0u64; k];
+    for (g, &a) in grad.chunks(d).zip(assignments) {
+        if (a as usize) < k {
+            counts[a as usize] += 1;
+            for (s, v) in sums[a as usize * d..(a as usize + 1) * d].iter_mut().zip(g) {
+                *s += v;
+            }
+        }
+    }
+    if reduction == crate::pq::CentroidGrad::Mean {
+        for (c, &n) in counts.iter().enumerate() {
+            for s in &mut sums[c * d..(c + 1) * d] {
+                *s = if n > 0 { *s / n as f64 } else { 0.0 };
+            }
+        }
+    }
+    sums
+}

@@ -24,7 +24,101 @@ struct KmeansParams {
     n_tiles: u32,
     row: u32,
     first: u32,
-    _pad: u32,
+    mode: u32,
+}
+
+/// What `kmeans_reduce` writes per cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reduce {
+    /// The mean; an empty cluster keeps its old value (the M-step).
+    MeanKeep = 0,
+    /// The mean; an empty cluster gets 0.
+    MeanZero = 1,
+    /// The sum.
+    Sum = 2,
+}
+
+/// Tiles of subvectors of the per-cluster partial sums: K·d floats per tile, so tiles grow
+/// with K to keep the partial sums about the size of the data; at most one bound window of
+/// subvectors, in multiples of 64 (output alignment).
+pub(crate) fn reduce_tile(g: &Gpu, k: u64, d: u64) -> u64 {
+    (1024 * (k / 256).max(1)).min(g.max_window / (d * 4) / 64 * 64).max(64)
+}
+
+/// Scratch of the per-tile partial sums and counts of n subvectors, K clusters.
+pub(crate) struct Partials {
+    sums: Tensor,
+    counts: Tensor,
+    tile: u64,
+}
+
+impl Partials {
+    pub(crate) fn new(ctx: &Context, g: &Gpu, n: u64, d: u64, k: u64) -> Result<Self> {
+        let tile = reduce_tile(g, k, d);
+        let n_tiles = n.div_ceil(tile);
+        if n_tiles * k * d * 4 > g.max_binding || k * d * 4 > g.max_binding {
+            return Err(invalid("n_centroids", k, "partial sums of this problem exceed one storage binding"));
+        }
+        Ok(Self { sums: ctx.empty(n_tiles * k * d, DType::F32)?, counts: ctx.empty(n_tiles * k, DType::U32)?, tile })
+    }
+
+    /// Records the per-cluster reduction of `data` (n × d) under `assignments` into `out`
+    /// (K × d) and `counts` (K); `old` serves [`Reduce::MeanKeep`] (required there, and it
+    /// must not share a buffer with `out`). Deterministic: tiles in
+    /// order, subvectors of a tile in order.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record(
+        &self,
+        g: &Gpu,
+        batch: &mut Batch,
+        data: &Tensor,
+        assignments: &Tensor,
+        (n, d, k): (u64, u64, u64),
+        old: Option<&Tensor>,
+        out: &Tensor,
+        counts: &Tensor,
+        mode: Reduce,
+    ) -> Result<()> {
+        let partial = kmeans_pipeline(g, "kmeans_partial", self.tile)?;
+        for w in windows(n, d * 4, self.tile, g.max_window)? {
+            let u = batch.uniform(&KmeansParams {
+                n: w.len as u32,
+                k: k as u32,
+                d: d as u32,
+                tile_base: (w.start / self.tile) as u32,
+                ..Default::default()
+            });
+            let rows = Window { start: w.start * d, len: w.len * d };
+            let bindings = [
+                u.as_entire_binding(),
+                window_binding(data, &rows, rows.len * 4, "data")?,
+                window_binding(assignments, &w, w.len * 4, "assignments")?,
+                whole(&self.sums)?,
+                whole(&self.counts)?,
+            ];
+            batch.dispatch(&partial, &bindings, w.len.div_ceil(self.tile))?;
+        }
+        let u = batch.uniform(&KmeansParams {
+            k: k as u32,
+            d: d as u32,
+            n_tiles: n.div_ceil(self.tile) as u32,
+            mode: mode as u32,
+            ..Default::default()
+        });
+        // Without `old` the binding is a stand-in the shader does not read in this mode.
+        let old = old.unwrap_or(&self.sums);
+        let bindings = [u.as_entire_binding(), whole(&self.sums)?, whole(&self.counts)?, whole(old)?, whole(out)?, whole(counts)?];
+        batch.dispatch(&kmeans_pipeline(g, "kmeans_reduce", self.tile)?, &bindings, (k * d).div_ceil(WG as u64))
+    }
+}
+
+fn kmeans_pipeline(g: &Gpu, entry: &'static str, tile: u64) -> Result<wgpu::ComputePipeline> {
+    g.pipeline(PipelineKey {
+        family: Family::Kmeans,
+        precision: Precision::F32,
+        entry,
+        overrides: vec![("WG", WG), ("TILE", tile as u32)],
+    })
 }
 
 /// Device state of one problem.
@@ -33,15 +127,11 @@ struct Problem {
     n: u64,
     d: u64,
     k: u64,
-    /// Subvectors per M-step partial sum: K·d floats per tile, so tiles grow with K to keep the
-    /// partial sums about the size of the data.
-    tile: u64,
     codebook: Tensor,
     pending: Tensor,
     assignment: Assignment,
     counts: Tensor,
-    part_sums: Tensor,
-    part_counts: Tensor,
+    partials: Partials,
     sums: Tensor,
     mins: Option<Tensor>,
 }
@@ -82,7 +172,6 @@ impl<'a> GpuEngine<'a> {
                 n,
                 d,
                 k,
-                tile,
                 codebook: ctx.empty(k * d, DType::F32)?,
                 pending: ctx.empty(k * d, DType::F32)?,
                 assignment: Assignment {
@@ -90,8 +179,7 @@ impl<'a> GpuEngine<'a> {
                     distances: ctx.empty(n, DType::F32)?,
                 },
                 counts: ctx.empty(k, DType::U32)?,
-                part_sums: ctx.empty(n_tiles * k * d, DType::F32)?,
-                part_counts: ctx.empty(n_tiles * k, DType::U32)?,
+                partials: Partials::new(ctx, g, n, d, k)?,
                 sums: ctx.empty(n.div_ceil(SUM_TILE), DType::F32)?,
                 mins: None,
             });
@@ -104,12 +192,7 @@ impl<'a> GpuEngine<'a> {
     }
 
     fn pipeline(&self, entry: &'static str, tile: u64) -> Result<wgpu::ComputePipeline> {
-        self.g.pipeline(PipelineKey {
-            family: Family::Kmeans,
-            precision: Precision::F32,
-            entry,
-            overrides: vec![("WG", WG), ("TILE", tile as u32)],
-        })
+        kmeans_pipeline(self.g, entry, tile)
     }
 
     /// Records per-[`SUM_TILE`] partial sums of `values` (n f32) into `sums`.
@@ -256,46 +339,16 @@ impl Engine for GpuEngine<'_> {
                 },
                 &pr.assignment,
             )?;
-            let partial = self.pipeline("kmeans_partial", pr.tile)?;
-            for w in windows(pr.n, pr.d * 4, pr.tile, g.max_window)? {
-                let u = batch.uniform(&KmeansParams {
-                    n: w.len as u32,
-                    k: pr.k as u32,
-                    d: pr.d as u32,
-                    tile_base: (w.start / pr.tile) as u32,
-                    ..Default::default()
-                });
-                let data = Window {
-                    start: w.start * pr.d,
-                    len: w.len * pr.d,
-                };
-                let bindings = [
-                    u.as_entire_binding(),
-                    window_binding(&pr.data, &data, data.len * 4, "data")?,
-                    window_binding(&pr.assignment.indices, &w, w.len * 4, "assignments")?,
-                    whole(&pr.part_sums)?,
-                    whole(&pr.part_counts)?,
-                ];
-                batch.dispatch(&partial, &bindings, w.len.div_ceil(pr.tile))?;
-            }
-            let u = batch.uniform(&KmeansParams {
-                k: pr.k as u32,
-                d: pr.d as u32,
-                n_tiles: pr.n.div_ceil(pr.tile) as u32,
-                ..Default::default()
-            });
-            let bindings = [
-                u.as_entire_binding(),
-                whole(&pr.part_sums)?,
-                whole(&pr.part_counts)?,
-                whole(&pr.codebook)?,
-                whole(&pr.pending)?,
-                whole(&pr.counts)?,
-            ];
-            batch.dispatch(
-                &self.pipeline("kmeans_reduce", pr.tile)?,
-                &bindings,
-                (pr.k * pr.d).div_ceil(WG as u64),
+            pr.partials.record(
+                g,
+                &mut batch,
+                &pr.data,
+                &pr.assignment.indices,
+                (pr.n, pr.d, pr.k),
+                Some(&pr.codebook),
+                &pr.pending,
+                &pr.counts,
+                Reduce::MeanKeep,
             )?;
             self.record_sums(&mut batch, &pr.assignment.distances, &pr.sums, pr.n)?;
             let (cb, co) = device_buffer(&pr.counts, "counts")?;

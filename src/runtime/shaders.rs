@@ -22,6 +22,8 @@ pub enum Family {
     Kmeans,
     /// `shaders/pq.wgsl`: product-quantization decode (codebook gather).
     Pq,
+    /// `shaders/fma.wgsl`: FMA-throughput kernel (the compute ceiling of benchmarks).
+    Fma,
 }
 
 /// Element type a module is instantiated for.
@@ -43,10 +45,11 @@ const PHILOX_BATCH: &str = include_str!("../../shaders/philox_batch.wgsl");
 const ASSIGN: &str = include_str!("../../shaders/assign.wgsl");
 const KMEANS: &str = include_str!("../../shaders/kmeans.wgsl");
 const PQ: &str = include_str!("../../shaders/pq.wgsl");
+const FMA: &str = include_str!("../../shaders/fma.wgsl");
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 9] = [
         Family::Noise,
         Family::Ste,
         Family::Observer,
@@ -55,6 +58,7 @@ impl Family {
         Family::Assign,
         Family::Kmeans,
         Family::Pq,
+        Family::Fma,
     ];
 
     /// File name under `shaders/`.
@@ -68,6 +72,7 @@ impl Family {
             Family::Assign => "assign.wgsl",
             Family::Kmeans => "kmeans.wgsl",
             Family::Pq => "pq.wgsl",
+            Family::Fma => "fma.wgsl",
         }
     }
 
@@ -81,6 +86,7 @@ impl Family {
             Family::Assign => &[ASSIGN],
             Family::Kmeans => &[KMEANS],
             Family::Pq => &[PQ],
+            Family::Fma => &[FMA],
         }
     }
 
@@ -111,15 +117,19 @@ impl Family {
                 "split",
             ],
             Family::Pq => &["pq_decode"],
+            Family::Fma => &["fma_chains4", "fma_chains8"],
         }
     }
 
     /// The precisions the family is built for.
     pub fn precisions(&self) -> &'static [Precision] {
         match self {
-            Family::Copy | Family::Philox | Family::Assign | Family::Kmeans | Family::Pq => {
-                &[Precision::F32]
-            }
+            Family::Copy
+            | Family::Philox
+            | Family::Assign
+            | Family::Kmeans
+            | Family::Pq
+            | Family::Fma => &[Precision::F32],
             _ => &[Precision::F32, Precision::F16],
         }
     }
