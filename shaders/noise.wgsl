@@ -13,6 +13,9 @@ override WG: u32 = 64u;
 @group(0) @binding(2) var<storage, read_write> dst_tail: array<Elem>;
 @group(0) @binding(2) var<storage, read_write> mask_words: array<u32>;
 
+@group(0) @binding(1) var<storage, read> pq_codebook: array<f32>;
+@group(0) @binding(2) var<storage, read_write> pq_values: array<Elem>;
+
 // Each invocation takes `gpt` consecutive Philox groups: one Philox call per stage and group,
 // then block_size contiguous vec4s.
 @compute @workgroup_size(WG)
@@ -73,4 +76,39 @@ fn noise_mask(@builtin(local_invocation_index) lid: u32,
         }
     }
     mask_words[local] = bits;
+}
+
+const MAX_BLOCK: u32 = 64u;
+
+// phi_PQ of stage 0 (params.stage_base in the chain), in place: every selected block of the
+// window becomes its nearest centroid (squared L2 summed directly, ties to the lowest index).
+@compute @workgroup_size(WG)
+fn pq_noise(@builtin(local_invocation_index) lid: u32,
+            @builtin(workgroup_id) wid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let bs = params.block_size;
+    let b = (wid.y * nwg.x + wid.x) * WG + lid;
+    if b >= params.n / bs || !select1(0u, params.offset + b * bs) {
+        return;
+    }
+    var x: array<f32, MAX_BLOCK>;
+    for (var j = 0u; j < bs; j++) {
+        x[j] = f32(pq_values[b * bs + j]);
+    }
+    var best = 3.0e38;
+    var best_c = 0u;
+    for (var c = 0u; c < params.pq_k; c++) {
+        var dist = 0.0;
+        for (var j = 0u; j < bs; j++) {
+            let diff = x[j] - pq_codebook[c * bs + j];
+            dist += diff * diff;
+        }
+        if dist < best {
+            best = dist;
+            best_c = c;
+        }
+    }
+    for (var j = 0u; j < bs; j++) {
+        pq_values[b * bs + j] = Elem(pq_codebook[best_c * bs + j]);
+    }
 }

@@ -81,14 +81,17 @@ struct Params {
     n_blocks: u32,
     // Philox groups (4 blocks = block_size vec4s) per invocation of the vec4 entry points.
     gpt: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // Index of stages[0] in the whole chain (the Philox counter's stage word): the host runs a
+    // chain containing PQ stages as segments.
+    stage_base: u32,
+    // pq_noise: centroids in the codebook.
+    pq_k: u32,
+    _pad: u32,
     stages: array<Stage, 4>,
 }
 
 fn stage_lanes(stage: u32, group: u32) -> vec4<u32> {
-    return philox4x32_10(vec4<u32>(group, stage, params.step.x, params.step.y), params.seed);
+    return philox4x32_10(vec4<u32>(group, params.stage_base + stage, params.step.x, params.step.y), params.seed);
 }
 
 // Selection bits of the 4 blocks of Philox group `group` (one Philox call per stage):

@@ -40,14 +40,36 @@ pub enum Noise {
         /// Where `s` and `z` come from.
         scheme: QuantScheme,
     },
+    /// ϕ_PQ: a selected block becomes its nearest centroid (squared L2, ties to the lowest
+    /// index) in `codebook` (K × block_size f32, on the same context).
+    Pq {
+        /// Selection probability in `[0, 1]`.
+        p: f64,
+        /// The centroids.
+        codebook: Tensor,
+    },
+    /// The paper's alternative to ϕ_PQ: a selected block becomes the mean block of the weight
+    /// (computed on the device at each call, like an observer).
+    PqMean {
+        /// Selection probability in `[0, 1]`.
+        p: f64,
+    },
 }
 
 impl Noise {
     /// Selection probability of this stage.
     pub fn p(&self) -> f64 {
         match self {
-            Noise::Proxy { p, .. } | Noise::IntN { p, .. } => *p,
+            Noise::Proxy { p, .. }
+            | Noise::IntN { p, .. }
+            | Noise::Pq { p, .. }
+            | Noise::PqMean { p } => *p,
         }
+    }
+
+    /// Whether the stage replaces whole blocks by centroids (run by its own kernel).
+    pub(crate) fn is_pq(&self) -> bool {
+        matches!(self, Noise::Pq { .. } | Noise::PqMean { .. })
     }
 }
 
@@ -99,13 +121,14 @@ impl NoiseSpec {
                     let per_channel = matches!(scheme, QuantScheme::Given(q) if q.is_per_channel());
                     (1 << s) | ((per_channel as u32) << (4 + s))
                 }
-                Noise::Proxy { .. } => 0,
+                Noise::Proxy { .. } | Noise::Pq { .. } | Noise::PqMean { .. } => 0,
             })
             .sum();
         stage_bits | (ste_mode << 8)
     }
 
-    /// Whether every intN stage has given quantization parameters.
+    /// Whether every intN stage has given quantization parameters and every `PqMean` its
+    /// mean (as a one-centroid `Pq`).
     pub fn is_resolved(&self) -> bool {
         self.stages.iter().all(|s| {
             !matches!(
@@ -113,7 +136,7 @@ impl NoiseSpec {
                 Noise::IntN {
                     scheme: QuantScheme::Observe(_),
                     ..
-                }
+                } | Noise::PqMean { .. }
             )
         })
     }
@@ -143,7 +166,18 @@ impl NoiseSpec {
                         q.validate(*bits, shape.rows())?;
                     }
                 }
-                _ => {}
+                Noise::Pq { codebook, .. } => {
+                    crate::runtime::context::check_dtype("codebook", DType::F32, codebook.dtype)?;
+                    let bs = self.block_size as u64;
+                    if codebook.len == 0 || !codebook.len.is_multiple_of(bs) {
+                        return Err(invalid(
+                            "codebook.len()",
+                            codebook.len,
+                            "must be a positive multiple of block_size",
+                        ));
+                    }
+                }
+                Noise::PqMean { .. } | Noise::Proxy { .. } => {}
             }
         }
         Ok(blocks)
@@ -228,12 +262,27 @@ pub(crate) struct ChainParams {
     words_per_stage: u32,
     n_blocks: u32,
     gpt: u32,
-    _pad: [u32; 3],
+    stage_base: u32,
+    pq_k: u32,
+    _pad: u32,
     stages: [StageParams; MAX_STAGES],
 }
 
 impl ChainParams {
     /// The uniform of one window of `len` elements (or mask words) from `start`, STE `mode`.
+    /// The uniform of stages `first .. first + count` of the chain run on their own (their
+    /// Philox counters keep their chain positions).
+    pub(crate) fn segment(&self, first: usize, count: usize) -> Self {
+        let mut stages = [StageParams::default(); MAX_STAGES];
+        stages[..count].copy_from_slice(&self.stages[first..first + count]);
+        Self {
+            stages,
+            n_stages: count as u32,
+            stage_base: first as u32,
+            ..*self
+        }
+    }
+
     pub(crate) fn window(&self, start: u64, len: u64, mode: u32) -> Self {
         Self {
             n: len as u32,
@@ -293,6 +342,8 @@ pub(crate) fn chain_params(
                         .map(|(&s, &z)| [s, 1.0 / s, z as f32, 0.0]),
                 );
             }
+            // PQ stages run in their own kernel; the element-wise kernels only see their masks.
+            Noise::Pq { .. } | Noise::PqMean { .. } => st.kind = 2,
         }
     }
     if table.is_empty() {
@@ -336,7 +387,8 @@ pub(crate) fn store_host(t: &Tensor, values: &[f64], what: &'static str) -> Resu
 
 impl Context {
     /// Replaces every [`QuantScheme::Observe`] stage by the parameters its observer computes
-    /// on `weight`.
+    /// on `weight`, and every [`Noise::PqMean`] by a one-centroid [`Noise::Pq`] holding the
+    /// weight's mean block (computed on the device).
     pub fn resolve(
         &self,
         weight: &Tensor,
@@ -345,16 +397,22 @@ impl Context {
     ) -> Result<NoiseSpec> {
         let mut out = spec.clone();
         for stage in &mut out.stages {
-            if let Noise::IntN {
-                bits,
-                scheme: scheme @ QuantScheme::Observe(_),
-                ..
-            } = stage
-            {
-                let QuantScheme::Observe(observer) = *scheme else {
-                    unreachable!()
-                };
-                *scheme = QuantScheme::Given(self.observe(weight, shape, observer, *bits)?);
+            match stage {
+                Noise::IntN {
+                    bits,
+                    scheme: scheme @ QuantScheme::Observe(_),
+                    ..
+                } => {
+                    let QuantScheme::Observe(observer) = *scheme else {
+                        unreachable!()
+                    };
+                    *scheme = QuantScheme::Given(self.observe(weight, shape, observer, *bits)?);
+                }
+                Noise::PqMean { p } => {
+                    let codebook = crate::pq::block_mean(self, weight, shape, spec.block_size)?;
+                    *stage = Noise::Pq { p: *p, codebook };
+                }
+                _ => {}
             }
         }
         Ok(out)
@@ -364,6 +422,10 @@ impl Context {
     /// `mask` is given, the bit-packed selection mask (see [`NoiseSpec::mask_words`]).
     /// Observers run first; the returned spec carries the parameters they computed, to pass to
     /// [`Context::ste_backward`].
+    ///
+    /// Without PQ stages this is one pass over the weight. PQ stages run as their own in-place
+    /// pass over `out` (a selected block needs all its values and a codebook search), the other
+    /// stages around them in fused segments.
     pub fn noise_forward(
         &self,
         weight: &Tensor,
@@ -378,6 +440,16 @@ impl Context {
         self.check_owned(out, "out")?;
         if let Some(m) = mask {
             self.check_owned(m, "mask")?;
+        }
+        for stage in &spec.stages {
+            if let Noise::Pq { codebook, .. } = stage {
+                self.check_owned(codebook, "codebook")?;
+                if codebook.conflicts(out) {
+                    return Err(Error::Aliasing {
+                        what: "noise_forward codebook/out",
+                    });
+                }
+            }
         }
         check_len("weight", shape.numel(), weight.len)?;
         check_len("out", shape.numel(), out.len)?;
@@ -399,11 +471,17 @@ impl Context {
         match &self.backend {
             Backend::Cpu => {
                 let w = host_values(weight, "weight")?;
-                store_host(
-                    out,
-                    &crate::cpu::noise::noise_forward(&w, &shape, &resolved, seed),
-                    "out",
-                )?;
+                let codebooks = resolved
+                    .stages
+                    .iter()
+                    .map(|s| match s {
+                        Noise::Pq { codebook, .. } => host_values(codebook, "codebook"),
+                        _ => Ok(Vec::new()),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let noisy =
+                    crate::cpu::noise::noise_forward_with(&w, &shape, &resolved, seed, &codebooks);
+                store_host(out, &noisy, "out")?;
                 if let Some(m) = mask {
                     let words = crate::cpu::noise::noise_mask(&shape, &resolved, seed);
                     store_host(
@@ -413,45 +491,182 @@ impl Context {
                     )?;
                 }
             }
-            Backend::Gpu(g) => {
-                let (base, table) = chain_params(&shape, &resolved, seed);
-                let mut batch = Batch::new(g, "noise_forward")?;
-                let qp = batch.storage_init(bytemuck::cast_slice(&table));
-                let kernel = Elementwise {
-                    family: Family::Noise,
-                    precision,
-                    vec4_entry: "noise_vec4",
-                    tail_entry: "noise_tail",
-                    block_size: spec.block_size,
-                    stages: spec.stages.len() as u32,
-                    layout: resolved.layout_bits(0),
-                };
-                kernel.record(
-                    g,
-                    &mut batch,
-                    &[(weight, "weight"), (out, "out")],
-                    &[qp.as_entire_binding()],
-                    |w| base.window(w.start, w.len, 0),
-                )?;
-                if let Some(m) = mask {
-                    let pipeline = g.pipeline(crate::runtime::gpu::PipelineKey {
-                        family: Family::Noise,
-                        precision,
-                        entry: "noise_mask",
-                        overrides: vec![("WG", WG)],
-                    })?;
-                    for w in windows(m.len, 4, 1, g.max_window)? {
-                        let uniform = batch.uniform(&base.window(w.start, w.len, 0));
-                        let bindings = [
-                            (0, uniform.as_entire_binding()),
-                            (2, window_binding(m, &w, w.len * 4, "mask")?),
-                        ];
-                        batch.dispatch_at(&pipeline, &bindings, w.len.div_ceil(WG as u64))?;
-                    }
-                }
-                batch.finish()?;
-            }
+            Backend::Gpu(g) => forward_gpu(
+                self, g, weight, out, &shape, &resolved, seed, mask, precision,
+            )?,
         }
         Ok(resolved)
     }
+}
+
+/// Runs of a chain: stages fused in one element-wise pass, or one PQ stage.
+fn segments(spec: &NoiseSpec) -> Vec<std::ops::Range<usize>> {
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    for (s, stage) in spec.stages.iter().enumerate() {
+        match out.last_mut() {
+            Some(last) if !stage.is_pq() && !spec.stages[last.start].is_pq() => last.end = s + 1,
+            _ => out.push(s..s + 1),
+        }
+    }
+    // The first pass must move the weight to the output: a chain starting with PQ (or empty)
+    // starts with an empty fused segment (a copy).
+    if out.first().is_none_or(|r| spec.stages[r.start].is_pq()) {
+        out.insert(0, 0..0);
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_gpu(
+    ctx: &Context,
+    g: &crate::runtime::gpu::Gpu,
+    weight: &Tensor,
+    out: &Tensor,
+    shape: &WeightShape,
+    resolved: &NoiseSpec,
+    seed: NoiseSeed,
+    mask: Option<&Tensor>,
+    precision: Precision,
+) -> Result<()> {
+    let (base, table) = chain_params(shape, resolved, seed);
+    let segs = segments(resolved);
+    // A fused segment after a PQ pass reads `out`: it writes a scratch tensor, and the passes
+    // alternate between the two.
+    let scratch = if segs
+        .iter()
+        .skip(1)
+        .any(|r| !resolved.stages[r.start].is_pq())
+    {
+        Some(ctx.empty(out.len, out.dtype)?)
+    } else {
+        None
+    };
+    let mut batch = Batch::new(g, "noise_forward")?;
+    let qp = batch.storage_init(bytemuck::cast_slice(&table));
+    let (mut src, mut dst) = (weight, out);
+    for (i, seg) in segs.iter().enumerate() {
+        let params = base.segment(seg.start, seg.len());
+        if seg.len() == 1 && resolved.stages[seg.start].is_pq() {
+            let Noise::Pq { codebook, .. } = &resolved.stages[seg.start] else {
+                unreachable!()
+            };
+            record_pq_noise(
+                g,
+                &mut batch,
+                precision,
+                src,
+                codebook,
+                resolved.block_size,
+                &params,
+            )?;
+            continue;
+        }
+        if i > 0 {
+            let next = if std::ptr::eq(src, out) {
+                scratch.as_ref().unwrap()
+            } else {
+                out
+            };
+            dst = next;
+        }
+        let sub = NoiseSpec {
+            block_size: resolved.block_size,
+            stages: resolved.stages[seg.clone()].to_vec(),
+        };
+        let kernel = Elementwise {
+            family: Family::Noise,
+            precision,
+            vec4_entry: "noise_vec4",
+            tail_entry: "noise_tail",
+            block_size: resolved.block_size,
+            stages: seg.len() as u32,
+            layout: sub.layout_bits(0),
+        };
+        kernel.record(
+            g,
+            &mut batch,
+            &[(src, "weight"), (dst, "out")],
+            &[qp.as_entire_binding()],
+            |w| params.window(w.start, w.len, 0),
+        )?;
+        src = dst;
+    }
+    if !std::ptr::eq(src, out) {
+        let (from, from_off) = crate::runtime::elementwise::device_buffer(src, "scratch")?;
+        let (to, to_off) = crate::runtime::elementwise::device_buffer(out, "out")?;
+        batch.copy(
+            from,
+            from_off,
+            to,
+            to_off,
+            (out.size_bytes()).next_multiple_of(4),
+        );
+    }
+    if let Some(m) = mask {
+        let pipeline = g.pipeline(crate::runtime::gpu::PipelineKey {
+            family: Family::Noise,
+            precision,
+            entry: "noise_mask",
+            overrides: vec![("WG", WG)],
+        })?;
+        for w in windows(m.len, 4, 1, g.max_window)? {
+            let uniform = batch.uniform(&base.window(w.start, w.len, 0));
+            let bindings = [
+                (0, uniform.as_entire_binding()),
+                (2, window_binding(m, &w, w.len * 4, "mask")?),
+            ];
+            batch.dispatch_at(&pipeline, &bindings, w.len.div_ceil(WG as u64))?;
+        }
+    }
+    batch.finish().map(|_| ())
+}
+
+/// Records ϕ_PQ of the single stage of `params` in place on `values`, window by window (whole
+/// blocks per window).
+fn record_pq_noise(
+    g: &crate::runtime::gpu::Gpu,
+    batch: &mut Batch,
+    precision: Precision,
+    values: &Tensor,
+    codebook: &Tensor,
+    block_size: u32,
+    params: &ChainParams,
+) -> Result<()> {
+    let pipeline = g.pipeline(crate::runtime::gpu::PipelineKey {
+        family: Family::Noise,
+        precision,
+        entry: "pq_noise",
+        overrides: vec![("WG", WG)],
+    })?;
+    let bs = block_size as u64;
+    if codebook.len * 4 > g.max_binding {
+        return Err(invalid(
+            "codebook bytes",
+            codebook.len * 4,
+            "the codebook must fit in one storage binding",
+        ));
+    }
+    let cb = window_binding(
+        codebook,
+        &crate::runtime::window::Window {
+            start: 0,
+            len: codebook.len,
+        },
+        codebook.len * 4,
+        "codebook",
+    )?;
+    for w in windows(values.len, values.dtype.size(), bs, g.max_window)? {
+        let u = batch.uniform(&ChainParams {
+            pq_k: (codebook.len / bs) as u32,
+            ..params.window(w.start, w.len, 0)
+        });
+        let bytes = (w.len * values.dtype.size()).next_multiple_of(4);
+        let bindings = [
+            (0, u.as_entire_binding()),
+            (1, cb.clone()),
+            (2, window_binding(values, &w, bytes, "out")?),
+        ];
+        batch.dispatch_at(&pipeline, &bindings, (w.len / bs).div_ceil(WG as u64))?;
+    }
+    Ok(())
 }

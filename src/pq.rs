@@ -270,3 +270,32 @@ mod size;
 
 pub use encode::{CentroidGrad, PqEncodeLayer};
 pub use size::*;
+
+/// The mean block of a weight cut into blocks of `block_size`, as a one-row codebook (the
+/// replacement of [`crate::Noise::PqMean`]): the deterministic segmented reduction of
+/// [`Context::pq_centroid_grad`] with every block in segment 0.
+pub(crate) fn block_mean(
+    ctx: &Context,
+    weight: &Tensor,
+    shape: &WeightShape,
+    block_size: u32,
+) -> Result<Tensor> {
+    let blocks = shape.blocks(block_size)?;
+    let zeros = ctx.upload(&vec![0u32; blocks as usize])?;
+    let layer = PqLayer::new(
+        *shape,
+        block_size,
+        ctx.empty(block_size as u64, DType::F32)?,
+        zeros,
+    )?;
+    let mean = ctx.pq_centroid_grad(&layer, &as_f32(ctx, weight)?, CentroidGrad::Mean)?;
+    Ok(mean)
+}
+
+/// `weight` as f32 (f16 weights are widened on the host: PqMean on f16 weights is rare).
+fn as_f32(ctx: &Context, weight: &Tensor) -> Result<Tensor> {
+    match weight.dtype {
+        DType::F32 => Ok(weight.clone()),
+        _ => ctx.upload(&ctx.read_f32(weight)?),
+    }
+}

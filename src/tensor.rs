@@ -49,6 +49,30 @@ pub struct Tensor {
     pub(crate) dtype: DType,
 }
 
+/// Tensors are equal when they are the same view of the same memory (handle identity, not
+/// contents).
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Self) -> bool {
+        let same = match (&self.storage, &other.storage) {
+            (
+                Storage::Gpu {
+                    buffer: a,
+                    offset: oa,
+                    ..
+                },
+                Storage::Gpu {
+                    buffer: b,
+                    offset: ob,
+                    ..
+                },
+            ) => a == b && oa == ob,
+            (Storage::Cpu(a), Storage::Cpu(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        same && self.len == other.len && self.dtype == other.dtype
+    }
+}
+
 impl Tensor {
     /// Number of elements.
     pub fn len(&self) -> u64 {

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use libtest_mimic::Failed;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use quantnoise::{AssignProblem, DType, Error, cpu};
 
 fn main() {
@@ -108,11 +108,7 @@ fn run_problems(t: &Target, specs: &[(usize, usize, usize)], seed: u64) -> Resul
 }
 
 fn batched_random(t: &Target) -> Result<(), Failed> {
-    let mut runner = TestRunner::new(Config {
-        cases: 12,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner(12);
     let problem = (1usize..700, 1usize..300, 1usize..=24);
     runner
         .run(

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use libtest_mimic::Failed;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use quantnoise::cpu;
 use quantnoise::{
     DType, Error, Noise, NoiseSeed, NoiseSpec, Observer, QParams, QuantScheme, WeightShape,
@@ -21,6 +21,7 @@ fn main() {
             ("weight_is_never_modified", weight_untouched),
             ("conv_layouts", conv_layouts),
             ("bad_inputs_are_typed_errors", bad_inputs),
+            ("pq_noise_chains", pq_noise_chains),
         ],
         true,
     )
@@ -64,11 +65,7 @@ fn check_case(t: &Target, dtype: DType, bs_index: usize, case_seed: u64) -> Resu
 }
 
 fn random_cases(t: &Target, dtype: DType, cases: u32) -> Result<(), Failed> {
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner(cases);
     runner
         .run(&(0..BLOCK_SIZES.len(), any::<u64>()), |(bs, seed)| {
             check_case(t, dtype, bs, seed)
@@ -438,4 +435,145 @@ fn bad_inputs(t: &Target) -> Result<(), Failed> {
         )?;
     }
     Ok(())
+}
+
+/// ϕ_PQ and PqMean, alone and inside chains: a selected block becomes its nearest centroid
+/// (near-ties between f32 and f64 distances may pick either centroid), the other stages act
+/// around it, and the mask covers the PQ stage like any other.
+fn pq_noise_chains(t: &Target) -> Result<(), Failed> {
+    let ctx = &t.ctx;
+    let mut rng = Rng(2024);
+    for case in 0..8u64 {
+        let bs = [4u32, 5, 8, 9][case as usize % 4];
+        let shape = random_shape(&mut rng, bs, 30, 12);
+        let k = 1 + rng.below(40);
+        let cb_host = rng.weights(k * bs as u64, 0.5);
+        let codebook = ctx.upload(&cb_host)?;
+        let pq = Noise::Pq {
+            p: 0.6,
+            codebook: codebook.clone(),
+        };
+        let zero = Noise::Proxy {
+            p: 0.3,
+            rescale: false,
+        };
+        let int8 = Noise::IntN {
+            p: 0.5,
+            bits: 8,
+            scheme: QuantScheme::Observe(Observer::MinMax),
+        };
+        let stages = match case % 4 {
+            0 => vec![pq],
+            1 => vec![int8, pq, zero],
+            2 => vec![zero, Noise::PqMean { p: 0.5 }],
+            _ => vec![pq, zero],
+        };
+        let spec = NoiseSpec {
+            block_size: bs,
+            stages,
+        };
+        let seed = NoiseSeed::new(case, 3);
+        let w = rng.weights(shape.numel(), 0.5);
+        let weight = ctx.upload(&w)?;
+        let out = poisoned(ctx, shape.numel(), DType::F32);
+        let mask = poisoned(ctx, spec.mask_words(&shape)?, DType::U32);
+        let resolved = ctx.noise_forward(&weight, &out, shape, &spec, seed, Some(&mask))?;
+        let w64: Vec<f64> = w.iter().map(|&x| x as f64).collect();
+        let codebooks: Vec<Vec<f64>> = resolved
+            .stages
+            .iter()
+            .map(|s| match s {
+                Noise::Pq { codebook, .. } => ctx
+                    .read_f32(codebook)
+                    .unwrap()
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let want = cpu::noise::noise_forward_with(&w64, &shape, &resolved, seed, &codebooks);
+        let got = ctx.read_f32(&out)?;
+        let pq_stage = resolved
+            .stages
+            .iter()
+            .position(|s| matches!(s, Noise::Pq { .. }))
+            .unwrap();
+        let prefix = NoiseSpec {
+            block_size: bs,
+            stages: resolved.stages[..pq_stage].to_vec(),
+        };
+        let before =
+            cpu::noise::noise_forward_with(&w64, &shape, &prefix, seed, &codebooks[..pq_stage]);
+        let cbk = &codebooks[pq_stage];
+        let d = bs as usize;
+        for b in 0..(shape.numel() as usize / d) {
+            let (g, wnt) = (&got[b * d..(b + 1) * d], &want[b * d..(b + 1) * d]);
+            if g.iter()
+                .zip(wnt)
+                .all(|(x, y)| (*x as f64 - y).abs() <= 1e-6 * (1.0 + y.abs()))
+            {
+                continue;
+            }
+            // Accept another centroid only at a near-tie of the block's distances.
+            let x = &before[b * d..(b + 1) * d];
+            let dist = |c: usize| -> f64 {
+                x.iter()
+                    .zip(&cbk[c * d..(c + 1) * d])
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum()
+            };
+            let best = (0..cbk.len() / d).map(dist).fold(f64::INFINITY, f64::min);
+            let ok = (0..cbk.len() / d).any(|c| {
+                dist(c) <= best + 1e-5 * (1.0 + best)
+                    && g.iter()
+                        .zip(&cbk[c * d..(c + 1) * d])
+                        .all(|(p, q)| (*p as f64 - q).abs() <= 1e-6)
+            });
+            ensure(ok, || {
+                format!("case {case} block {b}: got {g:?}, want {wnt:?}")
+            })?;
+        }
+        ensure(
+            ctx.read_u32(&mask)? == cpu::noise::noise_mask(&shape, &resolved, seed),
+            || format!("case {case}: mask"),
+        )?;
+    }
+    // Bad PQ inputs.
+    let shape = WeightShape::matrix(4, 8);
+    let w = ctx.upload(&Rng(1).weights(32, 1.0))?;
+    let out = ctx.empty(32, DType::F32)?;
+    let odd = ctx.upload(&[1.0f32; 7])?;
+    let spec = NoiseSpec {
+        block_size: 4,
+        stages: vec![Noise::Pq {
+            p: 0.5,
+            codebook: odd,
+        }],
+    };
+    expect_err(
+        ctx,
+        ctx.noise_forward(&w, &out, shape, &spec, NoiseSeed::new(1, 1), None),
+        |e| {
+            matches!(
+                e,
+                Error::InvalidArgument {
+                    name: "codebook.len()",
+                    ..
+                }
+            )
+        },
+    )?;
+    let spec = NoiseSpec {
+        block_size: 4,
+        stages: vec![Noise::Pq {
+            p: 0.5,
+            codebook: out.clone(),
+        }],
+    };
+    expect_err(
+        ctx,
+        ctx.noise_forward(&w, &out, shape, &spec, NoiseSeed::new(1, 1), None),
+        |e| matches!(e, Error::Aliasing { .. }),
+    )
 }

@@ -322,23 +322,60 @@ fn encode_layers(t: &Target) -> Result<(), Failed> {
     let ctx = &t.ctx;
     let mut rng = Rng(77);
     let layers = [
-        (WeightShape::Linear { out_features: 64, in_features: 96 }, 8u32),
-        (WeightShape::Conv2d { out_channels: 16, in_channels: 8, kh: 3, kw: 3 }, 9),
-        (WeightShape::Embedding { num_embeddings: 100, dim: 20 }, 4),
+        (
+            WeightShape::Linear {
+                out_features: 64,
+                in_features: 96,
+            },
+            8u32,
+        ),
+        (
+            WeightShape::Conv2d {
+                out_channels: 16,
+                in_channels: 8,
+                kh: 3,
+                kw: 3,
+            },
+            9,
+        ),
+        (
+            WeightShape::Embedding {
+                num_embeddings: 100,
+                dim: 20,
+            },
+            4,
+        ),
     ];
-    let data: Vec<Vec<f32>> = layers.iter().map(|(s, _)| rng.weights(s.numel(), 0.1)).collect();
+    let data: Vec<Vec<f32>> = layers
+        .iter()
+        .map(|(s, _)| rng.weights(s.numel(), 0.1))
+        .collect();
     let tensors: Vec<Tensor> = data.iter().map(|w| ctx.upload(w).unwrap()).collect();
     let specs: Vec<_> = layers
         .iter()
         .zip(&tensors)
-        .map(|((shape, bs), w)| quantnoise::pq::PqEncodeLayer { weight: w, shape: *shape, block_size: *bs })
+        .map(|((shape, bs), w)| quantnoise::pq::PqEncodeLayer {
+            weight: w,
+            shape: *shape,
+            block_size: *bs,
+        })
         .collect();
-    let options = quantnoise::KmeansOptions { n_iter: 10, seed: 3, ..quantnoise::KmeansOptions::new(16) };
+    let options = quantnoise::KmeansOptions {
+        n_iter: 10,
+        seed: 3,
+        ..quantnoise::KmeansOptions::new(16)
+    };
     let encoded = ctx.pq_encode(&specs, &options)?;
     for ((layer, w), (shape, bs)) in encoded.iter().zip(&data).zip(&layers) {
         let d = *bs as usize;
-        ensure(layer.shape == *shape && layer.n_centroids == 16, || "layer metadata".into())?;
-        let codebook: Vec<f64> = ctx.read_f32(&layer.codebook)?.iter().map(|&x| x as f64).collect();
+        ensure(layer.shape == *shape && layer.n_centroids == 16, || {
+            "layer metadata".into()
+        })?;
+        let codebook: Vec<f64> = ctx
+            .read_f32(&layer.codebook)?
+            .iter()
+            .map(|&x| x as f64)
+            .collect();
         let a = ctx.read_u32(&layer.assignments)?;
         let mut used = vec![false; 16];
         a.iter().for_each(|&i| used[i as usize] = true);
@@ -347,12 +384,28 @@ fn encode_layers(t: &Target) -> Result<(), Failed> {
         let (want, want_dist) = cpu::assign::assign(&w64, &codebook, d);
         for (b, (&got, &best)) in a.iter().zip(&want).enumerate() {
             let c = &codebook[got as usize * d..(got as usize + 1) * d];
-            let dist: f64 = w64[b * d..(b + 1) * d].iter().zip(c).map(|(x, y)| (x - y) * (x - y)).sum();
-            ensure(got == best || (dist - want_dist[b]).abs() <= 1e-5 * (1.0 + want_dist[b]), || format!("block {b} not nearest"))?;
+            let dist: f64 = w64[b * d..(b + 1) * d]
+                .iter()
+                .zip(c)
+                .map(|(x, y)| (x - y) * (x - y))
+                .sum();
+            ensure(
+                got == best || (dist - want_dist[b]).abs() <= 1e-5 * (1.0 + want_dist[b]),
+                || format!("block {b} not nearest"),
+            )?;
         }
         let decoded = ctx.read_f32(&ctx.pq_decoded(layer)?)?;
-        let want_w: Vec<f32> = a.iter().flat_map(|&i| codebook[i as usize * d..(i as usize + 1) * d].iter().map(|&x| x as f32)).collect();
-        ensure(decoded == want_w, || "decode differs from the codebook rows".into())?;
+        let want_w: Vec<f32> = a
+            .iter()
+            .flat_map(|&i| {
+                codebook[i as usize * d..(i as usize + 1) * d]
+                    .iter()
+                    .map(|&x| x as f32)
+            })
+            .collect();
+        ensure(decoded == want_w, || {
+            "decode differs from the codebook rows".into()
+        })?;
     }
     Ok(())
 }
@@ -360,22 +413,45 @@ fn encode_layers(t: &Target) -> Result<(), Failed> {
 /// Centroid gradients (mean and sum) against the f64 reference; an unused centroid gets 0.
 fn centroid_gradients(t: &Target) -> Result<(), Failed> {
     let ctx = &t.ctx;
-    let shape = WeightShape::Linear { out_features: 300, in_features: 40 };
+    let shape = WeightShape::Linear {
+        out_features: 300,
+        in_features: 40,
+    };
     let (bs, k) = (5u32, 7u32);
     let blocks = shape.numel() / bs as u64;
     let mut rng = Rng(12);
     // Centroid 3 has no block.
-    let a: Vec<u32> = (0..blocks).map(|_| [0, 1, 2, 4, 5, 6][rng.below(6) as usize]).collect();
+    let a: Vec<u32> = (0..blocks)
+        .map(|_| [0, 1, 2, 4, 5, 6][rng.below(6) as usize])
+        .collect();
     let grad = rng.weights(shape.numel(), 1.0);
-    let layer = PqLayer::new(shape, bs, ctx.upload(&rng.weights((k * bs) as u64, 1.0))?, ctx.upload(&a)?)?;
+    let layer = PqLayer::new(
+        shape,
+        bs,
+        ctx.upload(&rng.weights((k * bs) as u64, 1.0))?,
+        ctx.upload(&a)?,
+    )?;
     let g = ctx.upload(&grad)?;
     let g64: Vec<f64> = grad.iter().map(|&x| x as f64).collect();
-    for reduction in [quantnoise::pq::CentroidGrad::Mean, quantnoise::pq::CentroidGrad::Sum] {
+    for reduction in [
+        quantnoise::pq::CentroidGrad::Mean,
+        quantnoise::pq::CentroidGrad::Sum,
+    ] {
         let got = ctx.read_f32(&ctx.pq_centroid_grad(&layer, &g, reduction)?)?;
         let want = cpu::pq::centroid_grad(&g64, &a, bs as usize, k as usize, reduction);
-        compare(&got, &want, 1e-5, 1e-5, &[]).map_err(|e| format!("{reduction:?}: {}", e.message().unwrap_or_default()))?;
-        ensure(got[3 * bs as usize..4 * bs as usize].iter().all(|&x| x == 0.0), || "unused centroid: gradient not 0".into())?;
+        compare(&got, &want, 1e-5, 1e-5, &[])
+            .map_err(|e| format!("{reduction:?}: {}", e.message().unwrap_or_default()))?;
+        ensure(
+            got[3 * bs as usize..4 * bs as usize]
+                .iter()
+                .all(|&x| x == 0.0),
+            || "unused centroid: gradient not 0".into(),
+        )?;
     }
     let short = ctx.upload(&grad[..100])?;
-    expect_err(ctx, ctx.pq_centroid_grad(&layer, &short, Default::default()), |e| matches!(e, Error::ShapeMismatch { .. }))
+    expect_err(
+        ctx,
+        ctx.pq_centroid_grad(&layer, &short, Default::default()),
+        |e| matches!(e, Error::ShapeMismatch { .. }),
+    )
 }

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use libtest_mimic::Failed;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use quantnoise::cpu;
 use quantnoise::{
     DType, Error, Noise, NoiseSeed, NoiseSpec, QParams, QuantScheme, SteMode, WeightShape,
@@ -60,11 +60,7 @@ fn check_case(
 }
 
 fn random_cases(t: &Target, dtype: DType, cases: u32) -> Result<(), Failed> {
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner(cases);
     runner
         .run(
             &(0..BLOCK_SIZES.len(), 0..MODES.len(), any::<u64>()),

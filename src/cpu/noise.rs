@@ -38,43 +38,74 @@ pub fn selected(seed: &NoiseSeed, spec: &NoiseSpec, stage: usize, i: u64) -> boo
     seed.selected(stage as u32, i / spec.block_size as u64, threshold)
 }
 
-/// `W_noise = ψ(W | J)` for a resolved spec (every intN stage with given parameters).
+/// The nearest row of `codebook` (rows of `d`) to `x`, squared L2 in f64, ties to the lowest.
+pub fn nearest(x: &[f64], codebook: &[f64], d: usize) -> usize {
+    codebook
+        .chunks(d)
+        .map(|c| x.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum::<f64>())
+        .enumerate()
+        .fold((0, f64::INFINITY), |best, (i, dist)| {
+            if dist < best.1 { (i, dist) } else { best }
+        })
+        .0
+}
+
+/// `W_noise = ψ(W | J)` for a resolved spec (every intN stage with given parameters, every
+/// `PqMean` replaced by its one-row `Pq`). `codebooks[s]` holds stage s's centroids (f64) for
+/// its `Pq` stages (empty otherwise).
+pub fn noise_forward_with(
+    w: &[f64],
+    shape: &WeightShape,
+    spec: &NoiseSpec,
+    seed: NoiseSeed,
+    codebooks: &[Vec<f64>],
+) -> Vec<f64> {
+    let cols = shape.cols();
+    let bs = spec.block_size as usize;
+    let mut out = w.to_vec();
+    for (b, block) in out.chunks_mut(bs).enumerate() {
+        let first = (b * bs) as u64;
+        for (s, stage) in spec.stages.iter().enumerate() {
+            let sel = selected(&seed, spec, s, first);
+            match stage {
+                Noise::Proxy { p, rescale } => {
+                    for v in block.iter_mut() {
+                        *v = if sel {
+                            0.0
+                        } else if *rescale {
+                            *v / (1.0 - p)
+                        } else {
+                            *v
+                        };
+                    }
+                }
+                Noise::IntN { bits, scheme, .. } if sel => {
+                    let q = given(scheme);
+                    for (j, v) in block.iter_mut().enumerate() {
+                        let e = qp_entry(q, first + j as u64, cols);
+                        *v = fake_quant(*v, q.scale[e], q.zero_point[e], *bits);
+                    }
+                }
+                Noise::Pq { .. } if sel => {
+                    let c = nearest(block, &codebooks[s], bs);
+                    block.copy_from_slice(&codebooks[s][c * bs..(c + 1) * bs]);
+                }
+                Noise::PqMean { .. } if sel => panic!("resolve PqMean before the reference runs"),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// [`noise_forward_with`] for specs without PQ stages.
 pub fn noise_forward(
     w: &[f64],
     shape: &WeightShape,
     spec: &NoiseSpec,
     seed: NoiseSeed,
 ) -> Vec<f64> {
-    let cols = shape.cols();
-    w.iter()
-        .enumerate()
-        .map(|(i, &x)| {
-            let i = i as u64;
-            spec.stages.iter().enumerate().fold(x, |v, (s, stage)| {
-                let sel = selected(&seed, spec, s, i);
-                match stage {
-                    Noise::Proxy { p, rescale } => {
-                        if sel {
-                            0.0
-                        } else if *rescale {
-                            v / (1.0 - p)
-                        } else {
-                            v
-                        }
-                    }
-                    Noise::IntN { bits, scheme, .. } => {
-                        if sel {
-                            let q = given(scheme);
-                            let e = qp_entry(q, i, cols);
-                            fake_quant(v, q.scale[e], q.zero_point[e], *bits)
-                        } else {
-                            v
-                        }
-                    }
-                }
-            })
-        })
-        .collect()
+    noise_forward_with(w, shape, spec, seed, &vec![Vec::new(); spec.stages.len()])
 }
 
 /// The bit-packed mask: for each stage, `⌈blocks/32⌉` words; bit `j` of word `k` is block

@@ -38,7 +38,13 @@ mod tests {
 
 /// Gradient of each of `k` centroids: the mean (or sum) over the blocks assigned to it of the
 /// weight gradient `grad` (blocks of `d`), accumulated in f64; 0 for a centroid without blocks.
-pub fn centroid_grad(grad: &[f64], assignments: &[u32], d: usize, k: usize, reduction: crate::pq::CentroidGrad) -> Vec<f64> {
+pub fn centroid_grad(
+    grad: &[f64],
+    assignments: &[u32],
+    d: usize,
+    k: usize,
+    reduction: crate::pq::CentroidGrad,
+) -> Vec<f64> {
     let mut sums = vec![0.0; k * d];
     let mut counts = vec![0u64; k];
     for (g, &a) in grad.chunks(d).zip(assignments) {

@@ -40,7 +40,7 @@ pub fn ste_backward(
                             let x = x as f32;
                             if x >= lo && x <= hi { g } else { 0.0 }
                         }
-                        Noise::Proxy { .. } => g,
+                        Noise::Proxy { .. } | Noise::Pq { .. } | Noise::PqMean { .. } => g,
                     },
                 })
         })

@@ -42,7 +42,9 @@ pub(crate) enum Reduce {
 /// with K to keep the partial sums about the size of the data; at most one bound window of
 /// subvectors, in multiples of 64 (output alignment).
 pub(crate) fn reduce_tile(g: &Gpu, k: u64, d: u64) -> u64 {
-    (1024 * (k / 256).max(1)).min(g.max_window / (d * 4) / 64 * 64).max(64)
+    (1024 * (k / 256).max(1))
+        .min(g.max_window / (d * 4) / 64 * 64)
+        .max(64)
 }
 
 /// Scratch of the per-tile partial sums and counts of n subvectors, K clusters.
@@ -57,9 +59,17 @@ impl Partials {
         let tile = reduce_tile(g, k, d);
         let n_tiles = n.div_ceil(tile);
         if n_tiles * k * d * 4 > g.max_binding || k * d * 4 > g.max_binding {
-            return Err(invalid("n_centroids", k, "partial sums of this problem exceed one storage binding"));
+            return Err(invalid(
+                "n_centroids",
+                k,
+                "partial sums of this problem exceed one storage binding",
+            ));
         }
-        Ok(Self { sums: ctx.empty(n_tiles * k * d, DType::F32)?, counts: ctx.empty(n_tiles * k, DType::U32)?, tile })
+        Ok(Self {
+            sums: ctx.empty(n_tiles * k * d, DType::F32)?,
+            counts: ctx.empty(n_tiles * k, DType::U32)?,
+            tile,
+        })
     }
 
     /// Records the per-cluster reduction of `data` (n × d) under `assignments` into `out`
@@ -88,7 +98,10 @@ impl Partials {
                 tile_base: (w.start / self.tile) as u32,
                 ..Default::default()
             });
-            let rows = Window { start: w.start * d, len: w.len * d };
+            let rows = Window {
+                start: w.start * d,
+                len: w.len * d,
+            };
             let bindings = [
                 u.as_entire_binding(),
                 window_binding(data, &rows, rows.len * 4, "data")?,
@@ -107,8 +120,19 @@ impl Partials {
         });
         // Without `old` the binding is a stand-in the shader does not read in this mode.
         let old = old.unwrap_or(&self.sums);
-        let bindings = [u.as_entire_binding(), whole(&self.sums)?, whole(&self.counts)?, whole(old)?, whole(out)?, whole(counts)?];
-        batch.dispatch(&kmeans_pipeline(g, "kmeans_reduce", self.tile)?, &bindings, (k * d).div_ceil(WG as u64))
+        let bindings = [
+            u.as_entire_binding(),
+            whole(&self.sums)?,
+            whole(&self.counts)?,
+            whole(old)?,
+            whole(out)?,
+            whole(counts)?,
+        ];
+        batch.dispatch(
+            &kmeans_pipeline(g, "kmeans_reduce", self.tile)?,
+            &bindings,
+            (k * d).div_ceil(WG as u64),
+        )
     }
 }
 

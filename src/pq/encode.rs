@@ -2,11 +2,11 @@
 //! centroid gradient of iPQ finetuning.
 
 use super::PqLayer;
-use crate::error::{invalid, Result};
+use crate::error::{Result, invalid};
 use crate::kmeans::{KmeansOptions, KmeansProblem};
 use crate::noise::{check_len, host_values, store_host};
 use crate::runtime::batch::Batch;
-use crate::runtime::context::{check_dtype, Backend, Context};
+use crate::runtime::context::{Backend, Context, check_dtype};
 use crate::shape::WeightShape;
 use crate::tensor::{DType, Tensor};
 
@@ -35,13 +35,23 @@ impl Context {
     /// PQ-encodes layers: k-means over each layer's blocks (one problem per layer, all layers
     /// batched), giving each a codebook of `options.n_centroids` centroids and one index per
     /// block.
-    pub fn pq_encode(&self, layers: &[PqEncodeLayer<'_>], options: &KmeansOptions) -> Result<Vec<PqLayer>> {
+    pub fn pq_encode(
+        &self,
+        layers: &[PqEncodeLayer<'_>],
+        options: &KmeansOptions,
+    ) -> Result<Vec<PqLayer>> {
         for l in layers {
             l.shape.blocks(l.block_size)?;
             check_len("weight", l.shape.numel(), l.weight.len)?;
             check_dtype("weight", DType::F32, l.weight.dtype)?;
         }
-        let problems: Vec<_> = layers.iter().map(|l| KmeansProblem { data: l.weight, dim: l.block_size }).collect();
+        let problems: Vec<_> = layers
+            .iter()
+            .map(|l| KmeansProblem {
+                data: l.weight,
+                dim: l.block_size,
+            })
+            .collect();
         self.kmeans(&problems, options)?
             .into_iter()
             .zip(layers)
@@ -54,7 +64,12 @@ impl Context {
     /// assigned to `c`, as one deterministic segmented reduction on the device (no float
     /// atomics). A centroid without blocks gets a zero gradient, never NaN. (fairseq averages
     /// only for convolutions and sums for Linear/Embedding; here it is one explicit choice.)
-    pub fn pq_centroid_grad(&self, layer: &PqLayer, grad_weight: &Tensor, reduction: CentroidGrad) -> Result<Tensor> {
+    pub fn pq_centroid_grad(
+        &self,
+        layer: &PqLayer,
+        grad_weight: &Tensor,
+        reduction: CentroidGrad,
+    ) -> Result<Tensor> {
         let blocks = layer.validate()?;
         self.check_owned(grad_weight, "grad_weight")?;
         check_dtype("grad_weight", DType::F32, grad_weight.dtype)?;
@@ -67,7 +82,10 @@ impl Context {
         match &self.backend {
             Backend::Cpu => {
                 let g = host_values(grad_weight, "grad_weight")?;
-                let a: Vec<u32> = host_values(&layer.assignments, "assignments")?.iter().map(|&x| x as u32).collect();
+                let a: Vec<u32> = host_values(&layer.assignments, "assignments")?
+                    .iter()
+                    .map(|&x| x as u32)
+                    .collect();
                 let grad = crate::cpu::pq::centroid_grad(&g, &a, d as usize, k as usize, reduction);
                 store_host(&out, &grad, "centroid grad")?;
             }
@@ -80,7 +98,17 @@ impl Context {
                     CentroidGrad::Sum => Reduce::Sum,
                 };
                 let mut batch = Batch::new(g, "pq_centroid_grad")?;
-                partials.record(g, &mut batch, grad_weight, &layer.assignments, (blocks, d, k), None, &out, &counts, mode)?;
+                partials.record(
+                    g,
+                    &mut batch,
+                    grad_weight,
+                    &layer.assignments,
+                    (blocks, d, k),
+                    None,
+                    &out,
+                    &counts,
+                    mode,
+                )?;
                 batch.finish()?;
             }
         }

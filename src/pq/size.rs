@@ -289,6 +289,7 @@ impl fmt::Display for PqSizeReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     fn linear(in_features: u64, out_features: u64) -> WeightShape {
         WeightShape::Linear {

@@ -40,7 +40,7 @@ pub(crate) struct Batch<'g> {
     readbacks: Vec<(wgpu::Buffer, u64)>,
     scopes: ErrorScopes,
     // Dropped last: the scopes are popped while the device is still held.
-    _guard: DeviceGuard<'g>,
+    _guard: DeviceGuard,
 }
 
 impl<'g> Batch<'g> {

@@ -66,13 +66,17 @@ pub(crate) struct Gpu {
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     pool: Mutex<HashMap<(wgpu::BufferUsages, u64), Vec<wgpu::Buffer>>>,
     lost: Arc<Mutex<Option<String>>>,
-    /// wgpu's GL backend panics when two threads wait on its context lock for over a second:
-    /// on GL every device access of this library is serialised (re-entrantly, per thread).
-    gl_lock: Option<parking_lot::ReentrantMutex<()>>,
+    /// Whether device access goes through [`GL_LOCK`].
+    serialised: bool,
 }
 
-/// Held while a thread uses a GL device (see `Gpu::gl_lock`); empty on other backends.
-pub(crate) type DeviceGuard<'a> = Option<parking_lot::ReentrantMutexGuard<'a, ()>>;
+/// wgpu's GL backend panics when a thread waits on its context lock for over a second (and
+/// EGL contexts of one process are not independent): on GL every device access of this library,
+/// on every GL device, is serialised (re-entrantly, per thread).
+static GL_LOCK: parking_lot::ReentrantMutex<()> = parking_lot::ReentrantMutex::new(());
+
+/// Held while a thread uses a GL device (see [`GL_LOCK`]); empty on other backends.
+pub(crate) type DeviceGuard = Option<parking_lot::ReentrantMutexGuard<'static, ()>>;
 
 impl Gpu {
     pub(crate) fn new(
@@ -114,13 +118,13 @@ impl Gpu {
             pipelines: Mutex::default(),
             pool: Mutex::default(),
             lost,
-            gl_lock: (backend == wgpu::Backend::Gl).then(|| parking_lot::ReentrantMutex::new(())),
+            serialised: backend == wgpu::Backend::Gl,
         }
     }
 
     /// Serialises device access on GL (no-op elsewhere).
-    pub(crate) fn lock(&self) -> DeviceGuard<'_> {
-        self.gl_lock.as_ref().map(|m| m.lock())
+    pub(crate) fn lock(&self) -> DeviceGuard {
+        self.serialised.then(|| GL_LOCK.lock())
     }
 
     pub(crate) fn check_alive(&self) -> Result<()> {

@@ -93,7 +93,7 @@ impl Family {
     /// Entry points of the family.
     pub fn entry_points(&self) -> &'static [&'static str] {
         match self {
-            Family::Noise => &["noise_vec4", "noise_tail", "noise_mask"],
+            Family::Noise => &["noise_vec4", "noise_tail", "noise_mask", "pq_noise"],
             Family::Ste => &["ste_vec4", "ste_tail"],
             Family::Observer => &[
                 "minmax_partial",

@@ -354,3 +354,14 @@ pub fn tie_tolerance(
     // A flipped step feeds later stages: let the whole tolerance carry to the end.
     tol
 }
+
+/// A proptest runner with a fixed RNG, so that CI runs the same cases every time.
+pub fn runner(cases: u32) -> proptest::test_runner::TestRunner {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
+}
