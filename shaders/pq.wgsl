@@ -37,3 +37,26 @@ fn pq_decode(@builtin(local_invocation_index) lid: u32,
         }
     }
 }
+
+// Packing of indices below 256 into bytes, 4 per u32 word (index i in byte i % 4 of word
+// i / 4, little-endian: the byte order of a u8 array). Indices >= K clamp to K - 1.
+@group(0) @binding(1) var<storage, read> unpacked: array<u32>;
+@group(0) @binding(2) var<storage, read_write> packed: array<u32>;
+
+@compute @workgroup_size(WG)
+fn pack_u8(@builtin(local_invocation_index) lid: u32,
+           @builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let word = (wid.y * nwg.x + wid.x) * WG + lid;
+    if word * 4u >= params.n {
+        return;
+    }
+    var bits = 0u;
+    for (var j = 0u; j < 4u; j++) {
+        let i = word * 4u + j;
+        if i < params.n {
+            bits |= min(unpacked[i], params.k - 1u) << (8u * j);
+        }
+    }
+    packed[word] = bits;
+}

@@ -195,6 +195,60 @@ impl Context {
         }
     }
 
+    /// Packs centroid indices (u32, each below `n_centroids` ≤ 256) into bytes, 4 per u32
+    /// word: index `i` is byte `i` of the result read as a byte array (little-endian words),
+    /// the compact format of PQ layers with K ≤ 256. Indices ≥ K clamp to K − 1, as in decode.
+    pub fn pack_indices_u8(&self, indices: &Tensor, n_centroids: u32) -> Result<Tensor> {
+        self.check_owned(indices, "indices")?;
+        check_dtype("indices", DType::U32, indices.dtype)?;
+        if !(1..=256).contains(&n_centroids) {
+            return Err(invalid(
+                "n_centroids",
+                n_centroids,
+                "u8 packing needs 1..=256 centroids",
+            ));
+        }
+        let n = indices.len;
+        let out = self.empty(n.div_ceil(4), DType::U32)?;
+        match &self.backend {
+            Backend::Cpu => {
+                let a: Vec<u32> = host_raw(indices, "indices")?;
+                let words = crate::cpu::pq::pack_u8(&a, n_centroids);
+                match &out.storage {
+                    Storage::Cpu(v) => v
+                        .lock()
+                        .unwrap()
+                        .copy_from_slice(bytemuck::cast_slice(&words)),
+                    Storage::Gpu { .. } => return Err(wrong_context("out")),
+                }
+            }
+            Backend::Gpu(g) => {
+                let pipeline = g.pipeline(PipelineKey {
+                    family: Family::Pq,
+                    precision: Precision::F32,
+                    entry: "pack_u8",
+                    overrides: vec![("WG", WG)],
+                })?;
+                let mut batch = Batch::new(g, "pack_indices_u8")?;
+                for w in windows(n, 4, 256, g.max_window)? {
+                    let u = batch.uniform(&[w.len as u32, 0, n_centroids, 0]);
+                    let words = Window {
+                        start: w.start / 4,
+                        len: w.len.div_ceil(4),
+                    };
+                    let bindings = [
+                        u.as_entire_binding(),
+                        window_binding(indices, &w, w.len * 4, "indices")?,
+                        window_binding(&out, &words, words.len * 4, "packed")?,
+                    ];
+                    batch.dispatch(&pipeline, &bindings, words.len.div_ceil(WG as u64))?;
+                }
+                batch.finish()?;
+            }
+        }
+        Ok(out)
+    }
+
     /// [`Context::pq_decode`] into a new f32 tensor of `layer.shape.numel()` elements.
     pub fn pq_decoded(&self, layer: &PqLayer) -> Result<Tensor> {
         layer.validate()?;

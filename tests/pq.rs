@@ -16,6 +16,7 @@ fn main() {
             ("bad_inputs_are_typed_errors", bad_inputs),
             ("encode_batched_layers", encode_layers),
             ("centroid_gradients", centroid_gradients),
+            ("indices_pack_to_u8", pack_u8),
         ],
         true,
     )
@@ -454,4 +455,36 @@ fn centroid_gradients(t: &Target) -> Result<(), Failed> {
         ctx.pq_centroid_grad(&layer, &short, Default::default()),
         |e| matches!(e, Error::ShapeMismatch { .. }),
     )
+}
+
+/// u8 packing of indices (odd lengths, many windows on the small-window targets) equals the
+/// reference, and its bytes are the indices.
+fn pack_u8(t: &Target) -> Result<(), Failed> {
+    let ctx = &t.ctx;
+    let mut rng = Rng(31);
+    for n in [1u64, 5, 1023, 70_001] {
+        let a: Vec<u32> = (0..n).map(|_| rng.below(256) as u32).collect();
+        let packed = ctx.read_u32(&ctx.pack_indices_u8(&ctx.upload(&a)?, 256)?)?;
+        ensure(packed == cpu::pq::pack_u8(&a, 256), || {
+            format!("n = {n}: packing differs")
+        })?;
+        let bytes: &[u8] = bytemuck::cast_slice(&packed);
+        ensure(
+            bytes[..n as usize]
+                .iter()
+                .zip(&a)
+                .all(|(b, i)| *b as u32 == *i),
+            || "bytes are not the indices".into(),
+        )?;
+    }
+    let idx = ctx.upload(&[1u32, 2, 3])?;
+    expect_err(ctx, ctx.pack_indices_u8(&idx, 257), |e| {
+        matches!(
+            e,
+            Error::InvalidArgument {
+                name: "n_centroids",
+                ..
+            }
+        )
+    })
 }

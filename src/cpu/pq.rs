@@ -64,3 +64,16 @@ pub fn centroid_grad(
     }
     sums
 }
+
+/// Indices packed 4 per little-endian u32 word (index `i` in byte `i % 4` of word `i / 4`),
+/// indices ≥ `k` clamped to `k − 1`.
+pub fn pack_u8(indices: &[u32], k: u32) -> Vec<u32> {
+    indices
+        .chunks(4)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u32, |w, (j, &i)| w | (i.min(k - 1) << (8 * j)))
+        })
+        .collect()
+}

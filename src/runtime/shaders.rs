@@ -116,7 +116,7 @@ impl Family {
                 "pp_update",
                 "split",
             ],
-            Family::Pq => &["pq_decode"],
+            Family::Pq => &["pq_decode", "pack_u8"],
             Family::Fma => &["fma_chains4", "fma_chains8"],
         }
     }
