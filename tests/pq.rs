@@ -378,7 +378,7 @@ fn encode_layers(t: &Target) -> Result<(), Failed> {
             .map(|&x| x as f64)
             .collect();
         let a = ctx.read_u32(&layer.assignments)?;
-        let mut used = vec![false; 16];
+        let mut used = [false; 16];
         a.iter().for_each(|&i| used[i as usize] = true);
         ensure(used.iter().all(|&u| u), || "a centroid is unused".into())?;
         let w64: Vec<f64> = w.iter().map(|&x| x as f64).collect();

@@ -3,7 +3,7 @@
 //! ```text
 //! quantnoise info
 //! quantnoise bench [--json FILE] [--quick] [--backend vulkan|metal|dx12|gl|auto]
-//!                  [--rounds N] [--cpu-rounds N]
+//!                  [--rounds N] [--cpu-rounds N] [--filter NAME[,NAME...]]
 //! ```
 
 use std::process::ExitCode;
@@ -16,13 +16,18 @@ usage: quantnoise <command> [options]
 
 commands:
   info                      list every adapter found (and the CPU reference)
-  bench [options]           measure every kernel against copy kernels moving the same bytes
+  bench [options]           measure every kernel against a ceiling measured in the same run:
+                            copy kernels moving the same bytes (memory-bound kernels), FMA
+                            kernels (PQ assignment and k-means, in GFLOP/s)
       --json FILE           also write the report as JSON to FILE
-      --quick               1024x1024 weights and 5 rounds instead of 4096x4096 and 15
+      --quick               1024x1024 weights, 100,000 PQ subvectors and 5 rounds instead of
+                            4096x4096, 1,000,000 and 15
       --backend NAME        vulkan|metal|dx12|gl|auto (default: the best adapter, or
                             QUANTNOISE_BACKEND when set)
       --rounds N            interleaved rounds of the device cases
-      --cpu-rounds N        samples of the CPU reference case (default 3)
+      --cpu-rounds N        samples of each CPU reference case (default 3)
+      --filter NAMES        only the cases whose name contains one of these comma-separated
+                            substrings (e.g. kmeans_20iter,assign_), plus their baselines
   help                      this text
 ";
 
@@ -188,6 +193,14 @@ fn bench_cmd(args: &[String]) -> Result<(), String> {
             "--rounds" => options.rounds = Some(count(value(&mut it, "--rounds")?, "--rounds")?),
             "--cpu-rounds" => {
                 options.cpu_rounds = Some(count(value(&mut it, "--cpu-rounds")?, "--cpu-rounds")?)
+            }
+            "--filter" => {
+                options.filter.extend(
+                    value(&mut it, "--filter")?
+                        .split(',')
+                        .filter(|f| !f.is_empty())
+                        .map(String::from),
+                );
             }
             "-h" | "--help" => {
                 print!("{USAGE}");

@@ -22,20 +22,6 @@ pub fn decode<T: Copy>(codebook: &[T], assignments: &[u32], block_size: usize) -
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gathers_rows_and_clamps() {
-        let codebook = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
-        assert_eq!(
-            decode(&codebook, &[2, 0, 1, 7], 2),
-            [5.0, 6.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-        );
-    }
-}
-
 /// Gradient of each of `k` centroids: the mean (or sum) over the blocks assigned to it of the
 /// weight gradient `grad` (blocks of `d`), accumulated in f64; 0 for a centroid without blocks.
 pub fn centroid_grad(
@@ -76,4 +62,18 @@ pub fn pack_u8(indices: &[u32], k: u32) -> Vec<u32> {
                 .fold(0u32, |w, (j, &i)| w | (i.min(k - 1) << (8 * j)))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathers_rows_and_clamps() {
+        let codebook = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        assert_eq!(
+            decode(&codebook, &[2, 0, 1, 7], 2),
+            [5.0, 6.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        );
+    }
 }

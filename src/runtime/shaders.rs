@@ -117,7 +117,7 @@ impl Family {
                 "split",
             ],
             Family::Pq => &["pq_decode", "pack_u8"],
-            Family::Fma => &["fma_chains4", "fma_chains8"],
+            Family::Fma => &["fma_chains4", "fma_chains8", "fma_chains16"],
         }
     }
 
