@@ -8,6 +8,9 @@ override WG: u32 = 64u;
 // Subvectors per tile of kmeans_partial and elements per workgroup of sum_partials.
 override TILE: u32 = 1024u;
 const MAX_D: u32 = 64u;
+// kmeans_partial: the subvector dimension (1..=64) as a specialisation constant, so the loops
+// over it unroll and the per-cluster sums stay in registers.
+override D: u32 = 8u;
 
 struct KmeansParams {
     // Subvectors (or values) in this window.
@@ -46,7 +49,7 @@ fn kmeans_partial(@builtin(local_invocation_index) lid: u32,
         return;
     }
     let end = min(start + TILE, params.n);
-    let d = params.d;
+    let d = D;
     let out_tile = params.tile_base + tile;
     for (var c = lid; c < params.k; c += WG) {
         var sum: array<f32, MAX_D>;

@@ -89,7 +89,12 @@ impl Partials {
         counts: &Tensor,
         mode: Reduce,
     ) -> Result<()> {
-        let partial = kmeans_pipeline(g, "kmeans_partial", self.tile)?;
+        let partial = g.pipeline(PipelineKey {
+            family: Family::Kmeans,
+            precision: Precision::F32,
+            entry: "kmeans_partial",
+            overrides: vec![("WG", WG), ("TILE", self.tile as u32), ("D", d as u32)],
+        })?;
         for w in windows(n, d * 4, self.tile, g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,
