@@ -14,14 +14,27 @@ use crate::tensor::{DType, Tensor};
 
 /// Largest subvector dimension.
 pub const MAX_DIM: u32 = 64;
-const WG: u32 = 64;
-/// Subvectors per invocation of `assign_nearest`.
+/// Workgroup size: on lavapipe larger workgroups share the cost of staging a tile better.
+const WG: u32 = 256;
+/// Subvectors per invocation (both scoring kernels).
 const SPT: u64 = 4;
-/// Largest dimension of `assign_nearest`; larger ones use `assign_nearest_wide`.
+/// Largest dimension of the tiled kernels; larger ones use `assign_wide`.
 const TILED_MAX_DIM: u32 = 16;
-/// Tiles of `assign_nearest` hold a multiple of this many centroids (the codebook is padded with
-/// dummies). 16 prepared rows are a multiple of 256 bytes, so every tile window is aligned.
-const TILE_GRANULE: u64 = 16;
+/// Centroids per tile, one `assign_tile{N}` entry point each. All are multiples of 16, and 16
+/// prepared rows are a multiple of 256 bytes: every tile window is aligned on any adapter.
+const TILE_SIZES: [u64; 5] = [16, 32, 64, 128, 256];
+/// Prepared vec4s the shader's workgroup tile holds.
+const TILE_VEC4: u64 = 1024;
+/// Bound on centroids × dimension per tile: a tile is straight-line code, and compile time
+/// grows faster than its length (lavapipe, Mesa's shader cache off: ~2.5 s for 256 × 8, ~5 s
+/// for 256 × 12; GL llvmpipe: ~8 s for 256 × 8).
+const TILE_CODE: u64 = 2304;
+/// Below this many data floats (N × dim) only the smallest tile is used: a tile pass costs
+/// little there, and compiling the big tiles would cost more than it saves.
+const BIG_TILES_MIN: u64 = 1 << 18;
+/// The fixed cost of one more tile pass (reading the data, the running best), in centroids:
+/// a partial tile is rounded up to a tile size unless that wastes more.
+const PASS_COST: u64 = 32;
 
 /// One assignment problem: `data` holds N subvectors of `dim` f32 each, row-major;
 /// `codebook` holds K centroids of `dim`.
@@ -140,32 +153,57 @@ impl Context {
     }
 }
 
-/// Centroids per tile of `assign_nearest` for dimension `d`: each tile is one dispatch of
-/// straight-line code, so its size bounds the pipeline's code size (and compile time).
-fn max_tile(d: u32) -> u64 {
-    if let Ok(v) = std::env::var("QN_KT") {
-        return v.parse().unwrap();
-    }
-    if d <= 8 { 256 } else { 128 }
+/// Bytes of one prepared centroid row: `dim.div_ceil(4)` vec4 chunks and the norm's vec4.
+fn row_bytes(dim: u64) -> u64 {
+    (dim.div_ceil(4) + 1) * 16
 }
 
-/// The tiles (first centroid, centroids) covering `k` centroids: full tiles, then the rest
-/// rounded up to the granule.
-fn tiles(k: u64, d: u32) -> Vec<(u64, u64)> {
-    let max = max_tile(d);
+/// The largest tile for N subvectors of `dim`.
+fn max_tile(n: u64, dim: u64) -> u64 {
+    if n * dim < BIG_TILES_MIN {
+        return TILE_SIZES[0];
+    }
+    let row = row_bytes(dim) / 16;
+    TILE_SIZES
+        .into_iter()
+        .filter(|&t| t * row <= TILE_VEC4 && t * dim <= TILE_CODE)
+        .max()
+        .unwrap_or(TILE_SIZES[0])
+}
+
+/// The tiles (first centroid, centroids) covering `k` centroids: full tiles of `max`, then the
+/// rest in tile sizes, rounded up (to padding centroids) unless that wastes more than a pass.
+fn tiles(k: u64, max: u64) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < k {
-        let len = max.min((k - start).next_multiple_of(TILE_GRANULE));
+        let rest = k - start;
+        let up = rest.next_power_of_two().clamp(TILE_SIZES[0], max);
+        let len = if up <= rest || up - rest <= PASS_COST || up == TILE_SIZES[0] {
+            up
+        } else {
+            up / 2
+        };
         out.push((start, len));
         start += len;
     }
     out
 }
 
-/// Records one problem's dispatches: the prepared codebook (see the shader), then windows of
-/// whole subvectors, each starting at a multiple of 64 subvectors so that the outputs' windows
-/// are aligned too, and per window one dispatch per codebook tile.
+fn tile_entry(len: u64) -> &'static str {
+    match len {
+        16 => "assign_tile16",
+        32 => "assign_tile32",
+        64 => "assign_tile64",
+        128 => "assign_tile128",
+        _ => "assign_tile256",
+    }
+}
+
+/// Records one problem's dispatches: `assign_prepare` (the codebook as prepared rows, padded to
+/// whole tiles), then windows of whole subvectors, each starting at a multiple of 64 subvectors
+/// so that the outputs' windows are aligned too, and per window one dispatch per tile of the
+/// codebook (d > 16: one `assign_wide` dispatch for all of it).
 pub(crate) fn record_assign(
     g: &Gpu,
     batch: &mut Batch,
@@ -175,10 +213,13 @@ pub(crate) fn record_assign(
     let (n, k) = p.validate()?;
     let d = p.dim as u64;
     let tiled = p.dim <= TILED_MAX_DIM;
-    let tiles = if tiled { tiles(k, p.dim) } else { vec![(0, k)] };
-    let rows = tiles.iter().map(|t| t.1).sum::<u64>();
-    // Bytes of one prepared row: d.div_ceil(4) vec4 chunks and the norm's vec4.
-    let row_bytes = (d.div_ceil(4) + 1) * 16;
+    let tiles = if tiled {
+        tiles(k, max_tile(n, d))
+    } else {
+        vec![(0, k)]
+    };
+    let rows: u64 = tiles.iter().map(|t| t.1).sum();
+    let row_bytes = row_bytes(d);
     if k * d * 4 > g.max_binding || rows * row_bytes > g.max_binding {
         return Err(invalid(
             "codebook bytes",
@@ -186,10 +227,10 @@ pub(crate) fn record_assign(
             "the codebook must fit in one storage binding",
         ));
     }
-    let pipeline = |entry| {
+    let pipeline = |entry, tile_rows: u64| {
         let mut overrides = vec![("WG", WG), ("D", p.dim)];
-        if entry == "assign_nearest" {
-            overrides.push(("KT", tiles[0].1 as u32));
+        if tile_rows > 0 {
+            overrides.push(("TILE_ROWS", tile_rows as u32));
         }
         g.pipeline(PipelineKey {
             family: Family::Assign,
@@ -215,7 +256,7 @@ pub(crate) fn record_assign(
         "codebook",
     )?;
     batch.dispatch_at(
-        &pipeline("assign_prepare")?,
+        &pipeline("assign_prepare", 0)?,
         &[
             (0, u.as_entire_binding()),
             (2, codebook),
@@ -224,45 +265,29 @@ pub(crate) fn record_assign(
         rows.div_ceil(WG as u64),
     )?;
 
-    let (entry, per_group) = if tiled {
-        ("assign_nearest", WG as u64 * SPT)
-    } else {
-        ("assign_nearest_wide", WG as u64)
-    };
     for w in windows(n, d * 4, 64, g.max_window)? {
         let data = Window {
             start: w.start * d,
             len: w.len * d,
         };
         for (t, &(start, len)) in tiles.iter().enumerate() {
-            let mut flags = 0;
-            if t == 0 {
-                flags |= FIRST_TILE;
-            }
-            if t + 1 == tiles.len() {
-                flags |= LAST_TILE;
-            }
+            let first = if t == 0 { FIRST_TILE } else { 0 };
+            let last = if t + 1 == tiles.len() { LAST_TILE } else { 0 };
             let u = batch.uniform(&AssignParams {
                 n: w.len as u32,
                 k: k as u32,
                 base: start as u32,
-                flags,
+                flags: first | last,
             });
             let tile = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: &prepared,
                 offset: start * row_bytes,
                 size: wgpu::BufferSize::new(len * row_bytes),
             });
-            // A tile of another size (only the last may differ) is another pipeline.
             let pipeline = if tiled {
-                g.pipeline(PipelineKey {
-                    family: Family::Assign,
-                    precision: Precision::F32,
-                    entry,
-                    overrides: vec![("WG", WG), ("D", p.dim), ("KT", len as u32)],
-                })?
+                pipeline(tile_entry(len), len)?
             } else {
-                pipeline(entry)?
+                pipeline("assign_wide", 0)?
             };
             batch.dispatch_at(
                 &pipeline,
@@ -273,9 +298,112 @@ pub(crate) fn record_assign(
                     (4, window_binding(&o.distances, &w, w.len * 4, "distances")?),
                     (5, tile),
                 ],
-                w.len.div_ceil(per_group),
+                w.len.div_ceil(WG as u64 * SPT),
             )?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_cover_the_codebook_in_aligned_tile_sizes() {
+        for dim in 1..=TILED_MAX_DIM as u64 {
+            for n in [1, 1 << 20] {
+                let max = max_tile(n, dim);
+                assert!(max * row_bytes(dim) <= TILE_VEC4 * 16);
+                for k in 1..1200 {
+                    let t = tiles(k, max);
+                    let rows: u64 = t.iter().map(|t| t.1).sum();
+                    assert!(rows >= k && rows - k < max, "k {k} max {max}: {t:?}");
+                    let mut start = 0;
+                    for &(s, len) in &t {
+                        assert_eq!(s, start);
+                        assert!(TILE_SIZES.contains(&len) && len <= max);
+                        assert_eq!(s * row_bytes(dim) % 256, 0);
+                        start += len;
+                    }
+                }
+            }
+        }
+        assert_eq!(tiles(256, 256), [(0, 256)]);
+        assert_eq!(tiles(300, 256), [(0, 256), (256, 64)]);
+        assert_eq!(tiles(200, 128), [(0, 128), (128, 64), (192, 16)]);
+        assert_eq!(max_tile(1 << 20, 8), 256);
+        assert_eq!(max_tile(1 << 20, 16), 128);
+        assert_eq!(max_tile(100, 8), 16);
+    }
+
+    /// Problems large enough for the big tiles (the conformance tests' are too small for
+    /// them), against the f64 reference, on every adapter found (none: nothing to check) but
+    /// GL ones: Mesa's GLSL compiler takes ~8 s per big tile, whose WGSL is the same everywhere
+    /// (and the conformance tests run the 16-centroid tile on GL).
+    #[test]
+    fn big_tiles_match_the_reference() {
+        let mut seed = 7u64;
+        let mut values = |len: u64| -> Vec<f32> {
+            (0..len)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (seed >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+                })
+                .collect()
+        };
+        // Tiles 256 + 64 (padded); 128 + 64 + 16 (padded).
+        let specs = [(40_000u64, 300u64, 8u32), (21_000, 200, 13)];
+        let host: Vec<_> = specs
+            .iter()
+            .map(|&(n, k, d)| (values(n * d as u64), values(k * d as u64)))
+            .collect();
+        for ctx in Context::all_adapters(crate::BackendChoice::Auto, None) {
+            let ctx = ctx.unwrap();
+            if ctx.wgpu_backend() == Some(wgpu::Backend::Gl) {
+                continue;
+            }
+            let tensors: Vec<_> = host
+                .iter()
+                .map(|(x, c)| (ctx.upload(x).unwrap(), ctx.upload(c).unwrap()))
+                .collect();
+            let problems: Vec<_> = tensors
+                .iter()
+                .zip(&specs)
+                .map(|((x, c), s)| AssignProblem {
+                    data: x,
+                    codebook: c,
+                    dim: s.2,
+                })
+                .collect();
+            let out = ctx.assign(&problems).unwrap();
+            for (((x, c), &(_, _, d)), o) in host.iter().zip(&specs).zip(&out) {
+                let d = d as usize;
+                let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+                let c64: Vec<f64> = c.iter().map(|&v| v as f64).collect();
+                let (want_idx, want_dist) = crate::cpu::assign::assign(&x64, &c64, d);
+                let idx = ctx.read_u32(&o.indices).unwrap();
+                let dist = ctx.read_f32(&o.distances).unwrap();
+                for i in 0..want_idx.len() {
+                    let xi = &x64[i * d..(i + 1) * d];
+                    let ci = &c64[idx[i] as usize * d..(idx[i] as usize + 1) * d];
+                    let chosen: f64 = xi.iter().zip(ci).map(|(a, b)| (a - b) * (a - b)).sum();
+                    // |values| < 1: ||x||² + max ||c||² < 2d.
+                    let tol = 2e-5 * d as f64;
+                    assert!(
+                        (chosen - want_dist[i]).abs() <= tol
+                            && (dist[i] as f64 - want_dist[i]).abs() <= tol,
+                        "{} d {d} subvector {i}: {} ({}) vs {} ({})",
+                        ctx.describe(),
+                        idx[i],
+                        dist[i],
+                        want_idx[i],
+                        want_dist[i]
+                    );
+                }
+            }
+        }
+    }
 }

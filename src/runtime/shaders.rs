@@ -108,7 +108,15 @@ impl Family {
                 "copy_vec4_grid",
             ],
             Family::Philox => &["philox_batch"],
-            Family::Assign => &["assign_nearest"],
+            Family::Assign => &[
+                "assign_prepare",
+                "assign_tile16",
+                "assign_tile32",
+                "assign_tile64",
+                "assign_tile128",
+                "assign_tile256",
+                "assign_wide",
+            ],
             Family::Kmeans => &[
                 "kmeans_partial",
                 "kmeans_reduce",
