@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use libtest_mimic::Failed;
 use proptest::prelude::*;
-use proptest::test_runner::TestCaseError;
 use quantnoise::{AssignProblem, DType, Error, cpu};
 
 fn main() {
@@ -108,18 +107,15 @@ fn run_problems(t: &Target, specs: &[(usize, usize, usize)], seed: u64) -> Resul
 }
 
 fn batched_random(t: &Target) -> Result<(), Failed> {
-    let mut runner = runner(12);
     let problem = (1usize..700, 1usize..300, 1usize..=24);
-    runner
-        .run(
-            &(prop::collection::vec(problem, 1..4), any::<u64>()),
-            |(specs, seed)| {
-                run_problems(t, &specs, seed).map_err(|e| {
-                    TestCaseError::fail(format!("{specs:?}: {}", e.message().unwrap_or_default()))
-                })
-            },
-        )
-        .map_err(|e| Failed::from(e.to_string()))
+    property(
+        12,
+        (prop::collection::vec(problem, 1..4), any::<u64>()),
+        |(specs, seed)| {
+            run_problems(t, &specs, seed)
+                .map_err(|e| format!("{specs:?}: {}", e.message().unwrap_or_default()).into())
+        },
+    )
 }
 
 /// K = 4096 (many workgroup-memory tiles), the paper's d (4, 5, 8, 9) and d = 64.

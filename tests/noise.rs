@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use libtest_mimic::Failed;
 use proptest::prelude::*;
-use proptest::test_runner::TestCaseError;
 use quantnoise::cpu;
 use quantnoise::{
     DType, Error, Noise, NoiseSeed, NoiseSpec, Observer, QParams, QuantScheme, WeightShape,
@@ -65,13 +64,9 @@ fn check_case(t: &Target, dtype: DType, bs_index: usize, case_seed: u64) -> Resu
 }
 
 fn random_cases(t: &Target, dtype: DType, cases: u32) -> Result<(), Failed> {
-    let mut runner = runner(cases);
-    runner
-        .run(&(0..BLOCK_SIZES.len(), any::<u64>()), |(bs, seed)| {
-            check_case(t, dtype, bs, seed)
-                .map_err(|e| TestCaseError::fail(e.message().unwrap_or_default().to_string()))
-        })
-        .map_err(|e| Failed::from(e.to_string()))
+    property(cases, (0..BLOCK_SIZES.len(), any::<u64>()), |(bs, seed)| {
+        check_case(t, dtype, bs, seed)
+    })
 }
 
 fn forward_random_f32(t: &Target) -> Result<(), Failed> {

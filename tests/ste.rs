@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use libtest_mimic::Failed;
 use proptest::prelude::*;
-use proptest::test_runner::TestCaseError;
 use quantnoise::cpu;
 use quantnoise::{
     DType, Error, Noise, NoiseSeed, NoiseSpec, QParams, QuantScheme, SteMode, WeightShape,
@@ -60,16 +59,11 @@ fn check_case(
 }
 
 fn random_cases(t: &Target, dtype: DType, cases: u32) -> Result<(), Failed> {
-    let mut runner = runner(cases);
-    runner
-        .run(
-            &(0..BLOCK_SIZES.len(), 0..MODES.len(), any::<u64>()),
-            |(bs, mode, seed)| {
-                check_case(t, dtype, bs, mode, seed)
-                    .map_err(|e| TestCaseError::fail(e.message().unwrap_or_default().to_string()))
-            },
-        )
-        .map_err(|e| Failed::from(e.to_string()))
+    property(
+        cases,
+        (0..BLOCK_SIZES.len(), 0..MODES.len(), any::<u64>()),
+        |(bs, mode, seed)| check_case(t, dtype, bs, mode, seed),
+    )
 }
 
 fn backward_random_f32(t: &Target) -> Result<(), Failed> {

@@ -355,13 +355,26 @@ pub fn tie_tolerance(
     tol
 }
 
-/// A proptest runner with a fixed RNG, so that CI runs the same cases every time.
-pub fn runner(cases: u32) -> proptest::test_runner::TestRunner {
-    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+/// Runs `body` on `cases` values of `strategy` with proptest (shrinking on failure), from a
+/// fixed RNG so that CI runs the same cases every time.
+pub fn property<S>(
+    cases: u32,
+    strategy: S,
+    body: impl Fn(S::Value) -> Result<(), Failed>,
+) -> Result<(), Failed>
+where
+    S: proptest::strategy::Strategy,
+    S::Value: std::fmt::Debug,
+{
+    use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
     let config = Config {
         cases,
         failure_persistence: None,
         ..Config::default()
     };
     TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
+        .run(&strategy, |v| {
+            body(v).map_err(|e| TestCaseError::fail(e.message().unwrap_or_default().to_string()))
+        })
+        .map_err(|e| Failed::from(e.to_string()))
 }
