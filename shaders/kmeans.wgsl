@@ -180,3 +180,78 @@ fn split(@builtin(local_invocation_index) j: u32) {
         split_codebook[params.row * params.d + j] = m - epsilon[j];
     }
 }
+
+// kmeans_partial_sorted: the same partial sums as kmeans_partial for tiles of SORT_TILE rows,
+// with each row loaded once: the tile's (cluster, row) keys are sorted in workgroup memory
+// (bitonic), then each invocation sums the rows of its clusters, a contiguous run of the sorted
+// keys, in row order. Deterministic; used when K·d partials per 1024 rows fit.
+const SORT_TILE: u32 = 1024u;
+const ROW_BITS: u32 = 10u;
+var<workgroup> keys: array<u32, SORT_TILE>;
+
+// First position in the sorted keys whose key is >= `key`.
+fn lower_bound(key: u32) -> u32 {
+    var lo = 0u;
+    var hi = SORT_TILE;
+    while lo < hi {
+        let mid = (lo + hi) / 2u;
+        if keys[mid] < key {
+            lo = mid + 1u;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+@compute @workgroup_size(WG)
+fn kmeans_partial_sorted(@builtin(local_invocation_index) lid: u32,
+                         @builtin(workgroup_id) wid: vec3<u32>,
+                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tile = wid.y * nwg.x + wid.x;
+    let start = tile * SORT_TILE;
+    if start >= params.n {
+        return;
+    }
+    for (var r = lid; r < SORT_TILE; r += WG) {
+        var key = 0xFFFFFFFFu;
+        if start + r < params.n {
+            key = (min(assignments[start + r], params.k) << ROW_BITS) | r;
+        }
+        keys[r] = key;
+    }
+    for (var k = 2u; k <= SORT_TILE; k <<= 1u) {
+        for (var j = k >> 1u; j > 0u; j >>= 1u) {
+            workgroupBarrier();
+            for (var i = lid; i < SORT_TILE; i += WG) {
+                let p = i ^ j;
+                if p > i {
+                    let a = keys[i];
+                    let b = keys[p];
+                    if (a > b) == ((i & k) == 0u) {
+                        keys[i] = b;
+                        keys[p] = a;
+                    }
+                }
+            }
+        }
+    }
+    workgroupBarrier();
+    let out_tile = params.tile_base + tile;
+    for (var c = lid; c < params.k; c += WG) {
+        let lo = lower_bound(c << ROW_BITS);
+        let hi = lower_bound((c + 1u) << ROW_BITS);
+        var sum: array<f32, MAX_D>;
+        for (var s = lo; s < hi; s++) {
+            let row = start + (keys[s] & (SORT_TILE - 1u));
+            for (var j = 0u; j < D; j++) {
+                sum[j] += data[row * D + j];
+            }
+        }
+        let base = (out_tile * params.k + c) * D;
+        for (var j = 0u; j < D; j++) {
+            part_sums[base + j] = sum[j];
+        }
+        part_counts[out_tile * params.k + c] = hi - lo;
+    }
+}

@@ -52,11 +52,28 @@ pub(crate) struct Partials {
     sums: Tensor,
     counts: Tensor,
     tile: u64,
+    /// Whether the tiles are reduced by `kmeans_partial_sorted` (rows sorted by cluster in
+    /// workgroup memory, each row read once) rather than `kmeans_partial` (each invocation
+    /// scans the tile for its clusters).
+    sorted: bool,
 }
+
+/// Rows per tile of `kmeans_partial_sorted` (`SORT_TILE` in the shader).
+const SORT_TILE: u64 = 1024;
 
 impl Partials {
     pub(crate) fn new(ctx: &Context, g: &Gpu, n: u64, d: u64, k: u64) -> Result<Self> {
-        let tile = reduce_tile(g, k, d);
+        // The sorted kernel's partials take K·d floats per 1024 rows: used while that stays
+        // within twice the data and a tile fits a bound window.
+        let sorted_tiles = n.div_ceil(SORT_TILE);
+        let sorted = SORT_TILE * d * 4 <= g.max_window
+            && sorted_tiles * k <= 2 * n.max(SORT_TILE)
+            && sorted_tiles * k * d * 4 <= g.max_binding;
+        let tile = if sorted {
+            SORT_TILE
+        } else {
+            reduce_tile(g, k, d)
+        };
         let n_tiles = n.div_ceil(tile);
         if n_tiles * k * d * 4 > g.max_binding || k * d * 4 > g.max_binding {
             return Err(invalid(
@@ -69,6 +86,7 @@ impl Partials {
             sums: ctx.empty(n_tiles * k * d, DType::F32)?,
             counts: ctx.empty(n_tiles * k, DType::U32)?,
             tile,
+            sorted,
         })
     }
 
@@ -92,7 +110,11 @@ impl Partials {
         let partial = g.pipeline(PipelineKey {
             family: Family::Kmeans,
             precision: Precision::F32,
-            entry: "kmeans_partial",
+            entry: if self.sorted {
+                "kmeans_partial_sorted"
+            } else {
+                "kmeans_partial"
+            },
             overrides: vec![("WG", WG), ("TILE", self.tile as u32), ("D", d as u32)],
         })?;
         for w in windows(n, d * 4, self.tile, g.max_window)? {

@@ -123,6 +123,7 @@ impl Family {
                 "sum_partials",
                 "pp_update",
                 "split",
+                "kmeans_partial_sorted",
             ],
             Family::Pq => &["pq_decode", "pack_u8"],
             Family::Fma => &["fma_chains4", "fma_chains8", "fma_chains16"],
