@@ -107,16 +107,12 @@ impl Partials {
         counts: &Tensor,
         mode: Reduce,
     ) -> Result<()> {
-        let partial = g.pipeline(PipelineKey {
-            family: Family::Kmeans,
-            precision: Precision::F32,
-            entry: if self.sorted {
-                "kmeans_partial_sorted"
-            } else {
-                "kmeans_partial"
-            },
-            overrides: vec![("WG", WG), ("TILE", self.tile as u32), ("D", d as u32)],
-        })?;
+        let entry = if self.sorted {
+            "kmeans_partial_sorted"
+        } else {
+            "kmeans_partial"
+        };
+        let partial = kmeans_pipeline(g, entry, self.tile, Some(d))?;
         for w in windows(n, d * 4, self.tile, g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,
@@ -156,19 +152,28 @@ impl Partials {
             whole(counts)?,
         ];
         batch.dispatch(
-            &kmeans_pipeline(g, "kmeans_reduce", self.tile)?,
+            &kmeans_pipeline(g, "kmeans_reduce", self.tile, None)?,
             &bindings,
             (k * d).div_ceil(WG as u64),
         )
     }
 }
 
-fn kmeans_pipeline(g: &Gpu, entry: &'static str, tile: u64) -> Result<wgpu::ComputePipeline> {
+/// A pipeline of `shaders/kmeans.wgsl` with its tile size and, for `kmeans_partial*`, the
+/// subvector dimension `D` as specialisation constants.
+fn kmeans_pipeline(
+    g: &Gpu,
+    entry: &'static str,
+    tile: u64,
+    d: Option<u64>,
+) -> Result<wgpu::ComputePipeline> {
+    let mut overrides = vec![("WG", WG), ("TILE", tile as u32)];
+    overrides.extend(d.map(|d| ("D", d as u32)));
     g.pipeline(PipelineKey {
         family: Family::Kmeans,
         precision: Precision::F32,
         entry,
-        overrides: vec![("WG", WG), ("TILE", tile as u32)],
+        overrides,
     })
 }
 
@@ -242,28 +247,19 @@ impl<'a> GpuEngine<'a> {
         })
     }
 
-    fn pipeline(&self, entry: &'static str, tile: u64) -> Result<wgpu::ComputePipeline> {
-        kmeans_pipeline(self.g, entry, tile)
-    }
-
     /// Records per-[`SUM_TILE`] partial sums of `values` (n f32) into `sums`.
     fn record_sums(&self, batch: &mut Batch, values: &Tensor, sums: &Tensor, n: u64) -> Result<()> {
-        let pipeline = self.pipeline("sum_partials", SUM_TILE)?;
+        let pipeline = kmeans_pipeline(self.g, "sum_partials", SUM_TILE, None)?;
         for w in windows(n, 4, SUM_TILE, self.g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,
                 tile_base: (w.start / SUM_TILE) as u32,
                 ..Default::default()
             });
-            let (buffer, offset) = device_buffer(sums, "sums")?;
             let bindings = [
                 u.as_entire_binding(),
                 window_binding(values, &w, w.len * 4, "values")?,
-                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer,
-                    offset,
-                    size: wgpu::BufferSize::new(sums.len * 4),
-                }),
+                whole(sums)?,
             ];
             batch.dispatch(&pipeline, &bindings, w.len.div_ceil(SUM_TILE))?;
         }
@@ -335,7 +331,7 @@ impl Engine for GpuEngine<'_> {
         let pr = &self.problems[p];
         let mins = pr.mins.as_ref().unwrap();
         let mut batch = Batch::new(self.g, "kmeans++")?;
-        let pipeline = self.pipeline("pp_update", SUM_TILE)?;
+        let pipeline = kmeans_pipeline(self.g, "pp_update", SUM_TILE, None)?;
         for w in windows(pr.n, pr.d * 4, 64, self.g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,
@@ -443,12 +439,7 @@ impl Engine for GpuEngine<'_> {
             ..Default::default()
         });
         let e = batch.storage_init(bytemuck::cast_slice(eps));
-        let pipeline = self.g.pipeline(PipelineKey {
-            family: Family::Kmeans,
-            precision: Precision::F32,
-            entry: "split",
-            overrides: vec![],
-        })?;
+        let pipeline = kmeans_pipeline(self.g, "split", SUM_TILE, None)?;
         batch.dispatch(
             &pipeline,
             &[
