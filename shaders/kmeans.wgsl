@@ -255,3 +255,81 @@ fn kmeans_partial_sorted(@builtin(local_invocation_index) lid: u32,
         part_counts[out_tile * params.k + c] = hi - lo;
     }
 }
+
+// kmeans_partial_fixed: the same partial sums for tiles of TILE rows, each row read twice and
+// added with integer atomics in workgroup memory — in fixed point, so the order of the atomic
+// additions cannot change the result (integer addition is associative): deterministic without
+// float atomics. Cluster c of the tile gets its own scale 2^e, the largest power of two with
+// count · max|x| · 2^e ≤ 2^30 over its rows, so no sum overflows and each added value is
+// rounded to 2^-e ≤ count · max|x| · 2^-29: relative to the cluster's own magnitude, about as
+// fine as an f32 sum of `count` terms. Used when K·d ≤ FIX_KD and K ≤ FIX_K.
+const FIX_KD: u32 = 2560u;
+const FIX_K: u32 = 512u;
+var<workgroup> fix_acc: array<atomic<i32>, FIX_KD>;
+var<workgroup> fix_cnt: array<atomic<u32>, FIX_K>;
+// The largest |x| of each cluster's rows, as f32 bits (ordered like the values when ≥ 0).
+var<workgroup> fix_big: array<atomic<u32>, FIX_K>;
+
+// The exponent of cluster c's fixed-point scale (see above).
+fn fix_exponent(c: u32) -> i32 {
+    let big = bitcast<f32>(atomicLoad(&fix_big[c]));
+    if big == 0.0 {
+        return 0;
+    }
+    let bound = f32(atomicLoad(&fix_cnt[c])) * big;
+    return clamp(30 - frexp(bound).exp, -126, 126);
+}
+
+@compute @workgroup_size(WG)
+fn kmeans_partial_fixed(@builtin(local_invocation_index) lid: u32,
+                        @builtin(workgroup_id) wid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tile = wid.y * nwg.x + wid.x;
+    let start = tile * TILE;
+    if start >= params.n {
+        return;
+    }
+    let rows = min(TILE, params.n - start);
+    let k = params.k;
+    for (var i = lid; i < k * D; i += WG) {
+        atomicStore(&fix_acc[i], 0);
+    }
+    for (var c = lid; c < k; c += WG) {
+        atomicStore(&fix_cnt[c], 0u);
+        atomicStore(&fix_big[c], 0u);
+    }
+    workgroupBarrier();
+    // Pass 1: per cluster, the count and the largest magnitude.
+    for (var r = lid; r < rows; r += WG) {
+        let a = assignments[start + r];
+        if a < k {
+            var m = 0.0;
+            for (var j = 0u; j < D; j++) {
+                m = max(m, abs(data[(start + r) * D + j]));
+            }
+            atomicAdd(&fix_cnt[a], 1u);
+            atomicMax(&fix_big[a], bitcast<u32>(m));
+        }
+    }
+    workgroupBarrier();
+    // Pass 2: the fixed-point sums.
+    for (var r = lid; r < rows; r += WG) {
+        let a = assignments[start + r];
+        if a < k {
+            let e = fix_exponent(a);
+            for (var j = 0u; j < D; j++) {
+                let q = i32(round(ldexp(data[(start + r) * D + j], e)));
+                atomicAdd(&fix_acc[a * D + j], q);
+            }
+        }
+    }
+    workgroupBarrier();
+    let out_tile = params.tile_base + tile;
+    for (var i = lid; i < k * D; i += WG) {
+        let e = fix_exponent(i / D);
+        part_sums[out_tile * k * D + i] = ldexp(f32(atomicLoad(&fix_acc[i])), -e);
+    }
+    for (var c = lid; c < k; c += WG) {
+        part_counts[out_tile * k + c] = atomicLoad(&fix_cnt[c]);
+    }
+}

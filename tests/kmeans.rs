@@ -12,6 +12,7 @@ fn main() {
         &[
             ("batched_properties", batched_properties),
             ("converged_codebook_is_the_mean", converged_mean),
+            ("mixed_magnitudes_mean", mixed_magnitudes_mean),
             ("same_seed_same_bits", same_seed_same_bits),
             ("duplicates_are_repaired", duplicates_repaired),
             ("bad_inputs_are_typed_errors", bad_inputs),
@@ -134,9 +135,26 @@ fn batched_properties(t: &Target) -> Result<(), Failed> {
 
 /// After convergence each centroid equals the f64 mean of its members (the M-step).
 fn converged_mean(t: &Target) -> Result<(), Failed> {
-    let (n, d, k) = (2000usize, 5usize, 24u32);
-    let data = blobs(&mut Rng(3), n, d, 30);
-    let x = t.ctx.upload(&data)?;
+    let (n, d) = (2000usize, 5usize);
+    converged_mean_of(t, &blobs(&mut Rng(3), n, d, 30), d, 1e-5)
+}
+
+/// The same with blobs of magnitudes 1e3 and 1e-3 side by side (in the same tiles of the
+/// M-step): each small centroid must still match its own mean to a relative 1e-5.
+fn mixed_magnitudes_mean(t: &Target) -> Result<(), Failed> {
+    let (n, d, centers) = (3000usize, 4usize, 12usize);
+    let mut data = blobs(&mut Rng(11), n, d, centers);
+    for (i, row) in data.chunks_mut(d).enumerate() {
+        let scale = if (i % centers) % 2 == 0 { 1e3 } else { 1e-3 };
+        row.iter_mut().for_each(|v| *v *= scale);
+    }
+    converged_mean_of(t, &data, d, 1e-12)
+}
+
+fn converged_mean_of(t: &Target, data: &[f32], d: usize, atol: f64) -> Result<(), Failed> {
+    let n = data.len() / d;
+    let k = 24u32;
+    let x = t.ctx.upload(data)?;
     let options = KmeansOptions {
         n_iter: 100,
         tol: 0.0,
@@ -159,7 +177,8 @@ fn converged_mean(t: &Target) -> Result<(), Failed> {
     ensure((last[0] - last[1]).abs() <= 1e-5 * last[0], || {
         format!("not converged: {:?}", last)
     })?;
-    compare(&codebook, &means, 1e-5, 1e-5, &[])
+    ensure(a.len() == n, || "assignment count".into())?;
+    compare(&codebook, &means, atol, 1e-5, &[])
 }
 
 fn same_seed_same_bits(t: &Target) -> Result<(), Failed> {

@@ -52,27 +52,55 @@ pub(crate) struct Partials {
     sums: Tensor,
     counts: Tensor,
     tile: u64,
-    /// Whether the tiles are reduced by `kmeans_partial_sorted` (rows sorted by cluster in
-    /// workgroup memory, each row read once) rather than `kmeans_partial` (each invocation
-    /// scans the tile for its clusters).
-    sorted: bool,
+    /// The kernel that sums each tile per cluster.
+    kernel: PartialKernel,
+}
+
+/// How `kmeans_partial*` sums a tile's rows per cluster (all deterministic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PartialKernel {
+    /// `kmeans_partial_fixed`: fixed-point integer atomics in workgroup memory (small K·d).
+    Fixed,
+    /// `kmeans_partial_sorted`: rows sorted by cluster in workgroup memory, each read once.
+    Sorted,
+    /// `kmeans_partial`: each invocation scans the tile for its clusters (large K).
+    Scan,
+}
+
+impl PartialKernel {
+    fn entry(self) -> &'static str {
+        match self {
+            PartialKernel::Fixed => "kmeans_partial_fixed",
+            PartialKernel::Sorted => "kmeans_partial_sorted",
+            PartialKernel::Scan => "kmeans_partial",
+        }
+    }
 }
 
 /// Rows per tile of `kmeans_partial_sorted` (`SORT_TILE` in the shader).
 const SORT_TILE: u64 = 1024;
+/// Rows per tile of `kmeans_partial_fixed`.
+const FIX_TILE: u64 = 2048;
+/// Workgroup accumulators of `kmeans_partial_fixed` (`FIX_KD`, `FIX_K` in the shader).
+const FIX_KD: u64 = 2560;
+const FIX_K: u64 = 512;
 
 impl Partials {
     pub(crate) fn new(ctx: &Context, g: &Gpu, n: u64, d: u64, k: u64) -> Result<Self> {
         // The sorted kernel's partials take K·d floats per 1024 rows: used while that stays
         // within twice the data and a tile fits a bound window.
-        let sorted_tiles = n.div_ceil(SORT_TILE);
-        let sorted = SORT_TILE * d * 4 <= g.max_window
-            && sorted_tiles * k <= 2 * n.max(SORT_TILE)
-            && sorted_tiles * k * d * 4 <= g.max_binding;
-        let tile = if sorted {
-            SORT_TILE
+        let fits = |tile: u64| {
+            let tiles = n.div_ceil(tile);
+            tile * d * 4 <= g.max_window
+                && tiles * k <= 2 * n.max(tile)
+                && tiles * k * d * 4 <= g.max_binding
+        };
+        let (kernel, tile) = if k * d <= FIX_KD && k <= FIX_K && fits(FIX_TILE) {
+            (PartialKernel::Fixed, FIX_TILE)
+        } else if fits(SORT_TILE) {
+            (PartialKernel::Sorted, SORT_TILE)
         } else {
-            reduce_tile(g, k, d)
+            (PartialKernel::Scan, reduce_tile(g, k, d))
         };
         let n_tiles = n.div_ceil(tile);
         if n_tiles * k * d * 4 > g.max_binding || k * d * 4 > g.max_binding {
@@ -86,7 +114,7 @@ impl Partials {
             sums: ctx.empty(n_tiles * k * d, DType::F32)?,
             counts: ctx.empty(n_tiles * k, DType::U32)?,
             tile,
-            sorted,
+            kernel,
         })
     }
 
@@ -107,12 +135,7 @@ impl Partials {
         counts: &Tensor,
         mode: Reduce,
     ) -> Result<()> {
-        let entry = if self.sorted {
-            "kmeans_partial_sorted"
-        } else {
-            "kmeans_partial"
-        };
-        let partial = kmeans_pipeline(g, entry, self.tile, Some(d))?;
+        let partial = kmeans_pipeline(g, self.kernel.entry(), self.tile, Some(d))?;
         for w in windows(n, d * 4, self.tile, g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,

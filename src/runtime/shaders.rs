@@ -124,6 +124,7 @@ impl Family {
                 "pp_update",
                 "split",
                 "kmeans_partial_sorted",
+                "kmeans_partial_fixed",
             ],
             Family::Pq => &["pq_decode", "pack_u8"],
             Family::Fma => &["fma_chains4", "fma_chains8", "fma_chains16"],
