@@ -46,8 +46,9 @@ struct AssignParams {
 }
 
 @group(0) @binding(0) var<uniform> params: AssignParams;
-@group(0) @binding(1) var<storage, read> data: array<f32>;
-@group(0) @binding(2) var<storage, read> codebook: array<f32>;
+// f32, or f16 in the f16 variant of the family (arithmetic stays f32).
+@group(0) @binding(1) var<storage, read> data: array<Elem>;
+@group(0) @binding(2) var<storage, read> codebook: array<Elem>;
 // Between tiles these hold the running best index and raw score (||c||² − 2·x·c).
 @group(0) @binding(3) var<storage, read_write> indices: array<u32>;
 @group(0) @binding(4) var<storage, read_write> distances: array<f32>;
@@ -57,14 +58,14 @@ struct AssignParams {
 // Component j of row i (0 past d: with a constant j the branch folds away).
 fn codebook_at(i: u32, j: u32) -> f32 {
     if j < D {
-        return codebook[i * D + j];
+        return f32(codebook[i * D + j]);
     }
     return 0.0;
 }
 
 fn data_at(i: u32, j: u32) -> f32 {
     if j < D {
-        return data[i * D + j];
+        return f32(data[i * D + j]);
     }
     return 0.0;
 }

@@ -36,8 +36,9 @@ const BIG_TILES_MIN: u64 = 1 << 18;
 /// a partial tile is rounded up to a tile size unless that wastes more.
 const PASS_COST: u64 = 32;
 
-/// One assignment problem: `data` holds N subvectors of `dim` f32 each, row-major;
-/// `codebook` holds K centroids of `dim`.
+/// One assignment problem: `data` holds N subvectors of `dim` values each, row-major;
+/// `codebook` holds K centroids of `dim`. Both f32, or both f16 (on adapters with
+/// `shader-f16`; distances are computed in f32 from the f16 values).
 #[derive(Clone, Copy, Debug)]
 pub struct AssignProblem<'a> {
     /// N × dim subvectors.
@@ -76,8 +77,10 @@ impl AssignProblem<'_> {
         if !(1..=MAX_DIM).contains(&self.dim) {
             return Err(invalid("dim", self.dim, "must be in 1..=64"));
         }
-        check_dtype("data", DType::F32, self.data.dtype)?;
-        check_dtype("codebook", DType::F32, self.codebook.dtype)?;
+        if !matches!(self.data.dtype, DType::F32 | DType::F16) {
+            check_dtype("data", DType::F32, self.data.dtype)?;
+        }
+        check_dtype("codebook", self.data.dtype, self.codebook.dtype)?;
         let d = self.dim as u64;
         for (what, t) in [("data.len()", self.data), ("codebook.len()", self.codebook)] {
             if t.len == 0 || !t.len.is_multiple_of(d) {
@@ -212,6 +215,12 @@ pub(crate) fn record_assign(
 ) -> Result<()> {
     let (n, k) = p.validate()?;
     let d = p.dim as u64;
+    let precision = match p.data.dtype {
+        DType::F16 => Precision::F16,
+        _ => Precision::F32,
+    };
+    g.require(precision)?;
+    let elem = p.data.dtype.size();
     let tiled = p.dim <= TILED_MAX_DIM;
     let tiles = if tiled {
         tiles(k, max_tile(n, d))
@@ -220,10 +229,11 @@ pub(crate) fn record_assign(
     };
     let rows: u64 = tiles.iter().map(|t| t.1).sum();
     let row_bytes = row_bytes(d);
-    if k * d * 4 > g.max_binding || rows * row_bytes > g.max_binding {
+    let codebook_bytes = (k * d * elem).next_multiple_of(4);
+    if codebook_bytes > g.max_binding || rows * row_bytes > g.max_binding {
         return Err(invalid(
             "codebook bytes",
-            k * d * 4,
+            codebook_bytes,
             "the codebook must fit in one storage binding",
         ));
     }
@@ -234,7 +244,7 @@ pub(crate) fn record_assign(
         }
         g.pipeline(PipelineKey {
             family: Family::Assign,
-            precision: Precision::F32,
+            precision,
             entry,
             overrides,
         })
@@ -252,7 +262,7 @@ pub(crate) fn record_assign(
             start: 0,
             len: k * d,
         },
-        k * d * 4,
+        codebook_bytes,
         "codebook",
     )?;
     batch.dispatch_at(
@@ -265,7 +275,7 @@ pub(crate) fn record_assign(
         rows.div_ceil(WG as u64),
     )?;
 
-    for w in windows(n, d * 4, 64, g.max_window)? {
+    for w in windows(n, d * elem, 64, g.max_window)? {
         let data = Window {
             start: w.start * d,
             len: w.len * d,
@@ -293,7 +303,15 @@ pub(crate) fn record_assign(
                 &pipeline,
                 &[
                     (0, u.as_entire_binding()),
-                    (1, window_binding(p.data, &data, data.len * 4, "data")?),
+                    (
+                        1,
+                        window_binding(
+                            p.data,
+                            &data,
+                            (data.len * elem).next_multiple_of(4),
+                            "data",
+                        )?,
+                    ),
                     (3, window_binding(&o.indices, &w, w.len * 4, "indices")?),
                     (4, window_binding(&o.distances, &w, w.len * 4, "distances")?),
                     (5, tile),

@@ -13,6 +13,7 @@ fn main() {
             ("batched_random_problems", batched_random),
             ("large_codebook_and_dims", large_codebook),
             ("exact_ties_pick_lowest_index", exact_ties),
+            ("f16_data_and_codebook", f16_problems),
             ("bad_inputs_are_typed_errors", bad_inputs),
         ],
         true,
@@ -62,20 +63,45 @@ fn check(
 }
 
 fn run_problems(t: &Target, specs: &[(usize, usize, usize)], seed: u64) -> Result<(), Failed> {
+    run_problems_as(t, specs, seed, false)
+}
+
+/// With `f16`, data and codebooks are stored as f16 (the reference sees the same rounded values).
+fn run_problems_as(
+    t: &Target,
+    specs: &[(usize, usize, usize)],
+    seed: u64,
+    f16: bool,
+) -> Result<(), Failed> {
     let mut rng = Rng(seed);
+    let round = |v: Vec<f32>| -> Vec<f32> {
+        if f16 {
+            v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+        } else {
+            v
+        }
+    };
     let host: Vec<(Vec<f32>, Vec<f32>, usize)> = specs
         .iter()
         .map(|&(n, k, d)| {
             (
-                rng.weights((n * d) as u64, 1.0),
-                rng.weights((k * d) as u64, 1.0),
+                round(rng.weights((n * d) as u64, 1.0)),
+                round(rng.weights((k * d) as u64, 1.0)),
                 d,
             )
         })
         .collect();
+    let upload = |v: &Vec<f32>| {
+        if f16 {
+            let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+            t.ctx.upload(&h)
+        } else {
+            t.ctx.upload(v)
+        }
+    };
     let tensors: Vec<_> = host
         .iter()
-        .map(|(x, c, _)| (t.ctx.upload(x).unwrap(), t.ctx.upload(c).unwrap()))
+        .map(|(x, c, _)| (upload(x).unwrap(), upload(c).unwrap()))
         .collect();
     let problems: Vec<_> = tensors
         .iter()
@@ -134,6 +160,22 @@ fn large_codebook(t: &Target) -> Result<(), Failed> {
     )
 }
 
+/// f16 data and codebooks (distances in f32): on adapters with shader-f16 checked like f32
+/// (tiled and wide kernels, odd d for the window alignment); elsewhere a typed error.
+fn f16_problems(t: &Target) -> Result<(), Failed> {
+    let specs = [(300, 256, 8), (257, 100, 9), (130, 33, 20), (77, 5, 3)];
+    if t.is_gpu() && !t.ctx.features().shader_f16 {
+        let x = t.ctx.upload(&[half::f16::ONE; 8])?;
+        let r = t.ctx.assign(&[AssignProblem {
+            data: &x,
+            codebook: &x,
+            dim: 4,
+        }]);
+        return expect_err(&t.ctx, r, |e| matches!(e, Error::Unsupported { .. }));
+    }
+    run_problems_as(t, &specs, 17, true)
+}
+
 /// Duplicated centroids: exactly equal distances must resolve to the lowest index everywhere.
 fn exact_ties(t: &Target) -> Result<(), Failed> {
     let d = 4;
@@ -187,6 +229,17 @@ fn bad_inputs(t: &Target) -> Result<(), Failed> {
         ctx.assign(&[AssignProblem {
             data: &x,
             codebook: &u,
+            dim: 4,
+        }]),
+        |e| matches!(e, Error::DTypeMismatch { .. }),
+    )?;
+    // f16 data with an f32 codebook: the two must share a dtype.
+    let h = ctx.upload(&[half::f16::ONE; 8])?;
+    expect_err(
+        ctx,
+        ctx.assign(&[AssignProblem {
+            data: &h,
+            codebook: &c,
             dim: 4,
         }]),
         |e| matches!(e, Error::DTypeMismatch { .. }),

@@ -136,7 +136,6 @@ impl Family {
         match self {
             Family::Copy
             | Family::Philox
-            | Family::Assign
             | Family::Kmeans
             | Family::Pq
             | Family::Fma => &[Precision::F32],
