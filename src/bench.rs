@@ -750,6 +750,7 @@ fn assign_case<'a>(
     let n = data.0.len() / PQ_DIM as u64;
     let d = PQ_DIM as u64;
     let k = PQ_K as u64;
+    let elem = data.0.dtype().size();
     let problem = AssignProblem {
         data: data.0,
         codebook: codebook.0,
@@ -758,7 +759,7 @@ fn assign_case<'a>(
     Case {
         name,
         kind: CaseKind::Device,
-        bytes: n * d * 4 + k * d * 4 + n * 8,
+        bytes: n * d * elem + k * d * elem + n * 8,
         flops: Some(2 * d * n * k),
         items: Some((n, "subvectors")),
         op: Box::new(move || ctx.assign_into(&[problem], std::slice::from_ref(out))),
@@ -1007,6 +1008,15 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
         distances: ctx.empty(pq_n, DType::F32)?,
     };
     let fma_out = ctx.empty(FMA_INVOCATIONS, DType::F32)?;
+    // The same PQ data and codebook stored as f16 (host: the rounded values).
+    let pq_f16 = if ctx.features().shader_f16 {
+        let round = |v: &[f32]| -> Vec<f16> { v.iter().map(|&x| f16::from_f32(x)).collect() };
+        let (x, c) = (round(&pq_host), round(&pq_cb_host));
+        let widen = |v: &[f16]| -> Vec<f32> { v.iter().map(|x| x.to_f32()).collect() };
+        Some((ctx.upload(&x)?, widen(&x), ctx.upload(&c)?, widen(&c)))
+    } else {
+        None
+    };
     progress(format!(
         "[setup] PQ: {pq_n} subvectors of {PQ_DIM} f32, K = {PQ_K}"
     ));
@@ -1168,6 +1178,15 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
         (&pq_cb, &pq_cb_host),
         &pq_out,
     ));
+    if let Some((x, xh, c, ch)) = &pq_f16 {
+        cases.push(assign_case(
+            ctx,
+            format!("assign_f16_{pq_tag}"),
+            (x, xh),
+            (c, ch),
+            &pq_out,
+        ));
+    }
     for n_iter in [1, 20] {
         cases.push(kmeans_case(
             ctx,
