@@ -41,6 +41,7 @@ pub mod runtime;
 mod shape;
 pub mod ste;
 mod tensor;
+pub mod int8;
 
 pub use assign::{AssignProblem, Assignment};
 pub use error::{Error, Result};
@@ -55,3 +56,4 @@ pub use runtime::gpu::KernelFeatures;
 pub use runtime::shaders;
 pub use shape::WeightShape;
 pub use tensor::{DType, Element, Tensor};
+pub use int8::{Int8Linear, MatmulVariant, QScheme, QTensor, QType};
