@@ -258,6 +258,51 @@ impl MatmulVariant {
     }
 }
 
+/// Workgroup shape of the matmul (WGSL override constants): `wgx × wgy` invocations, each
+/// computing a 4 × 4 register block, so a workgroup computes a `4·wgy × 4·wgx` output tile;
+/// `kv` vec4<u32> words (16 values of k each) are staged per k-step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatmulTiles {
+    /// Invocations along n (`WGX`).
+    pub wgx: u32,
+    /// Invocations along m (`WGY`).
+    pub wgy: u32,
+    /// vec4<u32> words per k-step (`KV`).
+    pub kv: u32,
+}
+
+impl Default for MatmulTiles {
+    fn default() -> Self {
+        Self {
+            wgx: MATMUL_WGX,
+            wgy: MATMUL_WGY,
+            kv: MATMUL_KV,
+        }
+    }
+}
+
+impl MatmulTiles {
+    fn check(&self) -> Result<()> {
+        let inv = self.wgx as u64 * self.wgy as u64;
+        if self.wgx == 0 || self.wgy == 0 || inv > 256 {
+            return Err(invalid(
+                "tiles",
+                format!("{self:?}"),
+                "wgx, wgy >= 1 and wgx * wgy <= 256",
+            ));
+        }
+        // Workgroup memory: (4·wgy + 4·wgx) · kv · 16 bytes, at most 16 KiB.
+        if self.kv == 0 || (4 * (self.wgx + self.wgy) as u64) * self.kv as u64 * 16 > 16384 {
+            return Err(invalid(
+                "tiles.kv",
+                self.kv,
+                "kv >= 1 and the staged tiles must fit 16 KiB of workgroup memory",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// An int8 weight ready for [`Context::int8_matmul`]: the packed (N, K) weight (I8, symmetric:
 /// every zero-point 0, per output channel or per tensor), its row sums `Σ_k wq[n, k]` (i32 bits
 /// in a U32 tensor) and its scales (an f32 tensor of N values).
@@ -686,6 +731,20 @@ impl Context {
         y: &Tensor,
         variant: MatmulVariant,
     ) -> Result<()> {
+        self.int8_matmul_tiled(x, w, bias, y, variant, MatmulTiles::default())
+    }
+
+    /// [`Context::int8_matmul`] with an explicit workgroup shape (tuning; results are
+    /// identical for every shape).
+    pub fn int8_matmul_tiled(
+        &self,
+        x: &QTensor,
+        w: &Int8Linear,
+        bias: Option<&Tensor>,
+        y: &Tensor,
+        variant: MatmulVariant,
+        tiles: MatmulTiles,
+    ) -> Result<()> {
         check_dtype("y", DType::F32, y.dtype)?;
         if let Some(b) = bias {
             self.check_owned(b, "bias")?;
@@ -695,7 +754,7 @@ impl Context {
                 return Err(Error::Aliasing { what: "bias and y" });
             }
         }
-        self.matmul_common(x, w, bias, y, variant, false)
+        self.matmul_common(x, w, bias, y, variant, false, tiles)
     }
 
     /// The matmul's raw accumulators `acc[m, n] = Σ_k (xq[m, k] − zx) · wq[n, k]` (exact i32,
@@ -708,7 +767,7 @@ impl Context {
         variant: MatmulVariant,
     ) -> Result<()> {
         check_dtype("acc", DType::U32, acc.dtype)?;
-        self.matmul_common(x, w, None, acc, variant, true)
+        self.matmul_common(x, w, None, acc, variant, true, MatmulTiles::default())
     }
 
     fn matmul_common(
@@ -719,7 +778,9 @@ impl Context {
         y: &Tensor,
         variant: MatmulVariant,
         raw: bool,
+        tiles: MatmulTiles,
     ) -> Result<()> {
+        tiles.check()?;
         x.check("x")?;
         w.weight.check("weight")?;
         for (t, what) in [
@@ -801,14 +862,10 @@ impl Context {
                     family: Family::Int8,
                     precision: Precision::F32,
                     entry,
-                    overrides: vec![
-                        ("WGX", MATMUL_WGX),
-                        ("WGY", MATMUL_WGY),
-                        ("KV", MATMUL_KV),
-                    ],
+                    overrides: vec![("WGX", tiles.wgx), ("WGY", tiles.wgy), ("KV", tiles.kv)],
                 })?;
                 let k4 = k.div_ceil(4);
-                let (tm, tn) = (4 * MATMUL_WGY as u64, 4 * MATMUL_WGX as u64);
+                let (tm, tn) = (4 * tiles.wgy as u64, 4 * tiles.wgx as u64);
                 let tiles_n = n.div_ceil(tn);
                 let chunk = rows_per_chunk(g, &[k4 * 4, n * 4])?;
                 let mut batch = Batch::new(g, "int8_matmul")?;
