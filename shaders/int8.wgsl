@@ -20,6 +20,9 @@
 // dot4I8Packed; `polyfill` unpacks each word once with unpack4xI8 and uses i32 vector dots.
 // Words past K4 (and rows past M or N) are staged as zeros; padding bytes inside the last word
 // of a row are zero in W, so whatever X holds there contributes nothing.
+//
+// `int8_matmul_direct_{dp4a,polyfill}{,_acc}`: the same product without workgroup memory or
+// barriers (see `matmul_direct`), for CPU rasterisers (lavapipe/llvmpipe) where it is faster.
 
 override WG: u32 = 64u;
 override SIGNED: bool = true;
@@ -28,6 +31,7 @@ override PER_CHANNEL: bool = false;
 override WGX: u32 = 8u;
 override WGY: u32 = 8u;
 override KV: u32 = 4u;
+override WGN: u32 = 64u;
 override TM: u32 = 4u * WGY;
 override TN: u32 = 4u * WGX;
 
@@ -178,6 +182,10 @@ var<private> acc0: vec4<i32>;
 var<private> acc1: vec4<i32>;
 var<private> acc2: vec4<i32>;
 var<private> acc3: vec4<i32>;
+var<private> acc4: vec4<i32>;
+var<private> acc5: vec4<i32>;
+var<private> acc6: vec4<i32>;
+var<private> acc7: vec4<i32>;
 
 // Words k .. k + 3 of row `row` of a packed matrix bound at `skip`, zero past k4 or `rows`.
 fn load_x(row: u32, k: u32) -> vec4<u32> {
@@ -235,6 +243,24 @@ fn step_unpacked(a0: vec4<u32>, a1: vec4<u32>, a2: vec4<u32>, a3: vec4<u32>,
     acc3 = row_unpacked(acc3, a3[ax], u0, u1, u2, u3);
 }
 
+// Word c of a 16-value chunk of the 8 rows against the 4 columns' words, unpacked once each.
+fn step_unpacked8(a0: vec4<u32>, a1: vec4<u32>, a2: vec4<u32>, a3: vec4<u32>,
+                  a4: vec4<u32>, a5: vec4<u32>, a6: vec4<u32>, a7: vec4<u32>,
+                  b0: u32, b1: u32, b2: u32, b3: u32, ax: u32) {
+    let u0 = unpack4xI8(b0);
+    let u1 = unpack4xI8(b1);
+    let u2 = unpack4xI8(b2);
+    let u3 = unpack4xI8(b3);
+    acc0 = row_unpacked(acc0, a0[ax], u0, u1, u2, u3);
+    acc1 = row_unpacked(acc1, a1[ax], u0, u1, u2, u3);
+    acc2 = row_unpacked(acc2, a2[ax], u0, u1, u2, u3);
+    acc3 = row_unpacked(acc3, a3[ax], u0, u1, u2, u3);
+    acc4 = row_unpacked(acc4, a4[ax], u0, u1, u2, u3);
+    acc5 = row_unpacked(acc5, a5[ax], u0, u1, u2, u3);
+    acc6 = row_unpacked(acc6, a6[ax], u0, u1, u2, u3);
+    acc7 = row_unpacked(acc7, a7[ax], u0, u1, u2, u3);
+}
+
 fn store(row: u32, col: u32, a: i32, raw: bool) {
     if row < mp.m && col < mp.n {
         let c = a - mp.zx * rowsum[col];
@@ -251,6 +277,72 @@ fn store_row(row: u32, col: u32, a: vec4<i32>, raw: bool) {
     store(row, col + WGX, a.y, raw);
     store(row, col + 2u * WGX, a.z, raw);
     store(row, col + 3u * WGX, a.w, raw);
+}
+
+fn store_row_n(row: u32, col: u32, a: vec4<i32>, raw: bool) {
+    store(row, col, a.x, raw);
+    store(row, col + WGN, a.y, raw);
+    store(row, col + 2u * WGN, a.z, raw);
+    store(row, col + 3u * WGN, a.w, raw);
+}
+
+// The direct kernel: no workgroup memory, no barriers. A workgroup computes 8 rows × 4·WGN
+// columns; every invocation holds the 8 rows × 4 columns (n0 + lid + j·WGN) block. The 8 rows'
+// words are loaded at addresses uniform across the workgroup (on CPU rasterisers: one scalar
+// load broadcast to the SIMD lanes); each invocation loads its own 4 weight rows' words.
+fn matmul_direct(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, dp4a: bool, raw: bool) {
+    let tile = wid.y * nwg.x + wid.x;
+    let tm = tile / mp.tiles_n;
+    if tm * 8u >= mp.m {
+        return;
+    }
+    let m0 = tm * 8u;
+    let c0 = (tile % mp.tiles_n) * 4u * WGN + lid;
+    acc0 = vec4<i32>(0);
+    acc1 = vec4<i32>(0);
+    acc2 = vec4<i32>(0);
+    acc3 = vec4<i32>(0);
+    acc4 = vec4<i32>(0);
+    acc5 = vec4<i32>(0);
+    acc6 = vec4<i32>(0);
+    acc7 = vec4<i32>(0);
+    for (var k = 0u; k < mp.k4; k += 4u) {
+        let b0 = load_w(c0, k);
+        let b1 = load_w(c0 + WGN, k);
+        let b2 = load_w(c0 + 2u * WGN, k);
+        let b3 = load_w(c0 + 3u * WGN, k);
+        let a0 = load_x(m0, k);
+        let a1 = load_x(m0 + 1u, k);
+        let a2 = load_x(m0 + 2u, k);
+        let a3 = load_x(m0 + 3u, k);
+        let a4 = load_x(m0 + 4u, k);
+        let a5 = load_x(m0 + 5u, k);
+        let a6 = load_x(m0 + 6u, k);
+        let a7 = load_x(m0 + 7u, k);
+        if dp4a {
+            acc0 = row_dp4a(acc0, a0, b0, b1, b2, b3);
+            acc1 = row_dp4a(acc1, a1, b0, b1, b2, b3);
+            acc2 = row_dp4a(acc2, a2, b0, b1, b2, b3);
+            acc3 = row_dp4a(acc3, a3, b0, b1, b2, b3);
+            acc4 = row_dp4a(acc4, a4, b0, b1, b2, b3);
+            acc5 = row_dp4a(acc5, a5, b0, b1, b2, b3);
+            acc6 = row_dp4a(acc6, a6, b0, b1, b2, b3);
+            acc7 = row_dp4a(acc7, a7, b0, b1, b2, b3);
+        } else {
+            step_unpacked8(a0, a1, a2, a3, a4, a5, a6, a7, b0.x, b1.x, b2.x, b3.x, 0u);
+            step_unpacked8(a0, a1, a2, a3, a4, a5, a6, a7, b0.y, b1.y, b2.y, b3.y, 1u);
+            step_unpacked8(a0, a1, a2, a3, a4, a5, a6, a7, b0.z, b1.z, b2.z, b3.z, 2u);
+            step_unpacked8(a0, a1, a2, a3, a4, a5, a6, a7, b0.w, b1.w, b2.w, b3.w, 3u);
+        }
+    }
+    store_row_n(m0, c0, acc0, raw);
+    store_row_n(m0 + 1u, c0, acc1, raw);
+    store_row_n(m0 + 2u, c0, acc2, raw);
+    store_row_n(m0 + 3u, c0, acc3, raw);
+    store_row_n(m0 + 4u, c0, acc4, raw);
+    store_row_n(m0 + 5u, c0, acc5, raw);
+    store_row_n(m0 + 6u, c0, acc6, raw);
+    store_row_n(m0 + 7u, c0, acc7, raw);
 }
 
 // The whole matmul; `dp4a` and `raw` are literals at every call, so their branches fold away.
@@ -321,6 +413,34 @@ fn int8_matmul_polyfill(@builtin(local_invocation_id) lid: vec3<u32>,
                         @builtin(workgroup_id) wid: vec3<u32>,
                         @builtin(num_workgroups) nwg: vec3<u32>) {
     matmul(lid, wid, nwg, false, false);
+}
+
+@compute @workgroup_size(WGN)
+fn int8_matmul_direct_dp4a(@builtin(local_invocation_index) lid: u32,
+                           @builtin(workgroup_id) wid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    matmul_direct(lid, wid, nwg, true, false);
+}
+
+@compute @workgroup_size(WGN)
+fn int8_matmul_direct_polyfill(@builtin(local_invocation_index) lid: u32,
+                               @builtin(workgroup_id) wid: vec3<u32>,
+                               @builtin(num_workgroups) nwg: vec3<u32>) {
+    matmul_direct(lid, wid, nwg, false, false);
+}
+
+@compute @workgroup_size(WGN)
+fn int8_matmul_direct_dp4a_acc(@builtin(local_invocation_index) lid: u32,
+                               @builtin(workgroup_id) wid: vec3<u32>,
+                               @builtin(num_workgroups) nwg: vec3<u32>) {
+    matmul_direct(lid, wid, nwg, true, true);
+}
+
+@compute @workgroup_size(WGN)
+fn int8_matmul_direct_polyfill_acc(@builtin(local_invocation_index) lid: u32,
+                                   @builtin(workgroup_id) wid: vec3<u32>,
+                                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    matmul_direct(lid, wid, nwg, false, true);
 }
 
 @compute @workgroup_size(WGX, WGY)

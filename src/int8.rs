@@ -303,6 +303,78 @@ impl MatmulTiles {
     }
 }
 
+/// Invocations of a direct-kernel workgroup (the `WGN` override).
+pub const MATMUL_WGN: u32 = 64;
+
+/// Which matmul kernel runs (both give bit-identical results).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatmulKernel {
+    /// Workgroup-tiled: X and W tiles staged in workgroup memory every k-step, a 4 × 4
+    /// register block per invocation. The choice for GPUs.
+    Tiled(MatmulTiles),
+    /// No workgroup memory and no barriers: a workgroup computes 8 rows × `4·wgn` columns,
+    /// the 8 rows' words loaded at workgroup-uniform addresses and each invocation's 4 weight
+    /// rows read directly. Faster on CPU rasterisers (lavapipe/llvmpipe), where a uniform load
+    /// is one scalar load broadcast to the SIMD lanes and barriers are costly.
+    Direct {
+        /// Invocations per workgroup (`WGN`), at most 256.
+        wgn: u32,
+    },
+}
+
+impl MatmulKernel {
+    /// The default for a context: [`MatmulKernel::Direct`] on CPU adapters and the CPU
+    /// backend, [`MatmulKernel::Tiled`] with [`MatmulTiles::default`] elsewhere.
+    pub fn auto(ctx: &Context) -> Self {
+        let cpu_adapter = match &ctx.backend {
+            Backend::Gpu(g) => g.device.adapter_info().device_type == wgpu::DeviceType::Cpu,
+            Backend::Cpu => true,
+        };
+        if cpu_adapter {
+            MatmulKernel::Direct { wgn: MATMUL_WGN }
+        } else {
+            MatmulKernel::Tiled(MatmulTiles::default())
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        match self {
+            MatmulKernel::Tiled(t) => t.check(),
+            MatmulKernel::Direct { wgn } if (1..=256).contains(wgn) => Ok(()),
+            MatmulKernel::Direct { wgn } => {
+                Err(invalid("wgn", wgn, "must be in 1..=256"))
+            }
+        }
+    }
+
+    /// Output tile (rows, columns) of one workgroup.
+    pub fn tile(&self) -> (u64, u64) {
+        match self {
+            MatmulKernel::Tiled(t) => (4 * t.wgy as u64, 4 * t.wgx as u64),
+            MatmulKernel::Direct { wgn } => (8, 4 * *wgn as u64),
+        }
+    }
+
+    fn entry(&self, variant: MatmulVariant, raw: bool) -> &'static str {
+        use MatmulVariant::{Dp4a, Polyfill};
+        match (self, variant, raw) {
+            (MatmulKernel::Tiled(_), v, false) => v.entry(),
+            (MatmulKernel::Tiled(_), v, true) => v.acc_entry(),
+            (MatmulKernel::Direct { .. }, Dp4a, false) => "int8_matmul_direct_dp4a",
+            (MatmulKernel::Direct { .. }, Polyfill, false) => "int8_matmul_direct_polyfill",
+            (MatmulKernel::Direct { .. }, Dp4a, true) => "int8_matmul_direct_dp4a_acc",
+            (MatmulKernel::Direct { .. }, Polyfill, true) => "int8_matmul_direct_polyfill_acc",
+        }
+    }
+
+    fn overrides(&self) -> Vec<(&'static str, u32)> {
+        match self {
+            MatmulKernel::Tiled(t) => vec![("WGX", t.wgx), ("WGY", t.wgy), ("KV", t.kv)],
+            MatmulKernel::Direct { wgn } => vec![("WGN", *wgn)],
+        }
+    }
+}
+
 /// An int8 weight ready for [`Context::int8_matmul`]: the packed (N, K) weight (I8, symmetric:
 /// every zero-point 0, per output channel or per tensor), its row sums `Σ_k wq[n, k]` (i32 bits
 /// in a U32 tensor) and its scales (an f32 tensor of N values).
@@ -731,19 +803,19 @@ impl Context {
         y: &Tensor,
         variant: MatmulVariant,
     ) -> Result<()> {
-        self.int8_matmul_tiled(x, w, bias, y, variant, MatmulTiles::default())
+        self.int8_matmul_with(x, w, bias, y, variant, MatmulKernel::auto(self))
     }
 
-    /// [`Context::int8_matmul`] with an explicit workgroup shape (tuning; results are
-    /// identical for every shape).
-    pub fn int8_matmul_tiled(
+    /// [`Context::int8_matmul`] with an explicit kernel (results are identical for every
+    /// kernel and workgroup shape; the CPU backend ignores it).
+    pub fn int8_matmul_with(
         &self,
         x: &QTensor,
         w: &Int8Linear,
         bias: Option<&Tensor>,
         y: &Tensor,
         variant: MatmulVariant,
-        tiles: MatmulTiles,
+        kernel: MatmulKernel,
     ) -> Result<()> {
         check_dtype("y", DType::F32, y.dtype)?;
         if let Some(b) = bias {
@@ -754,7 +826,7 @@ impl Context {
                 return Err(Error::Aliasing { what: "bias and y" });
             }
         }
-        self.matmul_common(x, w, bias, y, variant, false, tiles)
+        self.matmul_common(x, w, bias, y, variant, false, kernel)
     }
 
     /// The matmul's raw accumulators `acc[m, n] = Σ_k (xq[m, k] − zx) · wq[n, k]` (exact i32,
@@ -766,8 +838,20 @@ impl Context {
         acc: &Tensor,
         variant: MatmulVariant,
     ) -> Result<()> {
+        self.int8_matmul_acc_with(x, w, acc, variant, MatmulKernel::auto(self))
+    }
+
+    /// [`Context::int8_matmul_acc`] with an explicit kernel.
+    pub fn int8_matmul_acc_with(
+        &self,
+        x: &QTensor,
+        w: &Int8Linear,
+        acc: &Tensor,
+        variant: MatmulVariant,
+        kernel: MatmulKernel,
+    ) -> Result<()> {
         check_dtype("acc", DType::U32, acc.dtype)?;
-        self.matmul_common(x, w, None, acc, variant, true, MatmulTiles::default())
+        self.matmul_common(x, w, None, acc, variant, true, kernel)
     }
 
     fn matmul_common(
@@ -778,9 +862,9 @@ impl Context {
         y: &Tensor,
         variant: MatmulVariant,
         raw: bool,
-        tiles: MatmulTiles,
+        kernel: MatmulKernel,
     ) -> Result<()> {
-        tiles.check()?;
+        kernel.check()?;
         x.check("x")?;
         w.weight.check("weight")?;
         for (t, what) in [
@@ -853,19 +937,14 @@ impl Context {
                 }
             }
             Backend::Gpu(g) => {
-                let entry = if raw {
-                    variant.acc_entry()
-                } else {
-                    variant.entry()
-                };
                 let pipeline = g.pipeline(PipelineKey {
                     family: Family::Int8,
                     precision: Precision::F32,
-                    entry,
-                    overrides: vec![("WGX", tiles.wgx), ("WGY", tiles.wgy), ("KV", tiles.kv)],
+                    entry: kernel.entry(variant, raw),
+                    overrides: kernel.overrides(),
                 })?;
                 let k4 = k.div_ceil(4);
-                let (tm, tn) = (4 * tiles.wgy as u64, 4 * tiles.wgx as u64);
+                let (tm, tn) = kernel.tile();
                 let tiles_n = n.div_ceil(tn);
                 let chunk = rows_per_chunk(g, &[k4 * 4, n * 4])?;
                 let mut batch = Batch::new(g, "int8_matmul")?;

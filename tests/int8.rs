@@ -6,7 +6,8 @@ mod common;
 use common::*;
 use libtest_mimic::Failed;
 use quantnoise::int8::{
-    ActivationCalibrator, CalibrationMode, MatmulVariant, QScheme, QTensor, QType, int8_qparams,
+    ActivationCalibrator, CalibrationMode, MatmulKernel, MatmulTiles, MatmulVariant, QScheme,
+    QTensor, QType, int8_qparams,
 };
 use quantnoise::{DType, Error, Observer, QParams, WeightShape, cpu};
 
@@ -245,6 +246,20 @@ fn quantize_observed(t: &Target) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Every kernel, with its default workgroup shape and an odd one.
+fn kernels() -> Vec<MatmulKernel> {
+    vec![
+        MatmulKernel::Tiled(MatmulTiles::default()),
+        MatmulKernel::Tiled(MatmulTiles {
+            wgx: 4,
+            wgy: 3,
+            kv: 1,
+        }),
+        MatmulKernel::Direct { wgn: 64 },
+        MatmulKernel::Direct { wgn: 7 },
+    ]
+}
+
 struct MatmulCase {
     #[allow(dead_code)]
     m: u64,
@@ -323,14 +338,17 @@ fn matmul_acc_exact(t: &Target) -> Result<(), Failed> {
         )?;
         let w = linear(t, &c)?;
         let want = cpu::int8::matmul_acc(&c.xq, c.zx, &c.wq, k as usize);
-        for variant in MatmulVariant::ALL {
+        for (variant, kernel) in MatmulVariant::ALL
+            .into_iter()
+            .flat_map(|v| kernels().into_iter().map(move |k| (v, k)))
+        {
             let acc = poisoned(&t.ctx, m * n, DType::U32);
-            t.ctx.int8_matmul_acc(&x, &w, &acc, variant)?;
+            t.ctx.int8_matmul_acc_with(&x, &w, &acc, variant, kernel)?;
             let got = t.ctx.read_u32(&acc)?;
             for i in 0..got.len() {
                 ensure(got[i] as i32 as i64 == want[i], || {
                     format!(
-                        "{variant:?} ({m}, {n}, {k}) zx {}: acc[{}, {}] = {}, want {}",
+                        "{variant:?} {kernel:?} ({m}, {n}, {k}) zx {}: acc[{}, {}] = {}, want {}",
                         c.zx,
                         i as u64 / n,
                         i as u64 % n,
@@ -362,9 +380,13 @@ fn matmul_f32(t: &Target) -> Result<(), Failed> {
         let b64: Option<Vec<f64>> = c.bias.as_ref().map(|b| b.iter().map(|&v| v as f64).collect());
         let want = cpu::int8::matmul(&acc, n as usize, c.sx, &c.sw, b64.as_deref());
         let mut outs = Vec::new();
-        for variant in MatmulVariant::ALL {
+        for (variant, kernel) in MatmulVariant::ALL
+            .into_iter()
+            .flat_map(|v| kernels().into_iter().map(move |k| (v, k)))
+        {
             let y = poisoned(&t.ctx, m * n, DType::F32);
-            t.ctx.int8_matmul(&x, &w, bias.as_ref(), &y, variant)?;
+            t.ctx
+                .int8_matmul_with(&x, &w, bias.as_ref(), &y, variant, kernel)?;
             let got = t.ctx.read_f32(&y)?;
             for j in 0..got.len() {
                 let col = j % n as usize;
@@ -373,17 +395,19 @@ fn matmul_f32(t: &Target) -> Result<(), Failed> {
                 let tol = 2f64.powi(-21) * ((s * acc[j] as f64).abs() + b.abs());
                 ensure((got[j] as f64 - want[j]).abs() <= tol, || {
                     format!(
-                        "{variant:?} ({m}, {n}, {k}) [{j}]: {} vs {} (tol {tol})",
+                        "{variant:?} {kernel:?} ({m}, {n}, {k}) [{j}]: {} vs {} (tol {tol})",
                         got[j], want[j]
                     )
                 })?;
             }
             outs.push(got);
         }
-        ensure(
-            outs[0].iter().zip(&outs[1]).all(|(a, b)| a.to_bits() == b.to_bits()),
-            || format!("({m}, {n}, {k}): dp4a and polyfill differ"),
-        )?;
+        for (i, o) in outs.iter().enumerate() {
+            ensure(
+                outs[0].iter().zip(o).all(|(a, b)| a.to_bits() == b.to_bits()),
+                || format!("({m}, {n}, {k}): kernel/variant {i} differs from the first"),
+            )?;
+        }
     }
     Ok(())
 }
@@ -540,6 +564,27 @@ fn bad_inputs(t: &Target) -> Result<(), Failed> {
     expect_err(ctx, ctx.int8_matmul_acc(&x1, &w, &w.row_sums, v), |e| {
         matches!(e, Error::Aliasing { .. })
     })?;
+    expect_err(
+        ctx,
+        ctx.int8_matmul_with(&xi, &w, None, &y, v, MatmulKernel::Direct { wgn: 0 }),
+        invalid,
+    )?;
+    expect_err(
+        ctx,
+        ctx.int8_matmul_with(
+            &xi,
+            &w,
+            None,
+            &y,
+            v,
+            MatmulKernel::Tiled(MatmulTiles {
+                wgx: 32,
+                wgy: 32,
+                kv: 1,
+            }),
+        ),
+        invalid,
+    )?;
     // The valid call works after all that.
     ctx.int8_matmul(&xi, &w, None, &y, v)?;
     let got = ctx.read_f32(&y)?;

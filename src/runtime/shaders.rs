@@ -141,6 +141,10 @@ impl Family {
                 "int8_matmul_polyfill",
                 "int8_matmul_dp4a_acc",
                 "int8_matmul_polyfill_acc",
+                "int8_matmul_direct_dp4a",
+                "int8_matmul_direct_polyfill",
+                "int8_matmul_direct_dp4a_acc",
+                "int8_matmul_direct_polyfill_acc",
             ],
         }
     }
