@@ -27,6 +27,8 @@
 override WG: u32 = 64u;
 override SIGNED: bool = true;
 override PER_CHANNEL: bool = false;
+// Packed words per invocation of `quantize`.
+override WPI: u32 = 4u;
 
 override WGX: u32 = 8u;
 override WGY: u32 = 8u;
@@ -101,32 +103,46 @@ fn quantize_one(x: f32, scale: f32, z: f32, lo: f32, hi: f32) -> u32 {
     return bitcast<u32>(i32(q)) & 0xFFu;
 }
 
-@compute @workgroup_size(WG)
-fn quantize(@builtin(local_invocation_index) lid: u32,
-            @builtin(workgroup_id) wid: vec3<u32>,
-            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = linear_id(lid, wid, nwg);
-    if i >= qp.rows * qp.wpr {
-        return;
-    }
+fn quantize_word(i: u32, lo: f32, hi: f32) {
     let r = i / qp.wpr;
     let c0 = (i % qp.wpr) * 4u;
     let s = qscale[qindex(r)];
     let z = f32(qzero[qindex(r)]);
+    let base = qp.x_skip + r * qp.cols + c0;
+    var word = 0u;
+    if c0 + 4u <= qp.cols {
+        word = quantize_one(xf[base], s, z, lo, hi)
+             | (quantize_one(xf[base + 1u], s, z, lo, hi) << 8u)
+             | (quantize_one(xf[base + 2u], s, z, lo, hi) << 16u)
+             | (quantize_one(xf[base + 3u], s, z, lo, hi) << 24u);
+    } else {
+        for (var j = 0u; j < 4u; j++) {
+            if c0 + j < qp.cols {
+                word |= quantize_one(xf[base + j], s, z, lo, hi) << (8u * j);
+            }
+        }
+    }
+    packed_out[qp.q_skip + i] = word;
+}
+
+// WPI consecutive packed words per invocation.
+@compute @workgroup_size(WG)
+fn quantize(@builtin(local_invocation_index) lid: u32,
+            @builtin(workgroup_id) wid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let first = linear_id(lid, wid, nwg) * WPI;
     var lo = 0.0;
     var hi = 255.0;
     if SIGNED {
         lo = -128.0;
         hi = 127.0;
     }
-    let base = qp.x_skip + r * qp.cols;
-    var word = 0u;
-    for (var j = 0u; j < 4u; j++) {
-        if c0 + j < qp.cols {
-            word |= quantize_one(xf[base + c0 + j], s, z, lo, hi) << (8u * j);
+    let total = qp.rows * qp.wpr;
+    for (var j = 0u; j < WPI; j++) {
+        if first + j < total {
+            quantize_word(first + j, lo, hi);
         }
     }
-    packed_out[qp.q_skip + i] = word;
 }
 
 // Byte j of a packed word as its value.

@@ -62,6 +62,8 @@ use crate::tensor::{DType, Storage, Tensor};
 
 /// Invocations per workgroup of `quantize`, `dequantize` and `int8_rowsum`.
 pub const INT8_WG: u32 = 64;
+/// Packed words (4 values each) per invocation of `quantize` (the `WPI` override).
+pub const QUANTIZE_WPI: u32 = 4;
 /// Invocations along `n` of a matmul workgroup (the `WGX` override); each computes 4 columns.
 pub const MATMUL_WGX: u32 = 8;
 /// Invocations along `m` of a matmul workgroup (the `WGY` override); each computes 4 rows.
@@ -520,6 +522,7 @@ fn quant_key(entry: &'static str, qtype: QType, q: &QParams) -> PipelineKey {
             ("WG", INT8_WG),
             ("SIGNED", qtype.is_signed() as u32),
             ("PER_CHANNEL", q.is_per_channel() as u32),
+            ("WPI", QUANTIZE_WPI),
         ],
     }
 }
@@ -598,7 +601,7 @@ impl Context {
                             (3, xb),
                             (4, qb),
                         ],
-                        (n * wpr).div_ceil(INT8_WG as u64),
+                        (n * wpr).div_ceil((INT8_WG * QUANTIZE_WPI) as u64),
                     )?;
                     row0 += n;
                 }
