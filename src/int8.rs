@@ -343,9 +343,7 @@ impl MatmulKernel {
         match self {
             MatmulKernel::Tiled(t) => t.check(),
             MatmulKernel::Direct { wgn } if (1..=256).contains(wgn) => Ok(()),
-            MatmulKernel::Direct { wgn } => {
-                Err(invalid("wgn", wgn, "must be in 1..=256"))
-            }
+            MatmulKernel::Direct { wgn } => Err(invalid("wgn", wgn, "must be in 1..=256")),
         }
     }
 
@@ -579,8 +577,7 @@ impl Context {
                 let mut row0 = 0;
                 while row0 < rows {
                     let n = chunk.min(rows - row0);
-                    let (xb, x_skip) =
-                        bind_span(g, x, row0 * cols, n * cols, g.max_window, "x")?;
+                    let (xb, x_skip) = bind_span(g, x, row0 * cols, n * cols, g.max_window, "x")?;
                     let (qb, q_skip) =
                         bind_span(g, &out.data, row0 * wpr, n * wpr, g.max_window, "out")?;
                     let u = batch.uniform(&QuantParams {
@@ -758,7 +755,8 @@ impl Context {
         match &self.backend {
             Backend::Cpu => {
                 let words = host_u32(&weight.data, "weight")?;
-                let v = crate::cpu::int8::unpack(&words, n as usize, weight.cols as usize, QType::I8);
+                let v =
+                    crate::cpu::int8::unpack(&words, n as usize, weight.cols as usize, QType::I8);
                 let sums: Vec<i32> = v
                     .chunks(weight.cols as usize)
                     .map(|r| r.iter().sum())
@@ -857,6 +855,7 @@ impl Context {
         self.matmul_common(x, w, None, acc, variant, true, kernel)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn matmul_common(
         &self,
         x: &QTensor,
@@ -931,7 +930,8 @@ impl Context {
                     let bits: Vec<u32> = acc.iter().map(|&a| a as i32 as u32).collect();
                     store_bytes(y, bytemuck::cast_slice(&bits), "acc")
                 } else {
-                    let sw: Vec<f32> = bytemuck::pod_collect_to_vec(&host_bytes(&w.scales, "scales")?);
+                    let sw: Vec<f32> =
+                        bytemuck::pod_collect_to_vec(&host_bytes(&w.scales, "scales")?);
                     let b = bias
                         .map(|b| crate::noise::host_values(b, "bias"))
                         .transpose()?;
@@ -959,8 +959,7 @@ impl Context {
                         zero_bias.as_entire_binding()
                     }
                 };
-                let (wb, _) =
-                    bind_span(g, &w.weight.data, 0, n * k4, g.max_binding, "weight")?;
+                let (wb, _) = bind_span(g, &w.weight.data, 0, n * k4, g.max_binding, "weight")?;
                 let (sb, _) = bind_span(g, &w.row_sums, 0, n, g.max_binding, "row_sums")?;
                 let (cb, _) = bind_span(g, &w.scales, 0, n, g.max_binding, "scales")?;
                 let mut row0 = 0;

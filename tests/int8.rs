@@ -32,7 +32,9 @@ fn random_qparams(rng: &mut Rng, qtype: QType, rows: u64, per_channel: bool) -> 
     let n = if per_channel { rows } else { 1 };
     let (lo, hi) = qtype.range();
     QParams {
-        scale: (0..n).map(|_| (0.002 + rng.uniform() * 0.05) as f32).collect(),
+        scale: (0..n)
+            .map(|_| (0.002 + rng.uniform() * 0.05) as f32)
+            .collect(),
         zero_point: (0..n)
             .map(|_| lo + rng.below((hi - lo + 1) as u64) as i32)
             .collect(),
@@ -59,11 +61,18 @@ fn check_codes(
         let t = x64[i] / q.scale[e] as f64 + q.zero_point[e] as f64;
         let near_tie = ((t - t.floor()) - 0.5).abs() < 1e-5 * t.abs().max(1.0);
         if !(near_tie && (got[i] - want[i]).abs() == 1) {
-            bad.push(format!("[{i}] x {} t {t}: got {} want {}", x[i], got[i], want[i]));
+            bad.push(format!(
+                "[{i}] x {} t {t}: got {} want {}",
+                x[i], got[i], want[i]
+            ));
         }
     }
     ensure(bad.is_empty(), || {
-        format!("{} wrong codes, first {:?}", bad.len(), &bad[..bad.len().min(5)])
+        format!(
+            "{} wrong codes, first {:?}",
+            bad.len(),
+            &bad[..bad.len().min(5)]
+        )
     })
 }
 
@@ -73,7 +82,7 @@ fn check_padding(words: &[u32], rows: usize, cols: usize) -> Result<(), Failed> 
     ensure(words.len() == rows * wpr, || {
         format!("{} words, want {}", words.len(), rows * wpr)
     })?;
-    if cols % 4 == 0 {
+    if cols.is_multiple_of(4) {
         return Ok(());
     }
     let mask = u32::MAX << (8 * (cols % 4));
@@ -87,12 +96,7 @@ fn check_padding(words: &[u32], rows: usize, cols: usize) -> Result<(), Failed> 
 }
 
 /// Dequantized values equal the f64 reference rounded to f32.
-fn check_dequant(
-    t: &Target,
-    q: &QTensor,
-    codes: &[i32],
-    cols: usize,
-) -> Result<(), Failed> {
+fn check_dequant(t: &Target, q: &QTensor, codes: &[i32], cols: usize) -> Result<(), Failed> {
     let out = poisoned(&t.ctx, q.len(), DType::F32);
     t.ctx.dequantize(q, &out)?;
     let got = t.ctx.read_f32(&out)?;
@@ -107,7 +111,15 @@ fn check_dequant(
 
 fn quantize_random(t: &Target) -> Result<(), Failed> {
     let mut rng = Rng(0x1a7e);
-    let shapes = [(1u64, 1u64), (1, 7), (3, 5), (17, 13), (2, 256), (29, 101), (64, 67)];
+    let shapes = [
+        (1u64, 1u64),
+        (1, 7),
+        (3, 5),
+        (17, 13),
+        (2, 256),
+        (29, 101),
+        (64, 67),
+    ];
     for (case, &(rows, cols)) in shapes.iter().enumerate() {
         for qtype in QTYPES {
             for per_channel in [false, true] {
@@ -185,7 +197,10 @@ fn exact_ties(t: &Target) -> Result<(), Failed> {
         let got = t.ctx.read_quantized(&out)?;
         for i in 0..got.len() {
             ensure(got[i] == want[i], || {
-                format!("{qtype:?} [{i}] x = {}: got {}, want {}", x[i], got[i], want[i])
+                format!(
+                    "{qtype:?} [{i}] x = {}: got {}, want {}",
+                    x[i], got[i], want[i]
+                )
             })?;
         }
         // Round half to even really happened (both parities of ties present and kept).
@@ -211,15 +226,18 @@ fn quantize_observed(t: &Target) -> Result<(), Failed> {
     for observer in [Observer::MinMax, Observer::MinMaxPerChannel] {
         for qtype in QTYPES {
             for scheme in [QScheme::Symmetric, QScheme::Affine] {
-                let got = t.ctx.quantize_observed(&wt, &shape, observer, qtype, scheme)?;
-                let want = t.cpu.quantize_observed(&wc, &shape, observer, qtype, scheme)?;
+                let got = t
+                    .ctx
+                    .quantize_observed(&wt, &shape, observer, qtype, scheme)?;
+                let want = t
+                    .cpu
+                    .quantize_observed(&wc, &shape, observer, qtype, scheme)?;
                 let what = format!("{observer:?} {qtype:?} {scheme:?}");
                 ensure(got.qparams == want.qparams, || {
                     format!("{what}: params {:?} vs {:?}", got.qparams, want.qparams)
                 })?;
                 ensure(
-                    got.qparams.scale.len()
-                        == if observer == Observer::MinMax { 1 } else { 23 },
+                    got.qparams.scale.len() == if observer == Observer::MinMax { 1 } else { 23 },
                     || format!("{what}: wrong granularity"),
                 )?;
                 if scheme == QScheme::Symmetric {
@@ -234,7 +252,11 @@ fn quantize_observed(t: &Target) -> Result<(), Failed> {
                 // Observed ranges cover the data: nothing saturates by more than one step.
                 let back = cpu::int8::dequantize(&codes, 45, &got.qparams);
                 for (i, (&x, b)) in w.iter().zip(&back).enumerate() {
-                    let e = if got.qparams.is_per_channel() { i / 45 } else { 0 };
+                    let e = if got.qparams.is_per_channel() {
+                        i / 45
+                    } else {
+                        0
+                    };
                     let s = got.qparams.scale[e] as f64;
                     ensure((x as f64 - b).abs() <= 0.5 * s + 1e-7, || {
                         format!("{what} [{i}]: {x} dequantized to {b}, step {s}")
@@ -329,13 +351,9 @@ fn matmul_acc_exact(t: &Target) -> Result<(), Failed> {
     let mut rng = Rng(0xacc);
     for (m, n, k) in shapes() {
         let c = random_case(&mut rng, m, n, k, true, false);
-        let x = t.ctx.upload_quantized(
-            &c.xq,
-            m,
-            k,
-            QType::I8,
-            &QParams::per_tensor(c.sx, c.zx),
-        )?;
+        let x = t
+            .ctx
+            .upload_quantized(&c.xq, m, k, QType::I8, &QParams::per_tensor(c.sx, c.zx))?;
         let w = linear(t, &c)?;
         let want = cpu::int8::matmul_acc(&c.xq, c.zx, &c.wq, k as usize);
         for (variant, kernel) in MatmulVariant::ALL
@@ -367,17 +385,16 @@ fn matmul_f32(t: &Target) -> Result<(), Failed> {
     for (i, (m, n, k)) in shapes().into_iter().enumerate() {
         let per_channel = i % 2 == 0;
         let c = random_case(&mut rng, m, n, k, per_channel, i % 3 != 0);
-        let x = t.ctx.upload_quantized(
-            &c.xq,
-            m,
-            k,
-            QType::I8,
-            &QParams::per_tensor(c.sx, c.zx),
-        )?;
+        let x = t
+            .ctx
+            .upload_quantized(&c.xq, m, k, QType::I8, &QParams::per_tensor(c.sx, c.zx))?;
         let w = linear(t, &c)?;
         let bias = c.bias.as_ref().map(|b| t.ctx.upload(b)).transpose()?;
         let acc = cpu::int8::matmul_acc(&c.xq, c.zx, &c.wq, k as usize);
-        let b64: Option<Vec<f64>> = c.bias.as_ref().map(|b| b.iter().map(|&v| v as f64).collect());
+        let b64: Option<Vec<f64>> = c
+            .bias
+            .as_ref()
+            .map(|b| b.iter().map(|&v| v as f64).collect());
         let want = cpu::int8::matmul(&acc, n as usize, c.sx, &c.sw, b64.as_deref());
         let mut outs = Vec::new();
         for (variant, kernel) in MatmulVariant::ALL
@@ -404,7 +421,10 @@ fn matmul_f32(t: &Target) -> Result<(), Failed> {
         }
         for (i, o) in outs.iter().enumerate() {
             ensure(
-                outs[0].iter().zip(o).all(|(a, b)| a.to_bits() == b.to_bits()),
+                outs[0]
+                    .iter()
+                    .zip(o)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
                 || format!("({m}, {n}, {k}): kernel/variant {i} differs from the first"),
             )?;
         }
@@ -442,10 +462,9 @@ fn calibration(t: &Target) -> Result<(), Failed> {
                 let hi = all.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let (rlo, rhi) = dev.range().unwrap();
                 let s = fixed.qparams.scale[0] as f64;
-                ensure(
-                    (rlo - lo).abs() <= s && (rhi - hi).abs() <= s,
-                    || format!("{what}: range ({rlo}, {rhi}) vs data ({lo}, {hi})"),
-                )?;
+                ensure((rlo - lo).abs() <= s && (rhi - hi).abs() <= s, || {
+                    format!("{what}: range ({rlo}, {rhi}) vs data ({lo}, {hi})")
+                })?;
             } else {
                 let (rlo, rhi) = dev.range().unwrap();
                 ensure(rlo < 0.0 && rhi > 0.0, || {
@@ -458,7 +477,13 @@ fn calibration(t: &Target) -> Result<(), Failed> {
             ensure(q.qparams == fixed.qparams && q.qtype == qtype, || {
                 format!("{what}: parameters changed")
             })?;
-            check_codes(&t.ctx.read_quantized(&q)?, &later, 33, qtype, &fixed.qparams)?;
+            check_codes(
+                &t.ctx.read_quantized(&q)?,
+                &later,
+                33,
+                qtype,
+                &fixed.qparams,
+            )?;
         }
     }
     expect_err(
@@ -478,20 +503,44 @@ fn bad_inputs(t: &Target) -> Result<(), Failed> {
     for s in [0.0, -1.0, f32::NAN, f32::INFINITY] {
         expect_err(ctx, ctx.quantize(&x, 2, 3, QType::I8, &pt(s, 0)), invalid)?;
     }
-    expect_err(ctx, ctx.quantize(&x, 2, 3, QType::I8, &pt(0.1, 128)), invalid)?;
-    expect_err(ctx, ctx.quantize(&x, 2, 3, QType::I8, &pt(0.1, -129)), invalid)?;
-    expect_err(ctx, ctx.quantize(&x, 2, 3, QType::U8, &pt(0.1, -1)), invalid)?;
-    expect_err(ctx, ctx.quantize(&x, 2, 3, QType::U8, &pt(0.1, 256)), invalid)?;
+    expect_err(
+        ctx,
+        ctx.quantize(&x, 2, 3, QType::I8, &pt(0.1, 128)),
+        invalid,
+    )?;
+    expect_err(
+        ctx,
+        ctx.quantize(&x, 2, 3, QType::I8, &pt(0.1, -129)),
+        invalid,
+    )?;
+    expect_err(
+        ctx,
+        ctx.quantize(&x, 2, 3, QType::U8, &pt(0.1, -1)),
+        invalid,
+    )?;
+    expect_err(
+        ctx,
+        ctx.quantize(&x, 2, 3, QType::U8, &pt(0.1, 256)),
+        invalid,
+    )?;
     // Per-channel parameters of the wrong length.
     let three = QParams {
         scale: vec![0.1; 3],
         zero_point: vec![0; 3],
     };
     expect_err(ctx, ctx.quantize(&x, 2, 3, QType::I8, &three), invalid)?;
-    expect_err(ctx, ctx.quantize(&x, 2, 4, QType::I8, &pt(0.1, 0)), shape_err)?;
+    expect_err(
+        ctx,
+        ctx.quantize(&x, 2, 4, QType::I8, &pt(0.1, 0)),
+        shape_err,
+    )?;
     expect_err(ctx, ctx.quantize(&x, 0, 3, QType::I8, &pt(0.1, 0)), invalid)?;
     let u = ctx.upload(&[1u32, 2, 3, 4, 5, 6])?;
-    expect_err(ctx, ctx.quantize(&u, 2, 3, QType::I8, &pt(0.1, 0)), dtype_err)?;
+    expect_err(
+        ctx,
+        ctx.quantize(&u, 2, 3, QType::I8, &pt(0.1, 0)),
+        dtype_err,
+    )?;
     let q = ctx.quantize(&x, 2, 3, QType::I8, &pt(0.1, 0))?;
     expect_err(ctx, ctx.dequantize(&q, &u), dtype_err)?;
     expect_err(ctx, ctx.dequantize(&q, &ctx.upload(&[0f32; 5])?), shape_err)?;
@@ -500,7 +549,11 @@ fn bad_inputs(t: &Target) -> Result<(), Failed> {
         cols: 9,
         ..q.clone()
     };
-    expect_err(ctx, ctx.dequantize(&broken, &ctx.upload(&[0f32; 18])?), shape_err)?;
+    expect_err(
+        ctx,
+        ctx.dequantize(&broken, &ctx.upload(&[0f32; 18])?),
+        shape_err,
+    )?;
     // Aliasing: quantizing a tensor into its own buffer.
     let alias = QTensor {
         data: u.clone(),
@@ -551,8 +604,16 @@ fn bad_inputs(t: &Target) -> Result<(), Failed> {
     let x4 = ctx.upload_quantized(&[1; 8], 2, 4, QType::I8, &pt(0.1, 0))?;
     expect_err(ctx, ctx.int8_matmul(&x4, &w, None, &y, v), shape_err)?;
     let xi = ctx.upload_quantized(&[1, 2, 3, 4, 5, 6], 2, 3, QType::I8, &pt(0.1, 1))?;
-    expect_err(ctx, ctx.int8_matmul(&xi, &w, None, &ctx.empty(5, DType::F32)?, v), shape_err)?;
-    expect_err(ctx, ctx.int8_matmul(&xi, &w, None, &ctx.empty(4, DType::U32)?, v), dtype_err)?;
+    expect_err(
+        ctx,
+        ctx.int8_matmul(&xi, &w, None, &ctx.empty(5, DType::F32)?, v),
+        shape_err,
+    )?;
+    expect_err(
+        ctx,
+        ctx.int8_matmul(&xi, &w, None, &ctx.empty(4, DType::U32)?, v),
+        dtype_err,
+    )?;
     expect_err(ctx, ctx.int8_matmul_acc(&xi, &w, &y, v), dtype_err)?;
     expect_err(
         ctx,

@@ -2,7 +2,9 @@
 //!
 //! * `matmul_int8_dp4a_{S}` and `matmul_int8_polyfill_{S}`: an (S, S) × (S, S)ᵀ int8 matmul
 //!   with the f32 epilogue (per-channel weight scales, a bias), S = 1024 (512 with
-//!   [`BenchOptions::quick`]). `flops` counts **integer** operations, `2·S³` (a multiply-add
+//!   [`BenchOptions::quick`]), with the context's default kernel ([`MatmulKernel::auto`]:
+//!   direct on CPU adapters, tiled elsewhere); `matmul_int8_dp4a_{tiled|direct}_{S}` runs the
+//!   other kernel. `flops` counts **integer** operations, `2·S³` (a multiply-add
 //!   counts as two), so the report's GFLOP/s column is giga integer ops per second for these
 //!   cases, compared with the f32 FMA ceiling. Checked against the f64 reference (exact i64
 //!   accumulators) on 64 rows spread over the output.
@@ -14,7 +16,7 @@ use super::{BenchOptions, Case, CaseKind};
 use crate::Context;
 use crate::cpu;
 use crate::error::Result;
-use crate::int8::{MatmulVariant, QType};
+use crate::int8::{MATMUL_WGN, MatmulKernel, MatmulTiles, MatmulVariant, QType};
 use crate::observer::QParams;
 use crate::tensor::DType;
 
@@ -38,17 +40,29 @@ const CHECKED_ROWS: u64 = 64;
 pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<Case<'a>>> {
     let mut out = Vec::new();
     let s: u64 = if options.quick { 512 } else { 1024 };
-    let names: Vec<(MatmulVariant, String)> = MatmulVariant::ALL
-        .iter()
-        .map(|&v| {
-            let tag = match v {
-                MatmulVariant::Dp4a => "dp4a",
-                MatmulVariant::Polyfill => "polyfill",
-            };
-            (v, format!("matmul_int8_{tag}_{s}"))
-        })
-        .filter(|(_, name)| options.selects(name))
-        .collect();
+    // The context's default kernel (MatmulKernel::auto) for both variants, and the other
+    // kernel (named in the case) for dp4a.
+    let auto = MatmulKernel::auto(ctx);
+    let (other, other_tag) = match auto {
+        MatmulKernel::Direct { .. } => (MatmulKernel::Tiled(MatmulTiles::default()), "tiled"),
+        MatmulKernel::Tiled(_) => (MatmulKernel::Direct { wgn: MATMUL_WGN }, "direct"),
+    };
+    let names: Vec<(MatmulVariant, MatmulKernel, String)> = [
+        (MatmulVariant::Dp4a, auto, format!("matmul_int8_dp4a_{s}")),
+        (
+            MatmulVariant::Polyfill,
+            auto,
+            format!("matmul_int8_polyfill_{s}"),
+        ),
+        (
+            MatmulVariant::Dp4a,
+            other,
+            format!("matmul_int8_dp4a_{other_tag}_{s}"),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, _, name)| options.selects(name))
+    .collect();
     if !names.is_empty() {
         let (m, n, k) = (s, s, s);
         let xq = bytes(m * k, 11);
@@ -84,7 +98,7 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
             })
             .collect();
         let shared = std::rc::Rc::new((x, w, b, y, want, sw, b64));
-        for (variant, name) in names {
+        for (variant, kernel, name) in names {
             let (d1, d2) = (shared.clone(), shared.clone());
             out.push(Case {
                 name,
@@ -94,32 +108,30 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
                 items: None,
                 op: Box::new(move || {
                     let (x, w, b, y, ..) = &*d1;
-                    ctx.int8_matmul(x, w, Some(b), y, variant)
+                    ctx.int8_matmul_with(x, w, Some(b), y, variant, kernel)
                 }),
                 check: Box::new(move || {
                     let (x, w, b, y, want, sw, b64) = &*d2;
                     ctx.write(y, &vec![f32::NAN; (m * n) as usize])?;
-                    ctx.int8_matmul(x, w, Some(b), y, variant)?;
+                    ctx.int8_matmul_with(x, w, Some(b), y, variant, kernel)?;
                     let got = ctx.read_f32(y)?;
                     let mut max_rel = 0.0f64;
                     for (r, yr, acc) in want {
                         for c in 0..n as usize {
                             let g = got[(*r * n) as usize + c] as f64;
-                            let scale = (sx as f64 * sw[c] as f64 * acc[c] as f64).abs()
-                                + b64[c].abs();
+                            let scale =
+                                (sx as f64 * sw[c] as f64 * acc[c] as f64).abs() + b64[c].abs();
                             let err = (g - yr[c]).abs();
                             if err.is_nan() || err > 2f64.powi(-21) * scale {
-                                return Ok(Err(format!(
-                                    "y[{r}, {c}] = {g}, reference {}",
-                                    yr[c]
-                                )));
+                                return Ok(Err(format!("y[{r}, {c}] = {g}, reference {}", yr[c])));
                             }
                             max_rel = max_rel.max(err / scale.max(1e-30));
                         }
                     }
                     Ok(Ok(format!(
-                        "{} rows x {n} within 2^-21 relative of the f64 reference (exact i64 \
-                         accumulators), max rel err {max_rel:.2e}; flops = integer ops 2*M*N*K",
+                        "{kernel:?}: {} rows x {n} within 2^-21 relative of the f64 reference \
+                         (exact i64 accumulators), max rel err {max_rel:.2e}; flops = integer \
+                         ops 2*M*N*K",
                         want.len()
                     )))
                 }),

@@ -3,9 +3,9 @@
 //! the same API as the devices.
 
 pub mod assign;
+pub mod int8;
 pub mod kmeans;
 pub mod noise;
 pub mod observer;
 pub mod pq;
 pub mod ste;
-pub mod int8;
