@@ -37,10 +37,18 @@
 //! [`Context::int8_linear`]. Padding: a row's padding bytes are zero in the weight, so they add
 //! nothing to either sum whatever the activation holds there (the activation's padding bytes
 //! are zero too, but the correction does not rely on it). [`Context::int8_matmul_acc`] writes
-//! `acc` itself (its i32 bits in a U32 tensor). Two kernels, [`MatmulVariant::Dp4a`]
-//! (`dot4I8Packed`) and [`MatmulVariant::Polyfill`] (`unpack4xI8` and i32 dots), give
-//! bit-identical results. The f32 output is within a few f32 roundings of the f64 reference:
-//! `|y − y_ref| ≤ 2⁻²¹ · (|sx · sw[n] · acc| + |b[n]|)`.
+//! `acc` itself (its i32 bits in a U32 tensor). Two arithmetic variants,
+//! [`MatmulVariant::Dp4a`] (`dot4I8Packed`) and [`MatmulVariant::Polyfill`] (each word
+//! unpacked once with `unpack4xI8`, then i32 vector dots; the variants are separate entry
+//! points sharing one body whose `dp4a` branch is a literal, so the polyfill never executes
+//! `dot4I8Packed`), and two kernel layouts ([`MatmulKernel::Tiled`]: workgroup-memory tiles,
+//! the GPU default; [`MatmulKernel::Direct`]: no workgroup memory, the default on CPU
+//! adapters), all give bit-identical results. Tile sizes are WGSL override constants
+//! ([`MatmulTiles`], [`Context::int8_matmul_with`]); shapes travel in a uniform. M is cut
+//! into row chunks that fit one bound window; W, its row sums and scales are bound whole (at
+//! most one storage binding). The f32 output is within a few f32 roundings of the f64
+//! reference: `|y − y_ref| ≤ 2⁻²¹ · (|sx · sw[n] · acc| + |b[n]|)` (the epilogue is
+//! `(sx · sw[n]) · f32(acc) + b[n]`).
 //!
 //! Activations are quantized with fixed per-tensor parameters obtained by calibration
 //! ([`calibrate::ActivationCalibrator`], as in the paper's §3.3).
