@@ -76,7 +76,7 @@ pub const QUANTIZE_WPI: u32 = 4;
 pub const MATMUL_WGX: u32 = 8;
 /// Invocations along `m` of a matmul workgroup (the `WGY` override); each computes 4 rows.
 pub const MATMUL_WGY: u32 = 8;
-/// vec4<u32> words (16 values of k each) per k-step of the matmul (the `KV` override).
+/// `vec4<u32>` words (16 values of k each) per k-step of the matmul (the `KV` override).
 pub const MATMUL_KV: u32 = 4;
 /// Largest K of the matmul: `|Σ_k (xq − zx)·wq| ≤ 255 · 128 · K` stays below 2³¹.
 pub const MATMUL_MAX_K: u64 = 65536;
@@ -270,14 +270,14 @@ impl MatmulVariant {
 
 /// Workgroup shape of the matmul (WGSL override constants): `wgx × wgy` invocations, each
 /// computing a 4 × 4 register block, so a workgroup computes a `4·wgy × 4·wgx` output tile;
-/// `kv` vec4<u32> words (16 values of k each) are staged per k-step.
+/// `kv` `vec4<u32>` words (16 values of k each) are staged per k-step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MatmulTiles {
     /// Invocations along n (`WGX`).
     pub wgx: u32,
     /// Invocations along m (`WGY`).
     pub wgy: u32,
-    /// vec4<u32> words per k-step (`KV`).
+    /// `vec4<u32>` words per k-step (`KV`).
     pub kv: u32,
 }
 
