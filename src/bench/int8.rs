@@ -190,3 +190,50 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The quick cases validate on every adapter found (none: nothing to check), and the
+    /// filter selects them by name.
+    #[test]
+    fn quick_cases_validate() {
+        let options = BenchOptions {
+            quick: true,
+            ..Default::default()
+        };
+        for ctx in Context::all_adapters(crate::BackendChoice::Auto, None) {
+            let ctx = ctx.unwrap();
+            let cases = cases(&ctx, &options).unwrap();
+            let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+            for want in [
+                "matmul_int8_dp4a_512",
+                "matmul_int8_polyfill_512",
+                "quantize_int8_1024x1024",
+            ] {
+                assert!(names.contains(&want), "{names:?}");
+            }
+            assert_eq!(names.len(), 4);
+            for c in &cases {
+                match (c.check)() {
+                    Ok(Ok(_)) => {}
+                    other => panic!("{} on {}: {other:?}", c.name, ctx.describe()),
+                }
+            }
+            let only = BenchOptions {
+                filter: vec!["quantize_int8".into()],
+                ..options.clone()
+            };
+            let filtered = super::cases(&ctx, &only).unwrap();
+            assert_eq!(filtered.len(), 1);
+        }
+    }
+
+    #[test]
+    fn bytes_are_int8() {
+        let b = bytes(10_000, 3);
+        assert!(b.iter().all(|v| (-128..=127).contains(v)));
+        assert!(b.iter().any(|&v| v < -100) && b.iter().any(|&v| v > 100));
+    }
+}
