@@ -249,6 +249,16 @@ fn quantize_observed(t: &Target) -> Result<(), Failed> {
                 let codes = t.ctx.read_quantized(&got)?;
                 check_codes(&codes, &w, 45, qtype, &got.qparams)
                     .map_err(|e| format!("{what}: {}", e.message().unwrap_or_default()))?;
+                // The histogram observer's (clipping) parameters are used as given.
+                let hist =
+                    t.ctx
+                        .quantize_observed(&wt, &shape, Observer::Histogram, qtype, scheme)?;
+                ensure(hist.qparams.scale.len() == 1, || {
+                    format!("{what}: histogram parameters not per tensor")
+                })?;
+                check_codes(&t.ctx.read_quantized(&hist)?, &w, 45, qtype, &hist.qparams).map_err(
+                    |e| format!("{what} histogram: {}", e.message().unwrap_or_default()),
+                )?;
                 // Observed ranges cover the data: nothing saturates by more than one step.
                 let back = cpu::int8::dequantize(&codes, 45, &got.qparams);
                 for (i, (&x, b)) in w.iter().zip(&back).enumerate() {
