@@ -33,6 +33,9 @@ override WPI: u32 = 4u;
 override WGX: u32 = 8u;
 override WGY: u32 = 8u;
 override KV: u32 = 4u;
+// Row stride of the staged tiles in vec4s: one vec4 of padding, so that the invocations of a
+// GPU warp reading rows tx, tx + 1, ... hit distinct shared-memory banks.
+override KS: u32 = KV + 1u;
 override WGN: u32 = 64u;
 override TM: u32 = 4u * WGY;
 override TN: u32 = 4u * WGX;
@@ -191,8 +194,8 @@ fn int8_rowsum(@builtin(local_invocation_index) lid: u32,
     rowsum_out[n] = s;
 }
 
-var<workgroup> xs: array<vec4<u32>, TM * KV>;
-var<workgroup> ws: array<vec4<u32>, TN * KV>;
+var<workgroup> xs: array<vec4<u32>, TM * KS>;
+var<workgroup> ws: array<vec4<u32>, TN * KS>;
 
 var<private> acc0: vec4<i32>;
 var<private> acc1: vec4<i32>;
@@ -381,21 +384,21 @@ fn matmul(lid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>, dp4a: bool, raw: bool)
     acc3 = vec4<i32>(0);
     for (var k = 0u; k < mp.k4; k += 4u * KV) {
         for (var i = flat; i < TM * KV; i += WGX * WGY) {
-            xs[i] = load_x(m0 + i / KV, k + 4u * (i % KV));
+            xs[i / KV * KS + i % KV] = load_x(m0 + i / KV, k + 4u * (i % KV));
         }
         for (var i = flat; i < TN * KV; i += WGX * WGY) {
-            ws[i] = load_w(n0 + i / KV, k + 4u * (i % KV));
+            ws[i / KV * KS + i % KV] = load_w(n0 + i / KV, k + 4u * (i % KV));
         }
         workgroupBarrier();
         for (var v = 0u; v < KV; v++) {
-            let a0 = xs[ty * KV + v];
-            let a1 = xs[(ty + WGY) * KV + v];
-            let a2 = xs[(ty + 2u * WGY) * KV + v];
-            let a3 = xs[(ty + 3u * WGY) * KV + v];
-            let b0 = ws[tx * KV + v];
-            let b1 = ws[(tx + WGX) * KV + v];
-            let b2 = ws[(tx + 2u * WGX) * KV + v];
-            let b3 = ws[(tx + 3u * WGX) * KV + v];
+            let a0 = xs[ty * KS + v];
+            let a1 = xs[(ty + WGY) * KS + v];
+            let a2 = xs[(ty + 2u * WGY) * KS + v];
+            let a3 = xs[(ty + 3u * WGY) * KS + v];
+            let b0 = ws[tx * KS + v];
+            let b1 = ws[(tx + WGX) * KS + v];
+            let b2 = ws[(tx + 2u * WGX) * KS + v];
+            let b3 = ws[(tx + 3u * WGX) * KS + v];
             if dp4a {
                 acc0 = row_dp4a(acc0, a0, b0, b1, b2, b3);
                 acc1 = row_dp4a(acc1, a1, b0, b1, b2, b3);

@@ -301,8 +301,8 @@ impl MatmulTiles {
                 "wgx, wgy >= 1 and wgx * wgy <= 256",
             ));
         }
-        // Workgroup memory: (4·wgy + 4·wgx) · kv · 16 bytes, at most 16 KiB.
-        if self.kv == 0 || (4 * (self.wgx + self.wgy) as u64) * self.kv as u64 * 16 > 16384 {
+        // Workgroup memory: (4·wgy + 4·wgx) · (kv + 1) · 16 bytes, at most 16 KiB.
+        if self.kv == 0 || (4 * (self.wgx + self.wgy) as u64) * (self.kv as u64 + 1) * 16 > 16384 {
             return Err(invalid(
                 "tiles.kv",
                 self.kv,
