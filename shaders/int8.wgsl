@@ -1,11 +1,12 @@
 // int8 quantization and exact int8 matrix multiplication.
 //
 // Packed layout (see src/int8.rs): a (rows, cols) matrix of 8-bit values is stored row by row,
-// each row in WPR = ceil(cols / 4) u32 words; element c of a row is byte c % 4 (little-endian:
-// bits 8·(c % 4) .. 8·(c % 4) + 7) of word c / 4, and the bytes past `cols` in a row's last word
-// are zero. Signed values (int8) are two's complement bytes.
+// each row in WPR = 4·ceil(cols / 16) u32 words (whole vec4<u32>s, so the matmul loads 16
+// values at once); element c of a row is byte c % 4 (little-endian: bits 8·(c % 4) ..
+// 8·(c % 4) + 7) of word c / 4, and the bytes past `cols` in a row are zero. Signed values
+// (int8) are two's complement bytes.
 //
-// `quantize` / `dequantize`: one invocation per packed word (4 elements). Scale and zero-point
+// `quantize` / `dequantize`: WPI / one packed word (4 elements) per invocation. Scale and zero-point
 // are per tensor (index 0) or per row (PER_CHANNEL), read from `qscale` / `qzero`.
 //
 // `int8_rowsum`: Σ_k w[n, k] of every packed int8 row (the zero-point correction term).
@@ -80,8 +81,8 @@ struct MatmulParams {
 @group(0) @binding(4) var<storage, read_write> xf_out: array<f32>;
 
 @group(0) @binding(0) var<uniform> mp: MatmulParams;
-@group(0) @binding(1) var<storage, read> xq: array<u32>;
-@group(0) @binding(2) var<storage, read> wq: array<u32>;
+@group(0) @binding(1) var<storage, read> xq: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> wq: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> rowsum: array<i32>;
 @group(0) @binding(4) var<storage, read> wscale: array<f32>;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
@@ -187,8 +188,9 @@ fn int8_rowsum(@builtin(local_invocation_index) lid: u32,
         return;
     }
     var s = 0;
-    for (var k = 0u; k < mp.k4; k++) {
-        let v = unpack4xI8(wq[n * mp.k4 + k]);
+    for (var k = 0u; k < mp.k4; k += 4u) {
+        let w = wq[(n * mp.k4 + k) / 4u];
+        let v = (unpack4xI8(w.x) + unpack4xI8(w.y)) + (unpack4xI8(w.z) + unpack4xI8(w.w));
         s += (v.x + v.y) + (v.z + v.w);
     }
     rowsum_out[n] = s;
@@ -206,29 +208,20 @@ var<private> acc5: vec4<i32>;
 var<private> acc6: vec4<i32>;
 var<private> acc7: vec4<i32>;
 
-// Words k .. k + 3 of row `row` of a packed matrix bound at `skip`, zero past k4 or `rows`.
+// Words k .. k + 3 of row `row` of X (k a multiple of 4; rows are padded to whole vec4s),
+// zero past k4 or m.
 fn load_x(row: u32, k: u32) -> vec4<u32> {
-    var v = vec4<u32>(0u);
-    if row < mp.m {
-        let base = mp.x_skip + row * mp.k4;
-        if k < mp.k4 { v.x = xq[base + k]; }
-        if k + 1u < mp.k4 { v.y = xq[base + k + 1u]; }
-        if k + 2u < mp.k4 { v.z = xq[base + k + 2u]; }
-        if k + 3u < mp.k4 { v.w = xq[base + k + 3u]; }
+    if row < mp.m && k < mp.k4 {
+        return xq[(mp.x_skip + row * mp.k4 + k) / 4u];
     }
-    return v;
+    return vec4<u32>(0u);
 }
 
 fn load_w(row: u32, k: u32) -> vec4<u32> {
-    var v = vec4<u32>(0u);
-    if row < mp.n {
-        let base = row * mp.k4;
-        if k < mp.k4 { v.x = wq[base + k]; }
-        if k + 1u < mp.k4 { v.y = wq[base + k + 1u]; }
-        if k + 2u < mp.k4 { v.z = wq[base + k + 2u]; }
-        if k + 3u < mp.k4 { v.w = wq[base + k + 3u]; }
+    if row < mp.n && k < mp.k4 {
+        return wq[(row * mp.k4 + k) / 4u];
     }
-    return v;
+    return vec4<u32>(0u);
 }
 
 // Σ over the 16 values of a and b (4 packed words each), with dot4I8Packed.

@@ -7,10 +7,12 @@
 //! int8, or [`QType::U8`]) stored in an ordinary [`DType::U32`] [`Tensor`], plus a host-side
 //! descriptor: its shape, its [`QType`] and its [`QParams`] (scale and zero-point, one per
 //! tensor or one per row). No new [`DType`] is needed. Layout: row by row, each row in
-//! `ceil(cols / 4)` words; element `c` of a row is byte `c % 4` of word `c / 4`, little-endian
-//! (bits `8·(c % 4) ..= 8·(c % 4) + 7`); the bytes past `cols` in a row's last word are zero.
-//! A flat tensor of `len` values is a `(1, len)` matrix, so it is padded with zero bytes to a
-//! multiple of 4. Padding per row keeps every row word-aligned, which the matmul needs.
+//! `4 · ceil(cols / 16)` words ([`QTensor::words_per_row`]: whole 16-byte `vec4<u32>`s);
+//! element `c` of a row is byte `c % 4` of word `c / 4`, little-endian (bits
+//! `8·(c % 4) ..= 8·(c % 4) + 7`); the bytes past `cols` in a row are zero. A flat tensor of
+//! `len` values is a `(1, len)` matrix, so it is padded with zero bytes to a multiple of 16
+//! values (at most 15 bytes). Padding per row keeps every row 16-byte aligned, so the matmul
+//! loads 16 values of a row with one `vec4<u32>` load and needs no bounds check inside a row.
 //!
 //! # Quantization
 //!
@@ -194,7 +196,7 @@ fn check_shape(rows: u64, cols: u64) -> Result<()> {
 /// the layout).
 #[derive(Clone, Debug)]
 pub struct QTensor {
-    /// The packed words: `rows · ceil(cols / 4)` elements of [`DType::U32`].
+    /// The packed words: `rows · words_per_row()` elements of [`DType::U32`].
     pub data: Tensor,
     /// Rows.
     pub rows: u64,
@@ -207,9 +209,9 @@ pub struct QTensor {
 }
 
 impl QTensor {
-    /// Packed words per row: `ceil(cols / 4)`.
+    /// Packed words per row: `4 · ceil(cols / 16)`.
     pub fn words_per_row(&self) -> u64 {
-        self.cols.div_ceil(4)
+        4 * self.cols.div_ceil(16)
     }
 
     /// Number of values, `rows · cols`.
@@ -427,6 +429,7 @@ struct QuantParams {
 struct MatmulParams {
     m: u32,
     n: u32,
+    /// Packed words per row (a multiple of 4).
     k4: u32,
     tiles_n: u32,
     x_skip: u32,
@@ -547,7 +550,7 @@ impl Context {
         check_shape(rows, cols)?;
         check_qparams(qparams, qtype, rows)?;
         let out = QTensor {
-            data: self.empty(rows * cols.div_ceil(4), DType::U32)?,
+            data: self.empty(rows * 4 * cols.div_ceil(16), DType::U32)?,
             rows,
             cols,
             qtype,
@@ -954,7 +957,7 @@ impl Context {
                     entry: kernel.entry(variant, raw),
                     overrides: kernel.overrides(),
                 })?;
-                let k4 = k.div_ceil(4);
+                let k4 = x.words_per_row();
                 let (tm, tn) = kernel.tile();
                 let tiles_n = n.div_ceil(tn);
                 let chunk = rows_per_chunk(g, &[k4 * 4, n * 4])?;
@@ -975,6 +978,13 @@ impl Context {
                     let rows = chunk.min(m - row0);
                     let (xb, x_skip) =
                         bind_span(g, &x.data, row0 * k4, rows * k4, g.max_window, "x")?;
+                    if x_skip % 4 != 0 {
+                        return Err(invalid(
+                            "x offset",
+                            x_skip,
+                            "packed rows must start on 16-byte boundaries",
+                        ));
+                    }
                     let (yb, y_skip) = bind_span(g, y, row0 * n, rows * n, g.max_window, "y")?;
                     let u = batch.uniform(&MatmulParams {
                         m: rows as u32,

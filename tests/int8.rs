@@ -78,19 +78,23 @@ fn check_codes(
 
 /// Padding bytes past `cols` in each row's last word are zero.
 fn check_padding(words: &[u32], rows: usize, cols: usize) -> Result<(), Failed> {
-    let wpr = cols.div_ceil(4);
+    let wpr = 4 * cols.div_ceil(16);
     ensure(words.len() == rows * wpr, || {
         format!("{} words, want {}", words.len(), rows * wpr)
     })?;
-    if cols.is_multiple_of(4) {
-        return Ok(());
-    }
-    let mask = u32::MAX << (8 * (cols % 4));
     for r in 0..rows {
-        let w = words[r * wpr + wpr - 1];
-        ensure(w & mask == 0, || {
-            format!("row {r}: padding bytes of {w:#010x} not zero")
-        })?;
+        for (j, &w) in words[r * wpr..(r + 1) * wpr].iter().enumerate() {
+            // Bytes of this word past `cols` must be zero.
+            let valid = cols.saturating_sub(4 * j).min(4);
+            let mask = if valid == 4 {
+                0
+            } else {
+                u32::MAX << (8 * valid)
+            };
+            ensure(w & mask == 0, || {
+                format!("row {r} word {j}: padding bytes of {w:#010x} not zero")
+            })?;
+        }
     }
     Ok(())
 }
@@ -128,7 +132,7 @@ fn quantize_random(t: &Target) -> Result<(), Failed> {
                 let x = rng.weights(rows * cols, 3.0);
                 let xt = t.ctx.upload(&x)?;
                 let out = QTensor {
-                    data: poisoned(&t.ctx, rows * cols.div_ceil(4), DType::U32),
+                    data: poisoned(&t.ctx, rows * 4 * cols.div_ceil(16), DType::U32),
                     rows,
                     cols,
                     qtype,
@@ -556,29 +560,31 @@ fn bad_inputs(t: &Target) -> Result<(), Failed> {
     expect_err(ctx, ctx.dequantize(&q, &ctx.upload(&[0f32; 5])?), shape_err)?;
     // A descriptor whose data has the wrong length.
     let broken = QTensor {
-        cols: 9,
+        cols: 17,
         ..q.clone()
     };
     expect_err(
         ctx,
-        ctx.dequantize(&broken, &ctx.upload(&[0f32; 18])?),
+        ctx.dequantize(&broken, &ctx.upload(&[0f32; 34])?),
         shape_err,
     )?;
     // Aliasing: quantizing a tensor into its own buffer.
+    let u24 = ctx.upload(&[0u32; 24])?;
     let alias = QTensor {
-        data: u.clone(),
+        data: u24.clone(),
         rows: 6,
         cols: 1,
         qtype: QType::I8,
         qparams: pt(0.1, 0),
     };
-    expect_err(ctx, ctx.quantize_into(&u, &alias), dtype_err)?;
-    let xa = ctx.upload(&[0f32; 6])?;
-    let alias = QTensor {
-        data: xa.clone(),
-        ..alias
-    };
-    expect_err(ctx, ctx.quantize_into(&xa, &alias), dtype_err)?;
+    expect_err(ctx, ctx.quantize_into(&u24, &alias), dtype_err)?;
+    // Aliasing: the input viewed in the output's buffer (device only: wrap_buffer).
+    if let Some((buffer, _)) = u24.wgpu_buffer() {
+        let xa = ctx.wrap_buffer(buffer, 0, 6, DType::F32)?;
+        expect_err(ctx, ctx.quantize_into(&xa, &alias), |e| {
+            matches!(e, Error::Aliasing { .. })
+        })?;
+    }
     expect_err(
         ctx,
         ctx.upload_quantized(&[1, 300], 1, 2, QType::I8, &pt(0.1, 0)),

@@ -40,10 +40,16 @@ pub fn dequantize(values: &[i32], cols: usize, q: &QParams) -> Vec<f64> {
         .collect()
 }
 
-/// Packs a row-major (rows, cols) matrix of 8-bit values: each row in `ceil(cols / 4)` words,
-/// element `c` in byte `c % 4` (little-endian) of word `c / 4`, zero bytes past `cols`.
+/// Packed u32 words per row of `cols` values: `4 · ceil(cols / 16)` (rows are whole
+/// `vec4<u32>`s).
+pub fn words_per_row(cols: usize) -> usize {
+    4 * cols.div_ceil(16)
+}
+
+/// Packs a row-major (rows, cols) matrix of 8-bit values: each row in [`words_per_row`]
+/// words, element `c` in byte `c % 4` (little-endian) of word `c / 4`, zero bytes past `cols`.
 pub fn pack(values: &[i32], cols: usize) -> Vec<u32> {
-    let wpr = cols.div_ceil(4);
+    let wpr = words_per_row(cols);
     let rows = values.len().checked_div(cols).unwrap_or(0);
     let mut out = vec![0u32; rows * wpr];
     for (i, &v) in values.iter().enumerate() {
@@ -55,7 +61,7 @@ pub fn pack(values: &[i32], cols: usize) -> Vec<u32> {
 
 /// Unpacks [`pack`]'s layout back to values of `qtype` (padding bytes are dropped).
 pub fn unpack(words: &[u32], rows: usize, cols: usize, qtype: QType) -> Vec<i32> {
-    let wpr = cols.div_ceil(4);
+    let wpr = words_per_row(cols);
     (0..rows * cols)
         .map(|i| {
             let (r, c) = (i / cols, i % cols);
@@ -108,7 +114,9 @@ mod tests {
     fn pack_layout_and_round_trip() {
         let v = vec![1, -2, 3, -128, 127, 0, -1];
         let p = pack(&v, 7);
-        assert_eq!(p, vec![0x80_03_FE_01, 0x00_FF_00_7F]);
+        assert_eq!(p, vec![0x80_03_FE_01, 0x00_FF_00_7F, 0, 0]);
+        assert_eq!(words_per_row(16), 4);
+        assert_eq!(words_per_row(17), 8);
         assert_eq!(unpack(&p, 1, 7, QType::I8), v);
         let u = vec![255, 0, 7, 128, 1];
         let p = pack(&u, 5);
