@@ -19,8 +19,9 @@
 // memory, and every invocation accumulates a 4 × 4 register block (rows ty + i·WGY, columns
 // tx + j·WGX) held in four named vec4<i32>, indexed by constants only. `dp4a` uses
 // dot4I8Packed; `polyfill` unpacks each word once with unpack4xI8 and uses i32 vector dots.
-// Words past K4 (and rows past M or N) are staged as zeros; padding bytes inside the last word
-// of a row are zero in W, so whatever X holds there contributes nothing.
+// Staged rows are KS = KV + 1 vec4s apart (bank-conflict-free reads on GPUs). Words past K4
+// (and rows past M or N) are staged as zeros; padding bytes of a row are zero in W, so
+// whatever X holds there contributes nothing to either sum.
 //
 // `int8_matmul_direct_{dp4a,polyfill}{,_acc}`: the same product without workgroup memory or
 // barriers (see `matmul_direct`), for CPU rasterisers (lavapipe/llvmpipe) where it is faster.
