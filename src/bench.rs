@@ -98,6 +98,8 @@ use crate::philox::NoiseSeed;
 use crate::shape::WeightShape;
 use crate::tensor::{DType, Tensor};
 
+mod int8;
+
 /// Options of [`run`].
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
@@ -1195,6 +1197,7 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
             &pq_data,
         ));
     }
+    cases.extend(int8::cases(ctx, options)?);
 
     // The CPU reference cases (measured after the device rounds): name and device baseline.
     let cpu_n = pq_n.min(CPU_PQ_MAX_N);

@@ -32,6 +32,7 @@ pub mod copy;
 pub mod cpu;
 mod error;
 pub mod fma;
+pub mod int8;
 pub mod kmeans;
 pub mod noise;
 pub mod observer;
@@ -44,6 +45,7 @@ mod tensor;
 
 pub use assign::{AssignProblem, Assignment};
 pub use error::{Error, Result};
+pub use int8::{Int8Linear, MatmulVariant, QScheme, QTensor, QType};
 pub use kmeans::{KmeansInit, KmeansOptions, KmeansProblem, KmeansResult};
 pub use noise::{Noise, NoiseSpec, QuantScheme, SteMode};
 pub use observer::{Observer, QParams};

@@ -3,6 +3,7 @@
 //! the same API as the devices.
 
 pub mod assign;
+pub mod int8;
 pub mod kmeans;
 pub mod noise;
 pub mod observer;

@@ -24,6 +24,8 @@ pub enum Family {
     Pq,
     /// `shaders/fma.wgsl`: FMA-throughput kernel (the compute ceiling of benchmarks).
     Fma,
+    /// `shaders/int8.wgsl`: int8 quantize/dequantize and the exact int8 matmul.
+    Int8,
 }
 
 /// Element type a module is instantiated for.
@@ -46,10 +48,11 @@ const ASSIGN: &str = include_str!("../../shaders/assign.wgsl");
 const KMEANS: &str = include_str!("../../shaders/kmeans.wgsl");
 const PQ: &str = include_str!("../../shaders/pq.wgsl");
 const FMA: &str = include_str!("../../shaders/fma.wgsl");
+const INT8: &str = include_str!("../../shaders/int8.wgsl");
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::Noise,
         Family::Ste,
         Family::Observer,
@@ -59,6 +62,7 @@ impl Family {
         Family::Kmeans,
         Family::Pq,
         Family::Fma,
+        Family::Int8,
     ];
 
     /// File name under `shaders/`.
@@ -73,6 +77,7 @@ impl Family {
             Family::Kmeans => "kmeans.wgsl",
             Family::Pq => "pq.wgsl",
             Family::Fma => "fma.wgsl",
+            Family::Int8 => "int8.wgsl",
         }
     }
 
@@ -87,6 +92,7 @@ impl Family {
             Family::Kmeans => &[KMEANS],
             Family::Pq => &[PQ],
             Family::Fma => &[FMA],
+            Family::Int8 => &[INT8],
         }
     }
 
@@ -128,6 +134,19 @@ impl Family {
             ],
             Family::Pq => &["pq_decode", "pack_u8"],
             Family::Fma => &["fma_chains4", "fma_chains8", "fma_chains16"],
+            Family::Int8 => &[
+                "quantize",
+                "dequantize",
+                "int8_rowsum",
+                "int8_matmul_dp4a",
+                "int8_matmul_polyfill",
+                "int8_matmul_dp4a_acc",
+                "int8_matmul_polyfill_acc",
+                "int8_matmul_direct_dp4a",
+                "int8_matmul_direct_polyfill",
+                "int8_matmul_direct_dp4a_acc",
+                "int8_matmul_direct_polyfill_acc",
+            ],
         }
     }
 
@@ -138,7 +157,8 @@ impl Family {
             | Family::Philox
             | Family::Kmeans
             | Family::Pq
-            | Family::Fma => &[Precision::F32],
+            | Family::Fma
+            | Family::Int8 => &[Precision::F32],
             _ => &[Precision::F32, Precision::F16],
         }
     }
