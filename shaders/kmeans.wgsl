@@ -291,7 +291,10 @@ fn kmeans_partial_fixed(@builtin(local_invocation_index) lid: u32,
     }
     let rows = min(TILE, params.n - start);
     let k = params.k;
-    for (var i = lid; i < k * D; i += WG) {
+    // A runtime loop bound: unrolled over D, the atomics made the GL backend's compile slow
+    // (46 s for d = 53 on llvmpipe, against 1 s).
+    let d = params.d;
+    for (var i = lid; i < k * d; i += WG) {
         atomicStore(&fix_acc[i], 0);
     }
     for (var c = lid; c < k; c += WG) {
@@ -304,8 +307,8 @@ fn kmeans_partial_fixed(@builtin(local_invocation_index) lid: u32,
         let a = assignments[start + r];
         if a < k {
             var m = 0.0;
-            for (var j = 0u; j < D; j++) {
-                m = max(m, abs(data[(start + r) * D + j]));
+            for (var j = 0u; j < d; j++) {
+                m = max(m, abs(data[(start + r) * d + j]));
             }
             atomicAdd(&fix_cnt[a], 1u);
             atomicMax(&fix_big[a], bitcast<u32>(m));
@@ -317,17 +320,17 @@ fn kmeans_partial_fixed(@builtin(local_invocation_index) lid: u32,
         let a = assignments[start + r];
         if a < k {
             let e = fix_exponent(a);
-            for (var j = 0u; j < D; j++) {
-                let q = i32(round(ldexp(data[(start + r) * D + j], e)));
-                atomicAdd(&fix_acc[a * D + j], q);
+            for (var j = 0u; j < d; j++) {
+                let q = i32(round(ldexp(data[(start + r) * d + j], e)));
+                atomicAdd(&fix_acc[a * d + j], q);
             }
         }
     }
     workgroupBarrier();
     let out_tile = params.tile_base + tile;
-    for (var i = lid; i < k * D; i += WG) {
-        let e = fix_exponent(i / D);
-        part_sums[out_tile * k * D + i] = ldexp(f32(atomicLoad(&fix_acc[i])), -e);
+    for (var i = lid; i < k * d; i += WG) {
+        let e = fix_exponent(i / d);
+        part_sums[out_tile * k * d + i] = ldexp(f32(atomicLoad(&fix_acc[i])), -e);
     }
     for (var c = lid; c < k; c += WG) {
         part_counts[out_tile * k + c] = atomicLoad(&fix_cnt[c]);

@@ -135,7 +135,9 @@ impl Partials {
         counts: &Tensor,
         mode: Reduce,
     ) -> Result<()> {
-        let partial = kmeans_pipeline(g, self.kernel.entry(), self.tile, Some(d))?;
+        // The fixed-point kernel loops over params.d at run time (see the shader).
+        let specialised = (self.kernel != PartialKernel::Fixed).then_some(d);
+        let partial = kmeans_pipeline(g, self.kernel.entry(), self.tile, specialised)?;
         for w in windows(n, d * 4, self.tile, g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,
