@@ -33,6 +33,7 @@ pub mod cpu;
 mod error;
 pub mod fma;
 pub mod kmeans;
+pub mod matmul;
 pub mod noise;
 pub mod observer;
 pub mod philox;

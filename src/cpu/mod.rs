@@ -4,6 +4,7 @@
 
 pub mod assign;
 pub mod kmeans;
+pub mod matmul;
 pub mod noise;
 pub mod observer;
 pub mod pq;

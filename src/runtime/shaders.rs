@@ -24,6 +24,11 @@ pub enum Family {
     Pq,
     /// `shaders/fma.wgsl`: FMA-throughput kernel (the compute ceiling of benchmarks).
     Fma,
+    /// `shaders/matmul.wgsl` (+ `matmul_dense.wgsl`): dense matrix products of a Linear layer.
+    Matmul,
+    /// `shaders/noisy_linear.wgsl` + `matmul.wgsl`: Linear products with the noise fused into
+    /// the weight loader and the STE into the dW epilogue.
+    NoisyLinear,
 }
 
 /// Element type a module is instantiated for.
@@ -46,10 +51,13 @@ const ASSIGN: &str = include_str!("../../shaders/assign.wgsl");
 const KMEANS: &str = include_str!("../../shaders/kmeans.wgsl");
 const PQ: &str = include_str!("../../shaders/pq.wgsl");
 const FMA: &str = include_str!("../../shaders/fma.wgsl");
+const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const MATMUL_DENSE: &str = include_str!("../../shaders/matmul_dense.wgsl");
+const NOISY_LINEAR: &str = include_str!("../../shaders/noisy_linear.wgsl");
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 11] = [
         Family::Noise,
         Family::Ste,
         Family::Observer,
@@ -59,6 +67,8 @@ impl Family {
         Family::Kmeans,
         Family::Pq,
         Family::Fma,
+        Family::Matmul,
+        Family::NoisyLinear,
     ];
 
     /// File name under `shaders/`.
@@ -73,6 +83,8 @@ impl Family {
             Family::Kmeans => "kmeans.wgsl",
             Family::Pq => "pq.wgsl",
             Family::Fma => "fma.wgsl",
+            Family::Matmul => "matmul.wgsl",
+            Family::NoisyLinear => "noisy_linear.wgsl",
         }
     }
 
@@ -87,6 +99,8 @@ impl Family {
             Family::Kmeans => &[KMEANS],
             Family::Pq => &[PQ],
             Family::Fma => &[FMA],
+            Family::Matmul => &[MATMUL_DENSE, MATMUL],
+            Family::NoisyLinear => &[PHILOX, NOISE_CHAIN, NOISY_LINEAR, MATMUL],
         }
     }
 
@@ -127,6 +141,7 @@ impl Family {
             ],
             Family::Pq => &["pq_decode", "pack_u8"],
             Family::Fma => &["fma_chains4", "fma_chains8", "fma_chains16"],
+            Family::Matmul | Family::NoisyLinear => &["matmul"],
         }
     }
 
