@@ -46,9 +46,11 @@ struct MatmulParams {
     tiles_n: u32,
     // Tiles in all: tiles_n · ceil(m / BM).
     tiles: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // Index of element 0 of A, B and C in their bindings (windows are bound from an aligned
+    // offset).
+    a_off: u32,
+    b_off: u32,
+    c_off: u32,
 }
 
 @group(0) @binding(0) var<uniform> mm: MatmulParams;
@@ -69,7 +71,7 @@ fn a_at(i: u32, p: u32) -> f32 {
     if TRANS_A == 1u {
         e = pc * mm.m + ic;
     }
-    return select(0.0, f32(mat_a[e]), inside);
+    return select(0.0, f32(mat_a[mm.a_off + e]), inside);
 }
 
 // op(B)(p, j) through b_hook, 0 outside K × N.
@@ -81,15 +83,15 @@ fn b_at(p: u32, j: u32) -> f32 {
     if TRANS_B == 0u {
         e = pc * mm.n + jc;
     }
-    return select(0.0, b_hook(f32(mat_b[e]), e), inside);
+    return select(0.0, b_hook(f32(mat_b[mm.b_off + e]), e), inside);
 }
 
 fn store(e: u32, value: f32) {
     var v = c_hook(value, e);
     if ACCUMULATE == 1u {
-        v += f32(mat_c[e]);
+        v += f32(mat_c[mm.c_off + e]);
     }
-    mat_c[e] = Elem(v);
+    mat_c[mm.c_off + e] = Elem(v);
 }
 
 @compute @workgroup_size(THREADS)

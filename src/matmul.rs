@@ -12,8 +12,9 @@
 //!
 //! **Large tensors.** X, Y, dY and dX may exceed one storage binding
 //! ([`Context::max_window_bytes`], 128 MiB on most adapters): they are processed in windows of
-//! whole rows (dW accumulates window by window). The weight (and dW, and the bias) must fit in
-//! one binding; a larger weight is an [`Error::InvalidArgument`] naming the limit.
+//! whole rows (dW accumulates window by window), each bound from the aligned offset below its
+//! first row. The weight (and dW, and the bias) must fit in one binding; a
+//! larger weight is an [`Error::InvalidArgument`] naming the limit.
 //!
 //! **Autotuning.** With [`Tuning::Auto`] (the default) the first call of each product on a
 //! device and shape bucket (powers of two of M, N, K) times every candidate of
@@ -296,7 +297,9 @@ struct MatmulParams {
     k: u32,
     tiles_n: u32,
     tiles: u32,
-    _pad: [u32; 3],
+    a_off: u32,
+    b_off: u32,
+    c_off: u32,
 }
 
 /// One product bound to tensors: C (m × n) = op(A) · op(B).
@@ -326,53 +329,55 @@ impl Hooks<'_> {
     }
 }
 
-/// Rows per window such that windows of `widths` row-major matrices (elements of `elem`
-/// bytes) all start 256-byte aligned and fit `max_bytes`.
-fn rows_per_window(widths: &[u64], elem: u64, max_bytes: u64) -> Result<u64> {
-    fn gcd(a: u64, b: u64) -> u64 {
-        if b == 0 { a } else { gcd(b, a % b) }
-    }
-    let mut granule = 1u64;
-    for &w in widths {
-        let g = 256 / gcd(256, w * elem);
-        granule = granule / gcd(granule, g) * g;
-    }
+/// Rows per window: every row-major operand of `widths` columns (elements of `elem` bytes)
+/// must fit one binding together with up to `align` bytes of lead-in (windows are bound from
+/// the aligned offset below their first element).
+fn rows_per_window(widths: &[u64], elem: u64, max_bytes: u64, align: u64) -> Result<u64> {
     let widest = widths.iter().copied().max().unwrap_or(1) * elem;
-    let rows = max_bytes / widest / granule * granule;
+    let rows = max_bytes.saturating_sub(align) / widest;
     if rows == 0 {
         return Err(invalid(
             "row bytes",
-            widest * granule,
-            "a window of aligned rows must fit one storage binding (max_window_bytes)",
+            widest,
+            "one row must fit one storage binding (max_window_bytes)",
         ));
     }
     Ok(rows)
 }
 
-/// A binding of elements `start .. start + len` of `t`.
+/// A binding of elements `start .. start + len` of `t`, bound from the aligned offset at or
+/// below the first element; returns it and the first element's index in the binding.
 fn range_binding<'t>(
     t: &'t Tensor,
     start: u64,
     len: u64,
+    align: u64,
     what: &'static str,
-) -> Result<wgpu::BindingResource<'t>> {
+) -> Result<(wgpu::BindingResource<'t>, u32)> {
     let (buffer, offset) = device_buffer(t, what)?;
-    let from = offset + start * t.dtype.size();
-    let bytes = (len * t.dtype.size()).next_multiple_of(4);
-    if from + len * t.dtype.size() > buffer.size() {
+    let size = t.dtype.size();
+    let from = offset + start * size;
+    if from + len * size > buffer.size() {
         return Err(Error::BufferTooSmall {
             what,
-            needed: len * t.dtype.size(),
+            needed: len * size,
             offset: from,
             size: buffer.size(),
         });
     }
-    let bytes = bytes.min(buffer.size() - from);
-    Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-        buffer,
-        offset: from,
-        size: wgpu::BufferSize::new(bytes),
-    }))
+    let bound = from / align * align;
+    let lead = from - bound;
+    let bytes = (lead + len * size)
+        .next_multiple_of(4)
+        .min(buffer.size() - bound);
+    Ok((
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer,
+            offset: bound,
+            size: wgpu::BufferSize::new(bytes),
+        }),
+        (lead / size) as u32,
+    ))
 }
 
 /// Records one product (every window) into `batch` with configuration `config`.
@@ -393,7 +398,9 @@ pub(crate) fn record(
         Product::Forward | Product::BackwardInput => p.b,
         Product::BackwardWeight => p.c,
     };
-    if whole.size_bytes() > g.max_window {
+    let align = g.limits.min_storage_buffer_offset_alignment as u64;
+    let lead = device_buffer(whole, "weight")?.1 % align;
+    if lead + whole.size_bytes() > g.max_window {
         return Err(invalid(
             "weight bytes",
             whole.size_bytes(),
@@ -405,7 +412,7 @@ pub(crate) fn record(
         Product::BackwardInput => (0, 0, [nf, kf]),
         Product::BackwardWeight => (1, 0, [nf, kf]),
     };
-    let per = rows_per_window(&widths, elem, g.max_window)?;
+    let per = rows_per_window(&widths, elem, g.max_window, align)?;
     let mut overrides = config.overrides();
     overrides.extend([
         ("TRANS_A", trans_a),
@@ -430,7 +437,7 @@ pub(crate) fn record(
         None
     };
     let bias = match p.bias {
-        Some(b) => range_binding(b, 0, nf, "bias")?,
+        Some(b) => range_binding(b, 0, nf, align, "bias")?.0,
         None => dummy.as_entire_binding(),
     };
     let mut r0 = 0;
@@ -443,31 +450,33 @@ pub(crate) fn record(
         };
         let tiles_n = n.div_ceil(config.tile_n() as u64);
         let tiles = tiles_n * m.div_ceil(config.tile_m() as u64);
+        let ((a, a_off), (b, b_off), (c, c_off)) = match p.product {
+            Product::Forward => (
+                range_binding(p.a, r0 * kf, wr * kf, align, "x")?,
+                range_binding(p.b, 0, nf * kf, align, "weight")?,
+                range_binding(p.c, r0 * nf, wr * nf, align, "y")?,
+            ),
+            Product::BackwardInput => (
+                range_binding(p.a, r0 * nf, wr * nf, align, "grad_y")?,
+                range_binding(p.b, 0, nf * kf, align, "weight")?,
+                range_binding(p.c, r0 * kf, wr * kf, align, "grad_x")?,
+            ),
+            Product::BackwardWeight => (
+                range_binding(p.a, r0 * nf, wr * nf, align, "grad_y")?,
+                range_binding(p.b, r0 * kf, wr * kf, align, "x")?,
+                range_binding(p.c, 0, nf * kf, align, "grad_w")?,
+            ),
+        };
         let u = batch.uniform(&MatmulParams {
             m: m as u32,
             n: n as u32,
             k: k as u32,
             tiles_n: tiles_n as u32,
             tiles: tiles as u32,
-            ..Default::default()
+            a_off,
+            b_off,
+            c_off,
         });
-        let (a, b, c) = match p.product {
-            Product::Forward => (
-                range_binding(p.a, r0 * kf, wr * kf, "x")?,
-                range_binding(p.b, 0, nf * kf, "weight")?,
-                range_binding(p.c, r0 * nf, wr * nf, "y")?,
-            ),
-            Product::BackwardInput => (
-                range_binding(p.a, r0 * nf, wr * nf, "grad_y")?,
-                range_binding(p.b, 0, nf * kf, "weight")?,
-                range_binding(p.c, r0 * kf, wr * kf, "grad_x")?,
-            ),
-            Product::BackwardWeight => (
-                range_binding(p.a, r0 * nf, wr * nf, "grad_y")?,
-                range_binding(p.b, r0 * kf, wr * kf, "x")?,
-                range_binding(p.c, 0, nf * kf, "grad_w")?,
-            ),
-        };
         let mut bindings = vec![
             (0, u.as_entire_binding()),
             (1, a),
@@ -476,10 +485,9 @@ pub(crate) fn record(
             (4, bias.clone()),
         ];
         bindings.extend(hooks.bindings.iter().cloned());
-        let pipe = if r0 > 0 {
-            later.as_ref().unwrap()
-        } else {
-            &first
+        let pipe = match (&later, r0) {
+            (Some(later), 1..) => later,
+            _ => &first,
         };
         batch.dispatch_at(pipe, &bindings, tiles)?;
         r0 += wr;
