@@ -10,6 +10,8 @@
 // `noise_one` of noise_chain.wgsl (the standalone kernel's per-element noise), the STE factor
 // `ste_one` below mirrors shaders/ste.wgsl.
 
+// noise_chain.wgsl's group_index (unused here) reads the element-wise kernels' workgroup size.
+override WG: u32 = 64u;
 // 1: B is the weight (flat index = global weight index): apply ψ while staging.
 override NOISE_B: u32 = 0u;
 // 1: C is dW (flat index = global weight index): multiply by the STE factor (MODE).

@@ -35,6 +35,7 @@ pub mod fma;
 pub mod kmeans;
 pub mod matmul;
 pub mod noise;
+pub mod noisy_linear;
 pub mod observer;
 pub mod philox;
 pub mod pq;
