@@ -45,7 +45,11 @@ fn stored(v: Vec<f32>, dtype: DType) -> Vec<f32> {
 
 fn upload(ctx: &Context, v: &[f32], dtype: DType) -> Result<Tensor> {
     match dtype {
-        DType::F16 => ctx.upload(&v.iter().map(|&x| half::f16::from_f32(x)).collect::<Vec<_>>()),
+        DType::F16 => ctx.upload(
+            &v.iter()
+                .map(|&x| half::f16::from_f32(x))
+                .collect::<Vec<_>>(),
+        ),
         _ => ctx.upload(v),
     }
 }
@@ -90,7 +94,10 @@ fn sample_check(
         let tol = 1e-7 * (reduction + 2) as f64 * bound + if f16 { 1e-3 * w.abs() } else { 0.0 };
         let err = (got[i] as f64 - w).abs();
         if !(err <= tol) {
-            return Err(format!("output {i}: got {}, expected {w} (tol {tol:.2e})", got[i]));
+            return Err(format!(
+                "output {i}: got {}, expected {w} (tol {tol:.2e})",
+                got[i]
+            ));
         }
         worst = worst.max(err / tol.max(1e-30));
         n += 1;
@@ -149,14 +156,23 @@ fn forward_case<'a>(ctx: &'a Context, name: String, d: Rc<Data>) -> Result<Case<
             let d = &d2;
             ctx.linear_forward(&d.xt, &d.wt, None, &y2, d.shape)?;
             let got = read(ctx, &y2)?;
-            Ok(sample_check(&got, d.shape.in_features, d.dtype == DType::F16, |i| {
-                forward_want(d, &d.w, i)
-            }))
+            Ok(sample_check(
+                &got,
+                d.shape.in_features,
+                d.dtype == DType::F16,
+                |i| forward_want(d, &d.w, i),
+            ))
         }),
     })
 }
 
-fn backward_case<'a>(ctx: &'a Context, name: String, d: Rc<Data>, dx: bool, dw: bool) -> Result<Case<'a>> {
+fn backward_case<'a>(
+    ctx: &'a Context,
+    name: String,
+    d: Rc<Data>,
+    dx: bool,
+    dw: bool,
+) -> Result<Case<'a>> {
     let gx = Rc::new(ctx.empty(d.shape.x_len(), d.dtype)?);
     let gw = Rc::new(ctx.empty(d.shape.w_len(), d.dtype)?);
     let run = {
@@ -186,7 +202,9 @@ fn backward_case<'a>(ctx: &'a Context, name: String, d: Rc<Data>, dx: bool, dw: 
             let f16 = d.dtype == DType::F16;
             let mut out = Vec::new();
             if dx {
-                match sample_check(&read(ctx, &gx)?, s.out_features, f16, |i| dx_want(&d, &d.w, i)) {
+                match sample_check(&read(ctx, &gx)?, s.out_features, f16, |i| {
+                    dx_want(&d, &d.w, i)
+                }) {
                     Ok(m) => out.push(format!("dx: {m}")),
                     Err(e) => return Ok(Err(format!("dx: {e}"))),
                 }
@@ -236,7 +254,9 @@ fn noisy_cases<'a>(ctx: &'a Context, options: &BenchOptions, s: u64) -> Result<V
                 if idx == 0 {
                     ctx.noisy_linear_forward(&d.xt, &d.wt, None, &y, d.shape, &spec, seed, None)?;
                 } else {
-                    ctx.noisy_linear_forward_unfused(&d.xt, &d.wt, None, &y, d.shape, &spec, seed, None)?;
+                    ctx.noisy_linear_forward_unfused(
+                        &d.xt, &d.wt, None, &y, d.shape, &spec, seed, None,
+                    )?;
                 }
                 Ok(())
             })
@@ -248,7 +268,14 @@ fn noisy_cases<'a>(ctx: &'a Context, options: &BenchOptions, s: u64) -> Result<V
                 let (d, gx, gw, spec) = (d.clone(), gx.clone(), gw.clone(), spec.clone());
                 Rc::new(move || {
                     ctx.noisy_linear_backward(
-                        &d.dyt, &d.xt, &d.wt, Some(&gx), Some(&gw), d.shape, &spec, seed,
+                        &d.dyt,
+                        &d.xt,
+                        &d.wt,
+                        Some(&gx),
+                        Some(&gw),
+                        d.shape,
+                        &spec,
+                        seed,
                         SteMode::Masked,
                     )
                 })
@@ -266,7 +293,12 @@ fn noisy_cases<'a>(ctx: &'a Context, options: &BenchOptions, s: u64) -> Result<V
                     bwd2()?;
                     let w64: Vec<f64> = d.w.iter().map(|&v| v as f64).collect();
                     let factor = crate::cpu::ste::ste_backward(
-                        &vec![1.0; w64.len()], &w64, &ws, &spec, seed, SteMode::Masked,
+                        &vec![1.0; w64.len()],
+                        &w64,
+                        &ws,
+                        &spec,
+                        seed,
+                        SteMode::Masked,
                     );
                     let dx = sample_check(&ctx.read_f32(&gx)?, shape.out_features, false, |i| {
                         dx_want(&d, &nw, i)
@@ -295,7 +327,9 @@ fn noisy_cases<'a>(ctx: &'a Context, options: &BenchOptions, s: u64) -> Result<V
             check: Box::new(move || {
                 fwd2()?;
                 let got = ctx.read_f32(&y)?;
-                Ok(sample_check(&got, shape.in_features, false, |i| forward_want(&d, &nw, i)))
+                Ok(sample_check(&got, shape.in_features, false, |i| {
+                    forward_want(&d, &nw, i)
+                }))
             }),
         });
     }
@@ -318,7 +352,11 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
         let t = if dtype == DType::F16 { "f16" } else { "f32" };
         let name = format!("matmul_{t}_{s}");
         if options.selects(&name) {
-            out.push(forward_case(ctx, name, Data::new(ctx, LinearShape::new(1, s, s, s), dtype, 10)?)?);
+            out.push(forward_case(
+                ctx,
+                name,
+                Data::new(ctx, LinearShape::new(1, s, s, s), dtype, 10)?,
+            )?);
         }
         for b in [32, big] {
             let name = format!("matmul_{t}_{wide}x{wide}_b{b}");
