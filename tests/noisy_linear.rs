@@ -41,7 +41,8 @@ fn check(what: &str, got: &[f32], want: &[f64], bound: &[f64], r: u64) -> Result
     let mut bad = Vec::new();
     for i in 0..got.len() {
         let tol = 1e-7 * (r + 2) as f64 * bound[i] + 1e-30;
-        if !((got[i] as f64 - want[i]).abs() <= tol) {
+        let err = (got[i] as f64 - want[i]).abs();
+        if err.is_nan() || err > tol {
             bad.push(format!(
                 "[{i}] got {} want {} (tol {tol:.2e})",
                 got[i], want[i]

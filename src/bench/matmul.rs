@@ -93,7 +93,7 @@ fn sample_check(
         let (w, bound) = want(i);
         let tol = 1e-7 * (reduction + 2) as f64 * bound + if f16 { 1e-3 * w.abs() } else { 0.0 };
         let err = (got[i] as f64 - w).abs();
-        if !(err <= tol) {
+        if err.is_nan() || err > tol {
             return Err(format!(
                 "output {i}: got {}, expected {w} (tol {tol:.2e})",
                 got[i]

@@ -3,7 +3,7 @@
 
 /// `Y = X · Wᵀ (+ bias)`: rows × N.
 pub fn linear_forward(x: &[f64], w: &[f64], bias: Option<&[f64]>, k: usize, n: usize) -> Vec<f64> {
-    let rows = if k == 0 { 0 } else { x.len() / k };
+    let rows = x.len().checked_div(k).unwrap_or(0);
     let mut y = vec![0.0; rows * n];
     for r in 0..rows {
         let xr = &x[r * k..(r + 1) * k];
@@ -18,7 +18,7 @@ pub fn linear_forward(x: &[f64], w: &[f64], bias: Option<&[f64]>, k: usize, n: u
 
 /// `dX = dY · W`: rows × K.
 pub fn backward_input(dy: &[f64], w: &[f64], k: usize, n: usize) -> Vec<f64> {
-    let rows = if n == 0 { 0 } else { dy.len() / n };
+    let rows = dy.len().checked_div(n).unwrap_or(0);
     let mut dx = vec![0.0; rows * k];
     for r in 0..rows {
         for j in 0..n {
@@ -33,7 +33,7 @@ pub fn backward_input(dy: &[f64], w: &[f64], k: usize, n: usize) -> Vec<f64> {
 
 /// `dW = dYᵀ · X`, summed over every row (batch included): N × K.
 pub fn backward_weight(dy: &[f64], x: &[f64], k: usize, n: usize) -> Vec<f64> {
-    let rows = if n == 0 { 0 } else { dy.len() / n };
+    let rows = dy.len().checked_div(n).unwrap_or(0);
     let mut dw = vec![0.0; n * k];
     for r in 0..rows {
         for j in 0..n {
