@@ -12,15 +12,16 @@
 // fold away; measured on lavapipe, an array indexed in the loops was 2-3× slower). Per K-tile of BK, the A and B tiles are
 // staged in workgroup memory as vec4s (4 consecutive rows, resp. columns, of one k), bounds-
 // checked with clamped loads (zero outside), then two barriers. The hooks `b_hook` (applied to
-// every staged B element, with its flat index in B) and `c_hook` (applied to every output,
-// with its flat index in C) are the identity in matmul_dense.wgsl.
+// every staged B element, with its flat index in B; `b_hook4` to 4 consecutive elements of a
+// row of B when TRANS_B = 1) and `c_hook` (applied to every output, with its flat index in C)
+// are the identity in matmul_dense.wgsl.
 
 override WG_M: u32 = 8u;
 override WG_N: u32 = 8u;
 // vec4s of rows (VM) and of columns (VN) of an invocation's register block, each 1..=4.
 override VM: u32 = 2u;
 override VN: u32 = 2u;
-// K-tile.
+// K-tile (a multiple of 4).
 override BK: u32 = 16u;
 override TRANS_A: u32 = 0u;
 override TRANS_B: u32 = 1u;
@@ -84,6 +85,17 @@ fn b_at(p: u32, j: u32) -> f32 {
         e = pc * mm.n + jc;
     }
     return select(0.0, b_hook(f32(mat_b[mm.b_off + e]), e), inside);
+}
+
+// op(B)(p .. p + 3, j) of a B stored N × K (TRANS_B = 1): 4 consecutive elements of one row
+// (so mostly of one noise block), through b_hook4; 0 outside K × N.
+fn b_row4(p: u32, j: u32) -> vec4<f32> {
+    let ps = vec4<u32>(p) + vec4<u32>(0u, 1u, 2u, 3u);
+    let e = vec4<u32>(min(j, mm.n - 1u) * mm.k) + min(ps, vec4<u32>(mm.k - 1u));
+    let raw = vec4<f32>(f32(mat_b[mm.b_off + e.x]), f32(mat_b[mm.b_off + e.y]),
+                        f32(mat_b[mm.b_off + e.z]), f32(mat_b[mm.b_off + e.w]));
+    let v = select(vec4<f32>(0.0), b_hook4(raw, e), ps < vec4<u32>(mm.k));
+    return select(vec4<f32>(0.0), v, j < mm.n);
 }
 
 fn store(e: u32, value: f32) {
@@ -183,13 +195,32 @@ fn matmul(@builtin(local_invocation_index) lid: u32,
                                          a_at(i + 2u, k0 + p), a_at(i + 3u, k0 + p));
             }
         }
-        for (var s = 0u; s < B_PER; s++) {
-            let slot = s * THREADS + lid;
-            if slot < B_SLOTS {
-                let p = slot / (BN / 4u);
-                let j = col0 + 4u * (slot % (BN / 4u));
-                tile_b[slot] = vec4<f32>(b_at(k0 + p, j), b_at(k0 + p, j + 1u),
-                                         b_at(k0 + p, j + 2u), b_at(k0 + p, j + 3u));
+        if TRANS_B == 1u {
+            // Each slot: 4 consecutive k of one column j (one row of the stored B), written
+            // into component j % 4 of 4 consecutive k-rows of the tile.
+            for (var s = 0u; s < B_PER; s++) {
+                let slot = s * THREADS + lid;
+                if slot < B_SLOTS {
+                    let jl = slot % BN;
+                    let p4 = slot / BN;
+                    let v = b_row4(k0 + 4u * p4, col0 + jl);
+                    let base = 4u * p4 * (BN / 4u) + jl / 4u;
+                    let c = jl % 4u;
+                    tile_b[base][c] = v.x;
+                    tile_b[base + BN / 4u][c] = v.y;
+                    tile_b[base + 2u * (BN / 4u)][c] = v.z;
+                    tile_b[base + 3u * (BN / 4u)][c] = v.w;
+                }
+            }
+        } else {
+            for (var s = 0u; s < B_PER; s++) {
+                let slot = s * THREADS + lid;
+                if slot < B_SLOTS {
+                    let p = slot / (BN / 4u);
+                    let j = col0 + 4u * (slot % (BN / 4u));
+                    tile_b[slot] = vec4<f32>(b_at(k0 + p, j), b_at(k0 + p, j + 1u),
+                                             b_at(k0 + p, j + 2u), b_at(k0 + p, j + 3u));
+                }
             }
         }
         workgroupBarrier();

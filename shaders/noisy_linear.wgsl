@@ -42,6 +42,35 @@ fn b_hook(w: f32, e: u32) -> f32 {
     return v;
 }
 
+// b_hook on 4 consecutive elements of one weight row (flat indices e): at most two mask words
+// and one quantization entry per stage for the 4, the same arithmetic as noise_one.
+fn b_hook4(w: vec4<f32>, e: vec4<u32>) -> vec4<f32> {
+    if NOISE_B == 0u {
+        return w;
+    }
+    let block = e / vec4<u32>(params.block_size);
+    let word = block / vec4<u32>(32u);
+    // 1 where the element's block lies in the second word (w1).
+    let second = vec4<u32>(word != vec4<u32>(word.x));
+    let shift = block % vec4<u32>(32u);
+    var v = w;
+    for (var s = 0u; s < stage_count(); s++) {
+        let base = s * params.words_per_stage;
+        let w0 = (vec4<u32>(mask_bits[base + word.x]) >> shift) & vec4<u32>(1u);
+        let w1 = (vec4<u32>(mask_bits[base + word.w]) >> shift) & vec4<u32>(1u);
+        let selected = (w0 * (vec4<u32>(1u) - second) + w1 * second) != vec4<u32>(0u);
+        let st = params.stages[s];
+        if st.kind == KIND_PROXY {
+            v = v * select(vec4<f32>(st.keep_scale), vec4<f32>(0.0), selected);
+        } else {
+            let q = qp[qp_index(s, e.x)];
+            let quantized = (clamp(round(v * q.y + q.z), vec4<f32>(0.0), vec4<f32>(st.qmax)) - q.z) * q.x;
+            v = select(v, quantized, selected);
+        }
+    }
+    return v;
+}
+
 // The STE factor of one element for stage `stage` (as ste_one in shaders/ste.wgsl).
 fn ste_factor(w: f32, stage: u32, index: u32, selected: bool) -> f32 {
     let st = params.stages[stage];

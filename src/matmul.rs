@@ -139,7 +139,7 @@ pub struct MatmulConfig {
     pub vm: u32,
     /// vec4s of columns per invocation (1..=4).
     pub vn: u32,
-    /// K-tile depth.
+    /// K-tile depth (a multiple of 4).
     pub bk: u32,
 }
 
@@ -155,7 +155,7 @@ impl MatmulConfig {
     };
 
     /// The candidates [`Tuning::Auto`] times.
-    pub const CANDIDATES: [MatmulConfig; 4] = [
+    pub const CANDIDATES: [MatmulConfig; 5] = [
         MatmulConfig::DEFAULT,
         MatmulConfig {
             wg_m: 8,
@@ -175,6 +175,14 @@ impl MatmulConfig {
             wg_m: 16,
             wg_n: 16,
             vm: 2,
+            vn: 2,
+            bk: 8,
+        },
+        // Few rows (a small batch): 32 × 256 tiles.
+        MatmulConfig {
+            wg_m: 2,
+            wg_n: 32,
+            vm: 4,
             vn: 2,
             bk: 8,
         },
@@ -209,11 +217,11 @@ impl MatmulConfig {
             ));
         }
         let bytes = 4 * self.bk * (self.tile_m() + self.tile_n());
-        if self.bk == 0 || bytes > 16384 {
+        if self.bk == 0 || !self.bk.is_multiple_of(4) || bytes > 16384 {
             return Err(invalid(
                 "MatmulConfig bk",
                 self.bk,
-                "must be positive, with 4·bk·(tile_m + tile_n) <= 16384 bytes",
+                "must be a positive multiple of 4, with 4·bk·(tile_m + tile_n) <= 16384 bytes",
             ));
         }
         Ok(())
@@ -724,5 +732,44 @@ impl Context {
             record(g, &mut batch, precision, config, p, &Hooks::dense(), &dummy)?;
             batch.finish().map(|_| ())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_and_buckets() {
+        for c in MatmulConfig::CANDIDATES {
+            c.validate().unwrap();
+        }
+        assert_eq!(MatmulConfig::DEFAULT.tile_m(), 128);
+        let too_big = MatmulConfig {
+            bk: 64,
+            ..MatmulConfig::DEFAULT
+        };
+        assert!(too_big.validate().is_err());
+        assert!(set_tuning(Tuning::Fixed(too_big)).is_err());
+        assert_eq!(bucket(1, 1000, 1024), [0, 10, 10]);
+        assert_eq!(bucket(1025, 3, 4), [11, 2, 2]);
+    }
+
+    #[test]
+    fn windows_of_rows() {
+        // 1000 f32 columns, 64 KiB windows, 256-byte lead-in: 16 rows.
+        assert_eq!(rows_per_window(&[1000, 10], 4, 65536, 256).unwrap(), 16);
+        assert!(rows_per_window(&[20000], 4, 65536, 256).is_err());
+    }
+
+    #[test]
+    fn shapes() {
+        let s = LinearShape::new(2, 3, 4, 5);
+        assert_eq!(
+            (s.x_len(), s.y_len(), s.w_len(), s.flops()),
+            (24, 30, 20, 240)
+        );
+        s.validate().unwrap();
+        assert!(LinearShape::new(1, 0, 4, 5).validate().is_err());
     }
 }
