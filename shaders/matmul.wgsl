@@ -11,10 +11,10 @@
 // register block of (4·VM) × (4·VN) outputs held in named vec4 registers (branches on VM, VN
 // fold away; measured on lavapipe, an array indexed in the loops was 2-3× slower). Per K-tile of BK, the A and B tiles are
 // staged in workgroup memory as vec4s (4 consecutive rows, resp. columns, of one k), bounds-
-// checked with clamped loads (zero outside), then two barriers. The hooks `b_hook` (applied to
-// every staged B element, with its flat index in B; `b_hook4` to 4 consecutive elements of a
-// row of B when TRANS_B = 1) and `c_hook` (applied to every output, with its flat index in C)
-// are the identity in matmul_dense.wgsl.
+// checked with clamped loads (zero outside), then two barriers. B is staged 4 consecutive elements of one stored row at a
+// time (4 k of a row when TRANS_B = 1, 4 columns when TRANS_B = 0). The hooks `b_hook4`
+// (applied to those 4 staged B elements, with their flat indices in B) and `c_hook` (applied
+// to every output, with its flat index in C) are the identity in matmul_dense.wgsl.
 
 override WG_M: u32 = 8u;
 override WG_N: u32 = 8u;
@@ -75,18 +75,6 @@ fn a_at(i: u32, p: u32) -> f32 {
     return select(0.0, f32(mat_a[mm.a_off + e]), inside);
 }
 
-// op(B)(p, j) through b_hook, 0 outside K × N.
-fn b_at(p: u32, j: u32) -> f32 {
-    let inside = p < mm.k && j < mm.n;
-    let pc = min(p, mm.k - 1u);
-    let jc = min(j, mm.n - 1u);
-    var e = jc * mm.k + pc;
-    if TRANS_B == 0u {
-        e = pc * mm.n + jc;
-    }
-    return select(0.0, b_hook(f32(mat_b[mm.b_off + e]), e), inside);
-}
-
 // op(B)(p .. p + 3, j) of a B stored N × K (TRANS_B = 1): 4 consecutive elements of one row
 // (so mostly of one noise block), through b_hook4; 0 outside K × N.
 fn b_row4(p: u32, j: u32) -> vec4<f32> {
@@ -96,6 +84,17 @@ fn b_row4(p: u32, j: u32) -> vec4<f32> {
                         f32(mat_b[mm.b_off + e.z]), f32(mat_b[mm.b_off + e.w]));
     let v = select(vec4<f32>(0.0), b_hook4(raw, e), ps < vec4<u32>(mm.k));
     return select(vec4<f32>(0.0), v, j < mm.n);
+}
+
+// op(B)(p, j .. j + 3) of a B stored K × N (TRANS_B = 0): 4 consecutive elements of one row,
+// through b_hook4; 0 outside K × N.
+fn b_col4(p: u32, j: u32) -> vec4<f32> {
+    let js = vec4<u32>(j) + vec4<u32>(0u, 1u, 2u, 3u);
+    let e = vec4<u32>(min(p, mm.k - 1u) * mm.n) + min(js, vec4<u32>(mm.n - 1u));
+    let raw = vec4<f32>(f32(mat_b[mm.b_off + e.x]), f32(mat_b[mm.b_off + e.y]),
+                        f32(mat_b[mm.b_off + e.z]), f32(mat_b[mm.b_off + e.w]));
+    let v = select(vec4<f32>(0.0), b_hook4(raw, e), js < vec4<u32>(mm.n));
+    return select(vec4<f32>(0.0), v, p < mm.k);
 }
 
 fn store(e: u32, value: f32) {
@@ -218,8 +217,7 @@ fn matmul(@builtin(local_invocation_index) lid: u32,
                 if slot < B_SLOTS {
                     let p = slot / (BN / 4u);
                     let j = col0 + 4u * (slot % (BN / 4u));
-                    tile_b[slot] = vec4<f32>(b_at(k0 + p, j), b_at(k0 + p, j + 1u),
-                                             b_at(k0 + p, j + 2u), b_at(k0 + p, j + 3u));
+                    tile_b[slot] = b_col4(k0 + p, j);
                 }
             }
         }

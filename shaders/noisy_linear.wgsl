@@ -6,9 +6,9 @@
 // The selection of block b of stage s is bit b of the bit-packed mask (stage-major, words_per_
 // stage words per stage) that the standalone kernel's `noise_mask` entry (shaders/noise.wgsl,
 // one Philox4x32-10 call per 4 blocks) writes for the same (seed, step) just before: the mask is
-// the standalone kernel's, bit for bit. The noise of a selected/unselected element is
-// `noise_one` of noise_chain.wgsl (the standalone kernel's per-element noise), the STE factor
-// `ste_one` below mirrors shaders/ste.wgsl.
+// the standalone kernel's, bit for bit. The noise of an element is the arithmetic of `noise_one`
+// in noise_chain.wgsl (the standalone kernel's per-element noise) on 4 elements at a time; the
+// STE factor `ste_factor` below mirrors `ste_one` of shaders/ste.wgsl.
 
 // noise_chain.wgsl's group_index (unused here) reads the element-wise kernels' workgroup size.
 override WG: u32 = 64u;
@@ -31,18 +31,7 @@ fn block_selected(stage: u32, e: u32) -> bool {
     return ((word >> (block % 32u)) & 1u) != 0u;
 }
 
-fn b_hook(w: f32, e: u32) -> f32 {
-    if NOISE_B == 0u {
-        return w;
-    }
-    var v = w;
-    for (var s = 0u; s < stage_count(); s++) {
-        v = noise_one(v, s, e, block_selected(s, e));
-    }
-    return v;
-}
-
-// b_hook on 4 consecutive elements of one weight row (flat indices e): at most two mask words
+// ψ of 4 consecutive elements of one weight row (flat indices e): at most two mask words
 // and one quantization entry per stage for the 4, the same arithmetic as noise_one.
 fn b_hook4(w: vec4<f32>, e: vec4<u32>) -> vec4<f32> {
     if NOISE_B == 0u {

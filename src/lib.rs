@@ -47,6 +47,7 @@ mod tensor;
 pub use assign::{AssignProblem, Assignment};
 pub use error::{Error, Result};
 pub use kmeans::{KmeansInit, KmeansOptions, KmeansProblem, KmeansResult};
+pub use matmul::{LinearShape, MatmulConfig, Tuning};
 pub use noise::{Noise, NoiseSpec, QuantScheme, SteMode};
 pub use observer::{Observer, QParams};
 pub use philox::NoiseSeed;
