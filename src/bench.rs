@@ -99,6 +99,7 @@ use crate::shape::WeightShape;
 use crate::tensor::{DType, Tensor};
 
 mod int8;
+mod matmul;
 
 /// Options of [`run`].
 #[derive(Clone, Debug)]
@@ -1198,6 +1199,8 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
         ));
     }
     cases.extend(int8::cases(ctx, options)?);
+
+    cases.extend(matmul::cases(ctx, options)?);
 
     // The CPU reference cases (measured after the device rounds): name and device baseline.
     let cpu_n = pq_n.min(CPU_PQ_MAX_N);

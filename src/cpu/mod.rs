@@ -5,6 +5,7 @@
 pub mod assign;
 pub mod int8;
 pub mod kmeans;
+pub mod matmul;
 pub mod noise;
 pub mod observer;
 pub mod pq;

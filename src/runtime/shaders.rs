@@ -26,6 +26,11 @@ pub enum Family {
     Fma,
     /// `shaders/int8.wgsl`: int8 quantize/dequantize and the exact int8 matmul.
     Int8,
+    /// `shaders/matmul.wgsl` (+ `matmul_dense.wgsl`): dense matrix products of a Linear layer.
+    Matmul,
+    /// `shaders/noisy_linear.wgsl` + `matmul.wgsl`: Linear products with the noise fused into
+    /// the weight loader and the STE into the dW epilogue.
+    NoisyLinear,
 }
 
 /// Element type a module is instantiated for.
@@ -49,10 +54,13 @@ const KMEANS: &str = include_str!("../../shaders/kmeans.wgsl");
 const PQ: &str = include_str!("../../shaders/pq.wgsl");
 const FMA: &str = include_str!("../../shaders/fma.wgsl");
 const INT8: &str = include_str!("../../shaders/int8.wgsl");
+const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const MATMUL_DENSE: &str = include_str!("../../shaders/matmul_dense.wgsl");
+const NOISY_LINEAR: &str = include_str!("../../shaders/noisy_linear.wgsl");
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 12] = [
         Family::Noise,
         Family::Ste,
         Family::Observer,
@@ -63,6 +71,8 @@ impl Family {
         Family::Pq,
         Family::Fma,
         Family::Int8,
+        Family::Matmul,
+        Family::NoisyLinear,
     ];
 
     /// File name under `shaders/`.
@@ -78,6 +88,8 @@ impl Family {
             Family::Pq => "pq.wgsl",
             Family::Fma => "fma.wgsl",
             Family::Int8 => "int8.wgsl",
+            Family::Matmul => "matmul.wgsl",
+            Family::NoisyLinear => "noisy_linear.wgsl",
         }
     }
 
@@ -93,6 +105,8 @@ impl Family {
             Family::Pq => &[PQ],
             Family::Fma => &[FMA],
             Family::Int8 => &[INT8],
+            Family::Matmul => &[MATMUL_DENSE, MATMUL],
+            Family::NoisyLinear => &[PHILOX, NOISE_CHAIN, NOISY_LINEAR, MATMUL],
         }
     }
 
@@ -147,6 +161,7 @@ impl Family {
                 "int8_matmul_direct_dp4a_acc",
                 "int8_matmul_direct_polyfill_acc",
             ],
+            Family::Matmul | Family::NoisyLinear => &["matmul"],
         }
     }
 

@@ -1,0 +1,445 @@
+// Dense matrix product C = op(A) · op(B) (+ bias), f32 accumulation, the core of the `matmul`
+// family (and, with the hooks of noisy_linear.wgsl, of the `noisy_linear` family).
+//
+// op(A) is M × K: A stored row-major M × K (TRANS_A = 0) or K × M (TRANS_A = 1).
+// op(B) is K × N: B stored row-major N × K (TRANS_B = 1, the Linear weight layout) or K × N
+// (TRANS_B = 0). C is M × N row-major. The three products of a Linear layer (batch folded into
+// the rows): Y = X·Wᵀ (A = X, B = W, TRANS_B = 1), dX = dY·W (A = dY, B = W, TRANS_B = 0),
+// dW = dYᵀ·X (A = dY with TRANS_A = 1, B = X, TRANS_B = 0; the batch is the reduction).
+//
+// One workgroup computes a BM × BN tile of C with WG_M × WG_N invocations; each invocation a
+// register block of (4·VM) × (4·VN) outputs held in named vec4 registers (branches on VM, VN
+// fold away; measured on lavapipe, an array indexed in the loops was 2-3× slower). Per K-tile of BK, the A and B tiles are
+// staged in workgroup memory as vec4s (4 consecutive rows, resp. columns, of one k), bounds-
+// checked with clamped loads (zero outside), then two barriers. B is staged 4 consecutive elements of one stored row at a
+// time (4 k of a row when TRANS_B = 1, 4 columns when TRANS_B = 0). The hooks `b_hook4`
+// (applied to those 4 staged B elements, with their flat indices in B) and `c_hook` (applied
+// to every output, with its flat index in C) are the identity in matmul_dense.wgsl.
+
+override WG_M: u32 = 8u;
+override WG_N: u32 = 8u;
+// vec4s of rows (VM) and of columns (VN) of an invocation's register block, each 1..=4.
+override VM: u32 = 2u;
+override VN: u32 = 2u;
+// K-tile (a multiple of 4).
+override BK: u32 = 16u;
+override TRANS_A: u32 = 0u;
+override TRANS_B: u32 = 1u;
+override HAS_BIAS: u32 = 0u;
+// 1: add the output's current value (dW over windows of rows: the hook is linear, so applying
+// it per window is exact).
+override ACCUMULATE: u32 = 0u;
+
+override BM: u32 = 4u * VM * WG_M;
+override BN: u32 = 4u * VN * WG_N;
+override THREADS: u32 = WG_M * WG_N;
+// vec4 slots of the staged tiles, and slots each invocation stages.
+override A_SLOTS: u32 = BK * BM / 4u;
+override B_SLOTS: u32 = BK * BN / 4u;
+override A_PER: u32 = (A_SLOTS + THREADS - 1u) / THREADS;
+override B_PER: u32 = (B_SLOTS + THREADS - 1u) / THREADS;
+
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    // Column tiles: ceil(n / BN).
+    tiles_n: u32,
+    // Tiles in all: tiles_n · ceil(m / BM).
+    tiles: u32,
+    // Index of element 0 of A, B and C in their bindings (windows are bound from an aligned
+    // offset).
+    a_off: u32,
+    b_off: u32,
+    c_off: u32,
+}
+
+@group(0) @binding(0) var<uniform> mm: MatmulParams;
+@group(0) @binding(1) var<storage, read> mat_a: array<Elem>;
+@group(0) @binding(2) var<storage, read> mat_b: array<Elem>;
+@group(0) @binding(3) var<storage, read_write> mat_c: array<Elem>;
+@group(0) @binding(4) var<storage, read> bias: array<Elem>;
+
+var<workgroup> tile_a: array<vec4<f32>, A_SLOTS>;
+var<workgroup> tile_b: array<vec4<f32>, B_SLOTS>;
+
+// op(A)(i, p), 0 outside M × K.
+fn a_at(i: u32, p: u32) -> f32 {
+    let inside = i < mm.m && p < mm.k;
+    let ic = min(i, mm.m - 1u);
+    let pc = min(p, mm.k - 1u);
+    var e = ic * mm.k + pc;
+    if TRANS_A == 1u {
+        e = pc * mm.m + ic;
+    }
+    return select(0.0, f32(mat_a[mm.a_off + e]), inside);
+}
+
+// op(B)(p .. p + 3, j) of a B stored N × K (TRANS_B = 1): 4 consecutive elements of one row
+// (so mostly of one noise block), through b_hook4; 0 outside K × N.
+fn b_row4(p: u32, j: u32) -> vec4<f32> {
+    let ps = vec4<u32>(p) + vec4<u32>(0u, 1u, 2u, 3u);
+    let e = vec4<u32>(min(j, mm.n - 1u) * mm.k) + min(ps, vec4<u32>(mm.k - 1u));
+    let raw = vec4<f32>(f32(mat_b[mm.b_off + e.x]), f32(mat_b[mm.b_off + e.y]),
+                        f32(mat_b[mm.b_off + e.z]), f32(mat_b[mm.b_off + e.w]));
+    let v = select(vec4<f32>(0.0), b_hook4(raw, e), ps < vec4<u32>(mm.k));
+    return select(vec4<f32>(0.0), v, j < mm.n);
+}
+
+// op(B)(p, j .. j + 3) of a B stored K × N (TRANS_B = 0): 4 consecutive elements of one row,
+// through b_hook4; 0 outside K × N.
+fn b_col4(p: u32, j: u32) -> vec4<f32> {
+    let js = vec4<u32>(j) + vec4<u32>(0u, 1u, 2u, 3u);
+    let e = vec4<u32>(min(p, mm.k - 1u) * mm.n) + min(js, vec4<u32>(mm.n - 1u));
+    let raw = vec4<f32>(f32(mat_b[mm.b_off + e.x]), f32(mat_b[mm.b_off + e.y]),
+                        f32(mat_b[mm.b_off + e.z]), f32(mat_b[mm.b_off + e.w]));
+    let v = select(vec4<f32>(0.0), b_hook4(raw, e), js < vec4<u32>(mm.n));
+    return select(vec4<f32>(0.0), v, p < mm.k);
+}
+
+fn store(e: u32, value: f32) {
+    var v = c_hook(value, e);
+    if ACCUMULATE == 1u {
+        v += f32(mat_c[mm.c_off + e]);
+    }
+    mat_c[mm.c_off + e] = Elem(v);
+}
+
+@compute @workgroup_size(THREADS)
+fn matmul(@builtin(local_invocation_index) lid: u32,
+          @builtin(workgroup_id) wid: vec3<u32>,
+          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = wid.y * nwg.x + wid.x;
+    if t >= mm.tiles {
+        return;
+    }
+    let row0 = (t / mm.tiles_n) * BM;
+    let col0 = (t % mm.tiles_n) * BN;
+    let tx = lid % WG_N;
+    let ty = lid / WG_N;
+    // c{4·v + r}_{u}: row 4·(ty·VM + v) + r, columns 4·(tx·VN + u) .. + 3 of the invocation's
+    // register block (named registers: a private array indexed in a loop would live in memory).
+    // Those past VM, VN are never touched (the branches on them fold away).
+    var c0_0 = vec4<f32>(0.0);
+    var c0_1 = vec4<f32>(0.0);
+    var c0_2 = vec4<f32>(0.0);
+    var c0_3 = vec4<f32>(0.0);
+    var c1_0 = vec4<f32>(0.0);
+    var c1_1 = vec4<f32>(0.0);
+    var c1_2 = vec4<f32>(0.0);
+    var c1_3 = vec4<f32>(0.0);
+    var c2_0 = vec4<f32>(0.0);
+    var c2_1 = vec4<f32>(0.0);
+    var c2_2 = vec4<f32>(0.0);
+    var c2_3 = vec4<f32>(0.0);
+    var c3_0 = vec4<f32>(0.0);
+    var c3_1 = vec4<f32>(0.0);
+    var c3_2 = vec4<f32>(0.0);
+    var c3_3 = vec4<f32>(0.0);
+    var c4_0 = vec4<f32>(0.0);
+    var c4_1 = vec4<f32>(0.0);
+    var c4_2 = vec4<f32>(0.0);
+    var c4_3 = vec4<f32>(0.0);
+    var c5_0 = vec4<f32>(0.0);
+    var c5_1 = vec4<f32>(0.0);
+    var c5_2 = vec4<f32>(0.0);
+    var c5_3 = vec4<f32>(0.0);
+    var c6_0 = vec4<f32>(0.0);
+    var c6_1 = vec4<f32>(0.0);
+    var c6_2 = vec4<f32>(0.0);
+    var c6_3 = vec4<f32>(0.0);
+    var c7_0 = vec4<f32>(0.0);
+    var c7_1 = vec4<f32>(0.0);
+    var c7_2 = vec4<f32>(0.0);
+    var c7_3 = vec4<f32>(0.0);
+    var c8_0 = vec4<f32>(0.0);
+    var c8_1 = vec4<f32>(0.0);
+    var c8_2 = vec4<f32>(0.0);
+    var c8_3 = vec4<f32>(0.0);
+    var c9_0 = vec4<f32>(0.0);
+    var c9_1 = vec4<f32>(0.0);
+    var c9_2 = vec4<f32>(0.0);
+    var c9_3 = vec4<f32>(0.0);
+    var c10_0 = vec4<f32>(0.0);
+    var c10_1 = vec4<f32>(0.0);
+    var c10_2 = vec4<f32>(0.0);
+    var c10_3 = vec4<f32>(0.0);
+    var c11_0 = vec4<f32>(0.0);
+    var c11_1 = vec4<f32>(0.0);
+    var c11_2 = vec4<f32>(0.0);
+    var c11_3 = vec4<f32>(0.0);
+    var c12_0 = vec4<f32>(0.0);
+    var c12_1 = vec4<f32>(0.0);
+    var c12_2 = vec4<f32>(0.0);
+    var c12_3 = vec4<f32>(0.0);
+    var c13_0 = vec4<f32>(0.0);
+    var c13_1 = vec4<f32>(0.0);
+    var c13_2 = vec4<f32>(0.0);
+    var c13_3 = vec4<f32>(0.0);
+    var c14_0 = vec4<f32>(0.0);
+    var c14_1 = vec4<f32>(0.0);
+    var c14_2 = vec4<f32>(0.0);
+    var c14_3 = vec4<f32>(0.0);
+    var c15_0 = vec4<f32>(0.0);
+    var c15_1 = vec4<f32>(0.0);
+    var c15_2 = vec4<f32>(0.0);
+    var c15_3 = vec4<f32>(0.0);
+    for (var k0 = 0u; k0 < mm.k; k0 += BK) {
+        for (var s = 0u; s < A_PER; s++) {
+            let slot = s * THREADS + lid;
+            if slot < A_SLOTS {
+                let p = slot / (BM / 4u);
+                let i = row0 + 4u * (slot % (BM / 4u));
+                tile_a[slot] = vec4<f32>(a_at(i, k0 + p), a_at(i + 1u, k0 + p),
+                                         a_at(i + 2u, k0 + p), a_at(i + 3u, k0 + p));
+            }
+        }
+        if TRANS_B == 1u {
+            // Each slot: 4 consecutive k of one column j (one row of the stored B), written
+            // into component j % 4 of 4 consecutive k-rows of the tile.
+            for (var s = 0u; s < B_PER; s++) {
+                let slot = s * THREADS + lid;
+                if slot < B_SLOTS {
+                    let jl = slot % BN;
+                    let p4 = slot / BN;
+                    let v = b_row4(k0 + 4u * p4, col0 + jl);
+                    let base = 4u * p4 * (BN / 4u) + jl / 4u;
+                    let c = jl % 4u;
+                    tile_b[base][c] = v.x;
+                    tile_b[base + BN / 4u][c] = v.y;
+                    tile_b[base + 2u * (BN / 4u)][c] = v.z;
+                    tile_b[base + 3u * (BN / 4u)][c] = v.w;
+                }
+            }
+        } else {
+            for (var s = 0u; s < B_PER; s++) {
+                let slot = s * THREADS + lid;
+                if slot < B_SLOTS {
+                    let p = slot / (BN / 4u);
+                    let j = col0 + 4u * (slot % (BN / 4u));
+                    tile_b[slot] = b_col4(k0 + p, j);
+                }
+            }
+        }
+        workgroupBarrier();
+        for (var p = 0u; p < BK; p++) {
+            let ra = p * (BM / 4u) + ty * VM;
+            let rb = p * (BN / 4u) + tx * VN;
+            let a0 = tile_a[ra];
+            let b0 = tile_b[rb];
+            var a1 = vec4<f32>(0.0);
+            var a2 = vec4<f32>(0.0);
+            var a3 = vec4<f32>(0.0);
+            var b1 = vec4<f32>(0.0);
+            var b2 = vec4<f32>(0.0);
+            var b3 = vec4<f32>(0.0);
+            if VM > 1u {
+                a1 = tile_a[ra + 1u];
+            }
+            if VM > 2u {
+                a2 = tile_a[ra + 2u];
+            }
+            if VM > 3u {
+                a3 = tile_a[ra + 3u];
+            }
+            if VN > 1u {
+                b1 = tile_b[rb + 1u];
+            }
+            if VN > 2u {
+                b2 = tile_b[rb + 2u];
+            }
+            if VN > 3u {
+                b3 = tile_b[rb + 3u];
+            }
+            c0_0 = fma(vec4<f32>(a0.x), b0, c0_0);
+            c1_0 = fma(vec4<f32>(a0.y), b0, c1_0);
+            c2_0 = fma(vec4<f32>(a0.z), b0, c2_0);
+            c3_0 = fma(vec4<f32>(a0.w), b0, c3_0);
+            if VM > 0u && VN > 1u {
+                c0_1 = fma(vec4<f32>(a0.x), b1, c0_1);
+                c1_1 = fma(vec4<f32>(a0.y), b1, c1_1);
+                c2_1 = fma(vec4<f32>(a0.z), b1, c2_1);
+                c3_1 = fma(vec4<f32>(a0.w), b1, c3_1);
+            }
+            if VM > 0u && VN > 2u {
+                c0_2 = fma(vec4<f32>(a0.x), b2, c0_2);
+                c1_2 = fma(vec4<f32>(a0.y), b2, c1_2);
+                c2_2 = fma(vec4<f32>(a0.z), b2, c2_2);
+                c3_2 = fma(vec4<f32>(a0.w), b2, c3_2);
+            }
+            if VM > 0u && VN > 3u {
+                c0_3 = fma(vec4<f32>(a0.x), b3, c0_3);
+                c1_3 = fma(vec4<f32>(a0.y), b3, c1_3);
+                c2_3 = fma(vec4<f32>(a0.z), b3, c2_3);
+                c3_3 = fma(vec4<f32>(a0.w), b3, c3_3);
+            }
+            if VM > 1u && VN > 0u {
+                c4_0 = fma(vec4<f32>(a1.x), b0, c4_0);
+                c5_0 = fma(vec4<f32>(a1.y), b0, c5_0);
+                c6_0 = fma(vec4<f32>(a1.z), b0, c6_0);
+                c7_0 = fma(vec4<f32>(a1.w), b0, c7_0);
+            }
+            if VM > 1u && VN > 1u {
+                c4_1 = fma(vec4<f32>(a1.x), b1, c4_1);
+                c5_1 = fma(vec4<f32>(a1.y), b1, c5_1);
+                c6_1 = fma(vec4<f32>(a1.z), b1, c6_1);
+                c7_1 = fma(vec4<f32>(a1.w), b1, c7_1);
+            }
+            if VM > 1u && VN > 2u {
+                c4_2 = fma(vec4<f32>(a1.x), b2, c4_2);
+                c5_2 = fma(vec4<f32>(a1.y), b2, c5_2);
+                c6_2 = fma(vec4<f32>(a1.z), b2, c6_2);
+                c7_2 = fma(vec4<f32>(a1.w), b2, c7_2);
+            }
+            if VM > 1u && VN > 3u {
+                c4_3 = fma(vec4<f32>(a1.x), b3, c4_3);
+                c5_3 = fma(vec4<f32>(a1.y), b3, c5_3);
+                c6_3 = fma(vec4<f32>(a1.z), b3, c6_3);
+                c7_3 = fma(vec4<f32>(a1.w), b3, c7_3);
+            }
+            if VM > 2u && VN > 0u {
+                c8_0 = fma(vec4<f32>(a2.x), b0, c8_0);
+                c9_0 = fma(vec4<f32>(a2.y), b0, c9_0);
+                c10_0 = fma(vec4<f32>(a2.z), b0, c10_0);
+                c11_0 = fma(vec4<f32>(a2.w), b0, c11_0);
+            }
+            if VM > 2u && VN > 1u {
+                c8_1 = fma(vec4<f32>(a2.x), b1, c8_1);
+                c9_1 = fma(vec4<f32>(a2.y), b1, c9_1);
+                c10_1 = fma(vec4<f32>(a2.z), b1, c10_1);
+                c11_1 = fma(vec4<f32>(a2.w), b1, c11_1);
+            }
+            if VM > 2u && VN > 2u {
+                c8_2 = fma(vec4<f32>(a2.x), b2, c8_2);
+                c9_2 = fma(vec4<f32>(a2.y), b2, c9_2);
+                c10_2 = fma(vec4<f32>(a2.z), b2, c10_2);
+                c11_2 = fma(vec4<f32>(a2.w), b2, c11_2);
+            }
+            if VM > 2u && VN > 3u {
+                c8_3 = fma(vec4<f32>(a2.x), b3, c8_3);
+                c9_3 = fma(vec4<f32>(a2.y), b3, c9_3);
+                c10_3 = fma(vec4<f32>(a2.z), b3, c10_3);
+                c11_3 = fma(vec4<f32>(a2.w), b3, c11_3);
+            }
+            if VM > 3u && VN > 0u {
+                c12_0 = fma(vec4<f32>(a3.x), b0, c12_0);
+                c13_0 = fma(vec4<f32>(a3.y), b0, c13_0);
+                c14_0 = fma(vec4<f32>(a3.z), b0, c14_0);
+                c15_0 = fma(vec4<f32>(a3.w), b0, c15_0);
+            }
+            if VM > 3u && VN > 1u {
+                c12_1 = fma(vec4<f32>(a3.x), b1, c12_1);
+                c13_1 = fma(vec4<f32>(a3.y), b1, c13_1);
+                c14_1 = fma(vec4<f32>(a3.z), b1, c14_1);
+                c15_1 = fma(vec4<f32>(a3.w), b1, c15_1);
+            }
+            if VM > 3u && VN > 2u {
+                c12_2 = fma(vec4<f32>(a3.x), b2, c12_2);
+                c13_2 = fma(vec4<f32>(a3.y), b2, c13_2);
+                c14_2 = fma(vec4<f32>(a3.z), b2, c14_2);
+                c15_2 = fma(vec4<f32>(a3.w), b2, c15_2);
+            }
+            if VM > 3u && VN > 3u {
+                c12_3 = fma(vec4<f32>(a3.x), b3, c12_3);
+                c13_3 = fma(vec4<f32>(a3.y), b3, c13_3);
+                c14_3 = fma(vec4<f32>(a3.z), b3, c14_3);
+                c15_3 = fma(vec4<f32>(a3.w), b3, c15_3);
+            }
+        }
+        workgroupBarrier();
+    }
+    // The register block as an array for the epilogue (unrolled: constant indices).
+    var acc: array<vec4<f32>, 64>;
+    acc[0] = c0_0;
+    acc[1] = c0_1;
+    acc[2] = c0_2;
+    acc[3] = c0_3;
+    acc[4] = c1_0;
+    acc[5] = c1_1;
+    acc[6] = c1_2;
+    acc[7] = c1_3;
+    acc[8] = c2_0;
+    acc[9] = c2_1;
+    acc[10] = c2_2;
+    acc[11] = c2_3;
+    acc[12] = c3_0;
+    acc[13] = c3_1;
+    acc[14] = c3_2;
+    acc[15] = c3_3;
+    acc[16] = c4_0;
+    acc[17] = c4_1;
+    acc[18] = c4_2;
+    acc[19] = c4_3;
+    acc[20] = c5_0;
+    acc[21] = c5_1;
+    acc[22] = c5_2;
+    acc[23] = c5_3;
+    acc[24] = c6_0;
+    acc[25] = c6_1;
+    acc[26] = c6_2;
+    acc[27] = c6_3;
+    acc[28] = c7_0;
+    acc[29] = c7_1;
+    acc[30] = c7_2;
+    acc[31] = c7_3;
+    acc[32] = c8_0;
+    acc[33] = c8_1;
+    acc[34] = c8_2;
+    acc[35] = c8_3;
+    acc[36] = c9_0;
+    acc[37] = c9_1;
+    acc[38] = c9_2;
+    acc[39] = c9_3;
+    acc[40] = c10_0;
+    acc[41] = c10_1;
+    acc[42] = c10_2;
+    acc[43] = c10_3;
+    acc[44] = c11_0;
+    acc[45] = c11_1;
+    acc[46] = c11_2;
+    acc[47] = c11_3;
+    acc[48] = c12_0;
+    acc[49] = c12_1;
+    acc[50] = c12_2;
+    acc[51] = c12_3;
+    acc[52] = c13_0;
+    acc[53] = c13_1;
+    acc[54] = c13_2;
+    acc[55] = c13_3;
+    acc[56] = c14_0;
+    acc[57] = c14_1;
+    acc[58] = c14_2;
+    acc[59] = c14_3;
+    acc[60] = c15_0;
+    acc[61] = c15_1;
+    acc[62] = c15_2;
+    acc[63] = c15_3;
+    for (var v = 0u; v < VM; v++) {
+        for (var r = 0u; r < 4u; r++) {
+            let i = row0 + 4u * (ty * VM + v) + r;
+            for (var u = 0u; u < VN; u++) {
+                let j = col0 + 4u * (tx * VN + u);
+                var out = acc[(4u * v + r) * 4u + u];
+                if HAS_BIAS == 1u {
+                    out += vec4<f32>(f32(bias[min(j, mm.n - 1u)]), f32(bias[min(j + 1u, mm.n - 1u)]),
+                                     f32(bias[min(j + 2u, mm.n - 1u)]), f32(bias[min(j + 3u, mm.n - 1u)]));
+                }
+                if i < mm.m {
+                    let e = i * mm.n + j;
+                    if j < mm.n {
+                        store(e, out.x);
+                    }
+                    if j + 1u < mm.n {
+                        store(e + 1u, out.y);
+                    }
+                    if j + 2u < mm.n {
+                        store(e + 2u, out.z);
+                    }
+                    if j + 3u < mm.n {
+                        store(e + 3u, out.w);
+                    }
+                }
+            }
+        }
+    }
+}

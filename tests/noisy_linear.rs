@@ -1,0 +1,318 @@
+//! Conformance of the fused noisy Linear layer (`Context::noisy_linear_forward` /
+//! `noisy_linear_backward`) on every target.
+//!
+//! The fused products are compared with the same target's standalone ops: ψ(W) written by
+//! `Context::noise_forward` for the spec the fused forward returned (so observers are not run
+//! twice), read back and multiplied in f64. The masks must be bit-identical (the fused op's
+//! mask with the standalone kernel's and the f64 reference's). dW is checked against the f64
+//! `dYᵀ·X` times the STE factor of the f64 reference (`cpu::ste`). Tolerance as in
+//! tests/matmul.rs: `1e-7·(R + 2)·Σ|a·b|` for a reduction of length R.
+
+mod common;
+
+use common::*;
+use libtest_mimic::Failed;
+use quantnoise::matmul::{LinearShape, Tuning, set_tuning};
+use quantnoise::{
+    Context, DType, Error, Noise, NoiseSeed, NoiseSpec, Observer, SteMode, Tensor, cpu,
+};
+
+fn main() {
+    run(
+        &[
+            ("forward_matches_standalone_noise", forward),
+            ("backward_matches_standalone_ops", backward),
+            ("pq_chains_take_the_unfused_path", pq_chain),
+            ("bad_inputs_are_typed_errors", bad_inputs),
+        ],
+        true,
+    )
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+fn abs(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|x| x.abs()).collect()
+}
+
+fn check(what: &str, got: &[f32], want: &[f64], bound: &[f64], r: u64) -> Result<(), Failed> {
+    let mut bad = Vec::new();
+    for i in 0..got.len() {
+        let tol = 1e-7 * (r + 2) as f64 * bound[i] + 1e-30;
+        let err = (got[i] as f64 - want[i]).abs();
+        if err.is_nan() || err > tol {
+            bad.push(format!(
+                "[{i}] got {} want {} (tol {tol:.2e})",
+                got[i], want[i]
+            ));
+        }
+    }
+    ensure(bad.is_empty(), || {
+        format!(
+            "{what}: {} mismatches, first {:?}",
+            bad.len(),
+            &bad[..bad.len().min(4)]
+        )
+    })
+}
+
+/// (batch, rows, in_features, out_features, block_size).
+const SHAPES: [(u64, u64, u64, u64, u32); 5] = [
+    (1, 1, 8, 1, 8),
+    (2, 7, 24, 13, 4),
+    (1, 33, 45, 17, 9),
+    (3, 5, 16, 70, 16),
+    (1, 19, 10, 37, 5),
+];
+
+struct Case {
+    shape: LinearShape,
+    spec: NoiseSpec,
+    seed: NoiseSeed,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    dy: Vec<f32>,
+}
+
+fn case(rng: &mut Rng, i: usize) -> Case {
+    let (bt, m, k, n, bs) = SHAPES[i];
+    let shape = LinearShape::new(bt, m, k, n);
+    Case {
+        spec: random_spec(rng, bs, n),
+        seed: NoiseSeed::new(1000 + i as u64, rng.below(5)),
+        x: rng.weights(shape.x_len(), 0.5),
+        w: rng.weights(shape.w_len(), 0.5),
+        b: rng.weights(n, 0.5),
+        dy: rng.weights(shape.y_len(), 0.5),
+        shape,
+    }
+}
+
+/// ψ(W) by the standalone kernel on the target, and its mask.
+fn standalone(
+    t: &Target,
+    c: &Case,
+    w: &Tensor,
+    resolved: &NoiseSpec,
+) -> Result<(Vec<f64>, Vec<u32>), Failed> {
+    let ws = c.shape.weight_shape();
+    let noisy = poisoned(&t.ctx, c.shape.w_len(), DType::F32);
+    let mask = t.ctx.empty(resolved.mask_words(&ws)?, DType::U32)?;
+    t.ctx
+        .noise_forward(w, &noisy, ws, resolved, c.seed, Some(&mask))?;
+    Ok((f64s(&t.ctx.read_f32(&noisy)?), t.ctx.read_u32(&mask)?))
+}
+
+fn forward(t: &Target) -> Result<(), Failed> {
+    set_tuning(Tuning::Off)?;
+    let ctx = &t.ctx;
+    let mut rng = Rng(21);
+    for i in 0..SHAPES.len() {
+        let c = case(&mut rng, i);
+        let s = c.shape;
+        let (x, w, b) = (ctx.upload(&c.x)?, ctx.upload(&c.w)?, ctx.upload(&c.b)?);
+        let y = poisoned(ctx, s.y_len(), DType::F32);
+        let ws = s.weight_shape();
+        let mask = poisoned(ctx, c.spec.mask_words(&ws)?, DType::U32);
+        let bias = (i % 2 == 0).then_some(&b);
+        let resolved =
+            ctx.noisy_linear_forward(&x, &w, bias, &y, s, &c.spec, c.seed, Some(&mask))?;
+        let (noisy, want_mask) = standalone(t, &c, &w, &resolved)?;
+        let got_mask = ctx.read_u32(&mask)?;
+        ensure(got_mask == want_mask, || {
+            format!("case {i}: mask {got_mask:?} vs standalone {want_mask:?}")
+        })?;
+        let cpu_mask = cpu::noise::noise_mask(&ws, &resolved, c.seed);
+        ensure(got_mask == cpu_mask, || {
+            format!("case {i}: mask vs f64 reference")
+        })?;
+        let (k, n) = (s.in_features as usize, s.out_features as usize);
+        let b64 = f64s(&c.b);
+        let want = cpu::matmul::linear_forward(&f64s(&c.x), &noisy, bias.map(|_| &b64[..]), k, n);
+        let b_abs = abs(&b64);
+        let bound = cpu::matmul::linear_forward(
+            &abs(&f64s(&c.x)),
+            &abs(&noisy),
+            bias.map(|_| &b_abs[..]),
+            k,
+            n,
+        );
+        check(
+            &format!("case {i} {:?} y", c.spec),
+            &ctx.read_f32(&y)?,
+            &want,
+            &bound,
+            s.in_features,
+        )?;
+    }
+    Ok(())
+}
+
+fn backward(t: &Target) -> Result<(), Failed> {
+    set_tuning(Tuning::Off)?;
+    let ctx = &t.ctx;
+    let mut rng = Rng(22);
+    for i in 0..SHAPES.len() {
+        let c = case(&mut rng, i);
+        let s = c.shape;
+        let ws = s.weight_shape();
+        let (x, w, dy) = (ctx.upload(&c.x)?, ctx.upload(&c.w)?, ctx.upload(&c.dy)?);
+        let y = ctx.empty(s.y_len(), DType::F32)?;
+        let resolved = ctx.noisy_linear_forward(&x, &w, None, &y, s, &c.spec, c.seed, None)?;
+        let (noisy, _) = standalone(t, &c, &w, &resolved)?;
+        let (k, n) = (s.in_features as usize, s.out_features as usize);
+        let (x64, dy64, w64) = (f64s(&c.x), f64s(&c.dy), f64s(&c.w));
+        for mode in [SteMode::Identity, SteMode::Masked, SteMode::Clamped] {
+            let dx = poisoned(ctx, s.x_len(), DType::F32);
+            let dw = poisoned(ctx, s.w_len(), DType::F32);
+            ctx.noisy_linear_backward(
+                &dy,
+                &x,
+                &w,
+                Some(&dx),
+                Some(&dw),
+                s,
+                &resolved,
+                c.seed,
+                mode,
+            )?;
+            let want = cpu::matmul::backward_input(&dy64, &noisy, k, n);
+            let bound = cpu::matmul::backward_input(&abs(&dy64), &abs(&noisy), k, n);
+            check(
+                &format!("case {i} {mode:?} dx"),
+                &ctx.read_f32(&dx)?,
+                &want,
+                &bound,
+                s.out_features,
+            )?;
+            let plain = cpu::matmul::backward_weight(&dy64, &x64, k, n);
+            let bound = cpu::matmul::backward_weight(&abs(&dy64), &abs(&x64), k, n);
+            let factor =
+                cpu::ste::ste_backward(&vec![1.0; plain.len()], &w64, &ws, &resolved, c.seed, mode);
+            let want: Vec<f64> = plain.iter().zip(&factor).map(|(a, f)| a * f).collect();
+            let bound: Vec<f64> = bound
+                .iter()
+                .zip(&factor)
+                .map(|(a, f)| a * f.abs())
+                .collect();
+            check(
+                &format!("case {i} {mode:?} dw"),
+                &ctx.read_f32(&dw)?,
+                &want,
+                &bound,
+                s.total_rows(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A chain with PQ stages (unfused path) gives X·ψ(W)ᵀ with the standalone ψ.
+fn pq_chain(t: &Target) -> Result<(), Failed> {
+    set_tuning(Tuning::Off)?;
+    let ctx = &t.ctx;
+    let mut rng = Rng(23);
+    let s = LinearShape::new(2, 5, 16, 9);
+    let spec = NoiseSpec::proxy(4, 0.3).then(Noise::PqMean { p: 0.5 });
+    let seed = NoiseSeed::new(5, 1);
+    let (xv, wv) = (rng.weights(s.x_len(), 0.5), rng.weights(s.w_len(), 0.5));
+    let (x, w) = (ctx.upload(&xv)?, ctx.upload(&wv)?);
+    let y = poisoned(ctx, s.y_len(), DType::F32);
+    let resolved = ctx.noisy_linear_forward(&x, &w, None, &y, s, &spec, seed, None)?;
+    let noisy = ctx.empty(s.w_len(), DType::F32)?;
+    ctx.noise_forward(&w, &noisy, s.weight_shape(), &resolved, seed, None)?;
+    let noisy = f64s(&ctx.read_f32(&noisy)?);
+    let want = cpu::matmul::linear_forward(&f64s(&xv), &noisy, None, 16, 9);
+    let bound = cpu::matmul::linear_forward(&abs(&f64s(&xv)), &abs(&noisy), None, 16, 9);
+    check("pq y", &ctx.read_f32(&y)?, &want, &bound, 16)?;
+    let dy = ctx.upload(&rng.weights(s.y_len(), 0.5))?;
+    let dx = poisoned(ctx, s.x_len(), DType::F32);
+    let dw = poisoned(ctx, s.w_len(), DType::F32);
+    ctx.noisy_linear_backward(
+        &dy,
+        &x,
+        &w,
+        Some(&dx),
+        Some(&dw),
+        s,
+        &resolved,
+        seed,
+        SteMode::Masked,
+    )?;
+    ensure(
+        ctx.read_f32(&dx)?
+            .iter()
+            .chain(&ctx.read_f32(&dw)?)
+            .all(|v| v.is_finite()),
+        || "non-finite gradients".into(),
+    )
+}
+
+fn bad_inputs(t: &Target) -> Result<(), Failed> {
+    let ctx = &t.ctx;
+    let s = LinearShape::new(1, 3, 8, 2);
+    let x = ctx.upload(&[0.5f32; 24])?;
+    let w = ctx.upload(&[0.5f32; 16])?;
+    let y = ctx.empty(6, DType::F32)?;
+    let seed = NoiseSeed::new(1, 0);
+    // Block size not dividing in_features.
+    expect_err(
+        ctx,
+        ctx.noisy_linear_forward(&x, &w, None, &y, s, &NoiseSpec::proxy(3, 0.5), seed, None),
+        |e| {
+            matches!(
+                e,
+                Error::BlockSizeMismatch { .. } | Error::InvalidArgument { .. }
+            )
+        },
+    )?;
+    let spec = NoiseSpec::int_n(4, 0.5, 4, Observer::MinMax);
+    let bad_mask = ctx.empty(7, DType::U32)?;
+    expect_err(
+        ctx,
+        ctx.noisy_linear_forward(&x, &w, None, &y, s, &spec, seed, Some(&bad_mask)),
+        |e| matches!(e, Error::ShapeMismatch { what: "mask", .. }),
+    )?;
+    let short = ctx.upload(&[0.5f32; 15])?;
+    expect_err(
+        ctx,
+        ctx.noisy_linear_forward(&x, &short, None, &y, s, &spec, seed, None),
+        |e| matches!(e, Error::ShapeMismatch { .. }),
+    )?;
+    let u = ctx.empty(24, DType::U32)?;
+    expect_err(
+        ctx,
+        ctx.noisy_linear_forward(&u, &w, None, &y, s, &spec, seed, None),
+        |e| matches!(e, Error::DTypeMismatch { .. }),
+    )?;
+    let dx = ctx.empty(24, DType::F32)?;
+    expect_err(
+        ctx,
+        ctx.noisy_linear_backward(
+            &y,
+            &x,
+            &w,
+            Some(&dx),
+            None,
+            LinearShape::new(1, 3, 8, 3),
+            &spec,
+            seed,
+            SteMode::Masked,
+        ),
+        |e| matches!(e, Error::ShapeMismatch { .. }),
+    )?;
+    if t.is_gpu() && !ctx.features().shader_f16 {
+        let h = |n| upload_as(ctx, &vec![0.5; n], DType::F16);
+        let (x, w, y) = (h(24), h(16), h(6));
+        expect_err(
+            ctx,
+            ctx.noisy_linear_forward(&x, &w, None, &y, s, &spec, seed, None),
+            |e| matches!(e, Error::Unsupported { .. }),
+        )?;
+    }
+    let _ = Context::cpu();
+    Ok(())
+}
