@@ -41,6 +41,7 @@ pub mod runtime;
 mod shape;
 pub mod ste;
 mod tensor;
+pub mod pq_matmul;
 
 pub use assign::{AssignProblem, Assignment};
 pub use error::{Error, Result};
@@ -55,3 +56,4 @@ pub use runtime::gpu::KernelFeatures;
 pub use runtime::shaders;
 pub use shape::WeightShape;
 pub use tensor::{DType, Element, Tensor};
+pub use pq_matmul::{ActQuant, CodebookFormat, IndexFormat, PqMatmulMethod, PqOutput, PqWeight};

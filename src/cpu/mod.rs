@@ -8,3 +8,4 @@ pub mod noise;
 pub mod observer;
 pub mod pq;
 pub mod ste;
+pub mod pq_matmul;

@@ -24,6 +24,8 @@ pub enum Family {
     Pq,
     /// `shaders/fma.wgsl`: FMA-throughput kernel (the compute ceiling of benchmarks).
     Fma,
+    /// `shaders/pq_matmul.wgsl`: product-quantized matmul / LUT matvec, dense matvec baseline.
+    PqMatmul,
 }
 
 /// Element type a module is instantiated for.
@@ -46,10 +48,11 @@ const ASSIGN: &str = include_str!("../../shaders/assign.wgsl");
 const KMEANS: &str = include_str!("../../shaders/kmeans.wgsl");
 const PQ: &str = include_str!("../../shaders/pq.wgsl");
 const FMA: &str = include_str!("../../shaders/fma.wgsl");
+const PQ_MATMUL: &str = include_str!("../../shaders/pq_matmul.wgsl");
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::Noise,
         Family::Ste,
         Family::Observer,
@@ -59,6 +62,7 @@ impl Family {
         Family::Kmeans,
         Family::Pq,
         Family::Fma,
+        Family::PqMatmul,
     ];
 
     /// File name under `shaders/`.
@@ -73,6 +77,7 @@ impl Family {
             Family::Kmeans => "kmeans.wgsl",
             Family::Pq => "pq.wgsl",
             Family::Fma => "fma.wgsl",
+            Family::PqMatmul => "pq_matmul.wgsl",
         }
     }
 
@@ -87,6 +92,7 @@ impl Family {
             Family::Kmeans => &[KMEANS],
             Family::Pq => &[PQ],
             Family::Fma => &[FMA],
+            Family::PqMatmul => &[PQ_MATMUL],
         }
     }
 
@@ -127,6 +133,13 @@ impl Family {
             ],
             Family::Pq => &["pq_decode", "pack_u8"],
             Family::Fma => &["fma_chains4", "fma_chains8", "fma_chains16"],
+            Family::PqMatmul => &[
+                "pq_matmul_tiled",
+                "pq_lut_build",
+                "pq_lut_gather",
+                "pq_matmul_i8",
+                "dense_matvec",
+            ],
         }
     }
 

@@ -1,0 +1,479 @@
+// Product-quantized matrix multiplication: Y = X · decode(C, I)ᵀ (+ b) without materialising
+// the decoded weight (N × K). Row n of the weight is nsub = K / D subvectors; subvector j is
+// centroid I[n·nsub + j] of the codebook C (Kc × D). Indices are packed IDX_BITS (8 or 16) per
+// field, 32 / IDX_BITS per u32 word, little-endian (index p in field p % per of word p / per),
+// contiguous across rows. An index ≥ Kc reads centroid Kc − 1 (as pq_decode does).
+//
+// Codebook formats (CB_FMT): 0 = `codebook: array<Elem>` (f32, or f16 in the f16 module);
+// 1 = int8 in `codebook_q`, each centroid padded to DW = ceil(D / 4) words (byte t of the
+// centroid in byte t % 4 of word t / 4), value = byte · params.scale. With CB_WG the decoded
+// f32 codebook is first copied into workgroup memory (CB_LEN = Kc·D floats).
+//
+// Entry points:
+// * pq_matmul_tiled: 32 × 32 output tile per workgroup of 64 invocations, 4 × 4 register block
+//   per invocation; per K-chunk of S subvectors (BK = S·D values) the X tile and the decoded
+//   weight tile go to workgroup memory (transposed, vec4 along the tile's rows / columns).
+// * pq_lut_build + pq_lut_gather: the lookup-table matrix–vector product for small batches.
+//   lut[(m·nsub + j)·Kc + c] = x_m[jD .. jD+D] · C[c]; then y[m, n] = Σ_j lut[m, j, I[n, j]]
+//   (one index read per D weights), MB (1 or 4) batch rows per invocation.
+// * pq_matmul_i8: the integer path: int8 activations (per-tensor affine, zero point zx) times
+//   int8 centroids, dot4I8Packed into i32, raw = Σ xq·cq − zx·Σ cq; output the raw i32
+//   accumulators (RAW) or y = raw · scale (+ b) with scale = sx·sc.
+// * dense_matvec: the dense baseline y = W x (+ b), W (N × K) in Elem, ROWS rows per
+//   workgroup, vec4 loads coalesced across the 64 invocations, two-level reduction.
+//
+// Shapes come in the uniform; the knobs and the block size are overrides.
+
+struct PqmParams {
+    // Batch rows of this window, out features, in features, centroids.
+    m: u32,
+    n: u32,
+    k: u32,
+    kc: u32,
+    // Subvectors per weight row (K / D); element offsets of the window's first row of x, y.
+    nsub: u32,
+    x_off: u32,
+    y_off: u32,
+    // Words per row of int8 activations (ceil(K / 4)).
+    x_words: u32,
+    // Int8 codebook scale (float path) or sx·sc (integer path); activation zero point.
+    scale: f32,
+    zx: i32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+override WG: u32 = 64u;
+// Block size (subvector dimension).
+override D: u32 = 8u;
+// Subvectors per K-chunk of the tiled kernels, and BK = S·D.
+override S: u32 = 4u;
+override BK: u32 = 32u;
+// Bits per packed index: 8 or 16.
+override IDX_BITS: u32 = 8u;
+// 0: Elem codebook; 1: int8 codebook words.
+override CB_FMT: u32 = 0u;
+// Decoded codebook in workgroup memory, and its length in floats (1 when unused).
+override CB_WG: u32 = 0u;
+override CB_LEN: u32 = 1u;
+// Words per int8 centroid: ceil(D / 4).
+override DW: u32 = 2u;
+override HAS_BIAS: u32 = 0u;
+// Batch rows per invocation of the LUT gather: 1 or 4.
+override MB: u32 = 1u;
+// Integer path: write the raw i32 accumulators instead of the dequantized output.
+override RAW: u32 = 0u;
+// Rows per workgroup of dense_matvec (at most 8).
+override ROWS: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> params: PqmParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> codebook: array<Elem>;
+@group(0) @binding(3) var<storage, read> codebook_q: array<u32>;
+@group(0) @binding(4) var<storage, read> indices: array<u32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+@group(0) @binding(7) var<storage, read_write> lut: array<f32>;
+@group(0) @binding(8) var<storage, read> xq: array<u32>;
+@group(0) @binding(9) var<storage, read_write> y_raw: array<i32>;
+
+// Tile rows / columns per workgroup of the tiled kernels.
+const BM: u32 = 32u;
+const BN: u32 = 32u;
+
+var<workgroup> cb_wg: array<f32, CB_LEN>;
+// Transposed tiles: element (row r, k) at [k·8 + r / 4][r % 4]; BK·8 vec4 each.
+override TILE_LEN: u32 = 256u;
+var<workgroup> xs: array<vec4<f32>, TILE_LEN>;
+var<workgroup> ws: array<vec4<f32>, TILE_LEN>;
+// Integer tiles: word q (= s·DW + w) of row r at [q·8 + r / 4][r % 4]; S·DW·8 vec4 each.
+override QTILE_LEN: u32 = 16u;
+var<workgroup> xsq: array<vec4<u32>, QTILE_LEN>;
+var<workgroup> wsq: array<vec4<u32>, QTILE_LEN>;
+// dense_matvec partial sums: 64 per row, then 8 per row.
+override RED_LEN: u32 = 256u;
+var<workgroup> red: array<vec4<f32>, RED_LEN>;
+
+fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.y * nwg.x + wid.x;
+}
+
+// The centroid index of flat subvector p.
+fn index_of(p: u32) -> u32 {
+    let per = 32u / IDX_BITS;
+    let mask = (1u << IDX_BITS) - 1u;
+    let word = indices[p / per];
+    return min((word >> ((p % per) * IDX_BITS)) & mask, params.kc - 1u);
+}
+
+// Byte t % 4 of an int8 word, sign-extended.
+fn sbyte(w: u32, t: u32) -> i32 {
+    return bitcast<i32>(w << (24u - 8u * t)) >> 24u;
+}
+
+// Component t of centroid c, from the storage codebook.
+fn cb_storage(c: u32, t: u32) -> f32 {
+    if CB_FMT == 1u {
+        return f32(sbyte(codebook_q[c * DW + t / 4u], t % 4u)) * params.scale;
+    }
+    return f32(codebook[c * D + t]);
+}
+
+// Component t of centroid c, from wherever the kernel keeps the codebook.
+fn cb(c: u32, t: u32) -> f32 {
+    if CB_WG == 1u {
+        return cb_wg[c * D + t];
+    }
+    return cb_storage(c, t);
+}
+
+// Copies the decoded codebook into workgroup memory (when CB_WG). Uniform control flow.
+fn load_codebook(lid: u32) {
+    if CB_WG == 1u {
+        let total = params.kc * D;
+        for (var e = lid; e < total; e += WG) {
+            cb_wg[e] = cb_storage(e / D, e % D);
+        }
+        workgroupBarrier();
+    }
+}
+
+fn add_bias(v: f32, col: u32) -> f32 {
+    if HAS_BIAS == 1u {
+        return v + bias[col];
+    }
+    return v;
+}
+
+fn store_row(row: u32, n0: u32, acc: vec4<f32>) {
+    if row < params.m {
+        for (var j = 0u; j < 4u; j++) {
+            let col = n0 + j;
+            if col < params.n {
+                y[params.y_off + row * params.n + col] = add_bias(acc[j], col);
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn pq_matmul_tiled(@builtin(local_invocation_index) lid: u32,
+                   @builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tiles_n = (params.n + BN - 1u) / BN;
+    let tiles_m = (params.m + BM - 1u) / BM;
+    let tile = linear_group(wid, nwg);
+    if tile >= tiles_n * tiles_m {
+        return;
+    }
+    load_codebook(lid);
+    let m0 = (tile / tiles_n) * BM;
+    let n0 = (tile % tiles_n) * BN;
+    let tx = lid % 8u;
+    let ty = lid / 8u;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    let chunks = (params.nsub + S - 1u) / S;
+    for (var ch = 0u; ch < chunks; ch++) {
+        let j0 = ch * S;
+        // X tile: BM rows × BK values (consecutive invocations read consecutive values).
+        for (var e = lid; e < BM * BK; e += WG) {
+            let r = e / BK;
+            let kk = e % BK;
+            let row = m0 + r;
+            let col = j0 * D + kk;
+            var v = 0.0;
+            if row < params.m && col < params.k {
+                v = x[params.x_off + row * params.k + col];
+            }
+            xs[kk * 8u + r / 4u][r % 4u] = v;
+        }
+        // Weight tile: BN rows × S subvectors, decoded from the codebook.
+        for (var e = lid; e < BN * S; e += WG) {
+            let r = e / S;
+            let s = e % S;
+            let row = n0 + r;
+            let j = j0 + s;
+            let valid = row < params.n && j < params.nsub;
+            var c = 0u;
+            if valid {
+                c = index_of(row * params.nsub + j);
+            }
+            for (var t = 0u; t < D; t++) {
+                var v = 0.0;
+                if valid {
+                    v = cb(c, t);
+                }
+                ws[(s * D + t) * 8u + r / 4u][r % 4u] = v;
+            }
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let a = xs[kk * 8u + ty];
+            let b = ws[kk * 8u + tx];
+            acc0 = fma(vec4<f32>(a.x), b, acc0);
+            acc1 = fma(vec4<f32>(a.y), b, acc1);
+            acc2 = fma(vec4<f32>(a.z), b, acc2);
+            acc3 = fma(vec4<f32>(a.w), b, acc3);
+        }
+        workgroupBarrier();
+    }
+    let r0 = m0 + ty * 4u;
+    let c0 = n0 + tx * 4u;
+    store_row(r0, c0, acc0);
+    store_row(r0 + 1u, c0, acc1);
+    store_row(r0 + 2u, c0, acc2);
+    store_row(r0 + 3u, c0, acc3);
+}
+
+// One invocation per (batch row m, subvector j, group of 4 centroids).
+@compute @workgroup_size(WG)
+fn pq_lut_build(@builtin(local_invocation_index) lid: u32,
+                @builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let groups = (params.kc + 3u) / 4u;
+    let total = params.m * params.nsub * groups;
+    let i = linear_group(wid, nwg) * WG + lid;
+    if linear_group(wid, nwg) * WG >= total {
+        return;
+    }
+    load_codebook(lid);
+    if i >= total {
+        return;
+    }
+    let g = i % groups;
+    let mj = i / groups;
+    let m = mj / params.nsub;
+    let j = mj % params.nsub;
+    let xb = params.x_off + m * params.k + j * D;
+    let c0 = g * 4u;
+    let last = params.kc - 1u;
+    let c = vec4<u32>(c0, min(c0 + 1u, last), min(c0 + 2u, last), min(c0 + 3u, last));
+    var acc = vec4<f32>(0.0);
+    for (var t = 0u; t < D; t++) {
+        let xt = x[xb + t];
+        acc = fma(vec4<f32>(xt), vec4<f32>(cb(c.x, t), cb(c.y, t), cb(c.z, t), cb(c.w, t)), acc);
+    }
+    let base = mj * params.kc + c0;
+    lut[base] = acc.x;
+    if c0 + 1u < params.kc {
+        lut[base + 1u] = acc.y;
+    }
+    if c0 + 2u < params.kc {
+        lut[base + 2u] = acc.z;
+    }
+    if c0 + 3u < params.kc {
+        lut[base + 3u] = acc.w;
+    }
+}
+
+// One invocation per (output row n, group of MB batch rows); consecutive invocations take
+// consecutive rows n.
+@compute @workgroup_size(WG)
+fn pq_lut_gather(@builtin(local_invocation_index) lid: u32,
+                 @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_group(wid, nwg) * WG + lid;
+    let n = i % params.n;
+    let b0 = (i / params.n) * MB;
+    if b0 >= params.m {
+        return;
+    }
+    let stride = params.nsub * params.kc;
+    let last = params.m - 1u;
+    let base = vec4<u32>(b0, min(b0 + 1u, last), min(b0 + 2u, last), min(b0 + 3u, last)) * stride;
+    let per = 32u / IDX_BITS;
+    let mask = (1u << IDX_BITS) - 1u;
+    let first = n * params.nsub;
+    let end = first + params.nsub;
+    var acc = vec4<f32>(0.0);
+    for (var wd = first / per; wd * per < end; wd++) {
+        let word = indices[wd];
+        for (var t = 0u; t < per; t++) {
+            let p = wd * per + t;
+            let inside = p >= first && p < end;
+            let c = min((word >> (t * IDX_BITS)) & mask, params.kc - 1u);
+            let off = (min(p, end - 1u) - first) * params.kc + c;
+            if MB == 1u {
+                acc.x += select(0.0, lut[base.x + off], inside);
+            } else {
+                let v = vec4<f32>(lut[base.x + off], lut[base.y + off], lut[base.z + off],
+                                  lut[base.w + off]);
+                acc += select(vec4<f32>(0.0), v, inside);
+            }
+        }
+    }
+    for (var b = 0u; b < MB; b++) {
+        if b0 + b < params.m {
+            y[params.y_off + (b0 + b) * params.n + n] = add_bias(acc[b], n);
+        }
+    }
+}
+
+// The integer path (see the header). Tiles as pq_matmul_tiled, in packed int8 words.
+@compute @workgroup_size(WG)
+fn pq_matmul_i8(@builtin(local_invocation_index) lid: u32,
+                @builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tiles_n = (params.n + BN - 1u) / BN;
+    let tiles_m = (params.m + BM - 1u) / BM;
+    let tile = linear_group(wid, nwg);
+    if tile >= tiles_n * tiles_m {
+        return;
+    }
+    let m0 = (tile / tiles_n) * BM;
+    let n0 = (tile % tiles_n) * BN;
+    let tx = lid % 8u;
+    let ty = lid / 8u;
+    let qw = S * DW;
+    var acc0 = vec4<i32>(0);
+    var acc1 = vec4<i32>(0);
+    var acc2 = vec4<i32>(0);
+    var acc3 = vec4<i32>(0);
+    var csum = vec4<i32>(0);
+    let ones = 0x01010101u;
+    let chunks = (params.nsub + S - 1u) / S;
+    for (var ch = 0u; ch < chunks; ch++) {
+        let j0 = ch * S;
+        // Activation tile: BM rows × S subvectors, each re-packed into DW zero-padded words.
+        for (var e = lid; e < BM * qw; e += WG) {
+            let r = e / qw;
+            let q = e % qw;
+            let s = q / DW;
+            let w = q % DW;
+            let row = m0 + r;
+            var word = 0u;
+            if row < params.m && j0 + s < params.nsub {
+                let rb = params.x_off + row * params.x_words;
+                let bp = (j0 + s) * D + 4u * w;
+                if D % 4u == 0u {
+                    word = xq[rb + bp / 4u];
+                } else {
+                    for (var t = 0u; t < 4u; t++) {
+                        if 4u * w + t < D {
+                            let b = (xq[rb + (bp + t) / 4u] >> (8u * ((bp + t) % 4u))) & 0xffu;
+                            word |= b << (8u * t);
+                        }
+                    }
+                }
+            }
+            xsq[q * 8u + r / 4u][r % 4u] = word;
+        }
+        // Centroid tile: BN rows × S subvectors of DW words (padding bytes masked off).
+        for (var e = lid; e < BN * S; e += WG) {
+            let r = e / S;
+            let s = e % S;
+            let row = n0 + r;
+            let j = j0 + s;
+            let valid = row < params.n && j < params.nsub;
+            var c = 0u;
+            if valid {
+                c = index_of(row * params.nsub + j);
+            }
+            for (var w = 0u; w < DW; w++) {
+                var word = 0u;
+                if valid {
+                    word = codebook_q[c * DW + w];
+                    let left = D - 4u * w;
+                    if left < 4u {
+                        word &= (1u << (8u * left)) - 1u;
+                    }
+                }
+                wsq[(s * DW + w) * 8u + r / 4u][r % 4u] = word;
+            }
+        }
+        workgroupBarrier();
+        for (var q = 0u; q < qw; q++) {
+            let a = xsq[q * 8u + ty];
+            let b = wsq[q * 8u + tx];
+            acc0 += vec4<i32>(dot4I8Packed(a.x, b.x), dot4I8Packed(a.x, b.y),
+                              dot4I8Packed(a.x, b.z), dot4I8Packed(a.x, b.w));
+            acc1 += vec4<i32>(dot4I8Packed(a.y, b.x), dot4I8Packed(a.y, b.y),
+                              dot4I8Packed(a.y, b.z), dot4I8Packed(a.y, b.w));
+            acc2 += vec4<i32>(dot4I8Packed(a.z, b.x), dot4I8Packed(a.z, b.y),
+                              dot4I8Packed(a.z, b.z), dot4I8Packed(a.z, b.w));
+            acc3 += vec4<i32>(dot4I8Packed(a.w, b.x), dot4I8Packed(a.w, b.y),
+                              dot4I8Packed(a.w, b.z), dot4I8Packed(a.w, b.w));
+            csum += vec4<i32>(dot4I8Packed(ones, b.x), dot4I8Packed(ones, b.y),
+                              dot4I8Packed(ones, b.z), dot4I8Packed(ones, b.w));
+        }
+        workgroupBarrier();
+    }
+    let corr = csum * params.zx;
+    let r0 = m0 + ty * 4u;
+    let c0 = n0 + tx * 4u;
+    store_i8(r0, c0, acc0 - corr);
+    store_i8(r0 + 1u, c0, acc1 - corr);
+    store_i8(r0 + 2u, c0, acc2 - corr);
+    store_i8(r0 + 3u, c0, acc3 - corr);
+}
+
+fn store_i8(row: u32, n0: u32, raw: vec4<i32>) {
+    if row < params.m {
+        for (var j = 0u; j < 4u; j++) {
+            let col = n0 + j;
+            if col < params.n {
+                let o = params.y_off + row * params.n + col;
+                if RAW == 1u {
+                    y_raw[o] = raw[j];
+                } else {
+                    y[o] = add_bias(f32(raw[j]) * params.scale, col);
+                }
+            }
+        }
+    }
+}
+
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w4: array<vec4<Elem>>;
+
+// Dense y[m, n] = W[n] · x[m] (+ b): workgroup (row group, batch row m); K % 4 == 0.
+@compute @workgroup_size(64)
+fn dense_matvec(@builtin(local_invocation_index) lid: u32,
+                @builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let groups_n = (params.n + ROWS - 1u) / ROWS;
+    let g = linear_group(wid, nwg);
+    if g >= groups_n * params.m {
+        return;
+    }
+    let m = g / groups_n;
+    let n0 = (g % groups_n) * ROWS;
+    let k4 = params.k / 4u;
+    let last = params.n - 1u;
+    var acc: array<vec4<f32>, 8>;
+    let xb = params.x_off / 4u + m * k4;
+    for (var i = lid; i < k4; i += 64u) {
+        let xv = x4[xb + i];
+        for (var r = 0u; r < ROWS; r++) {
+            acc[r] = fma(vec4<f32>(w4[min(n0 + r, last) * k4 + i]), xv, acc[r]);
+        }
+    }
+    for (var r = 0u; r < ROWS; r++) {
+        red[r * 64u + lid] = acc[r];
+    }
+    workgroupBarrier();
+    // 8 partial sums per row, then one.
+    if lid < ROWS * 8u {
+        let r = lid / 8u;
+        let p = lid % 8u;
+        var s = vec4<f32>(0.0);
+        for (var q = 0u; q < 8u; q++) {
+            s += red[r * 64u + p * 8u + q];
+        }
+        red[r * 64u + p * 8u] = s;
+    }
+    workgroupBarrier();
+    if lid < ROWS {
+        var s = vec4<f32>(0.0);
+        for (var p = 0u; p < 8u; p++) {
+            s += red[lid * 64u + p * 8u];
+        }
+        let row = n0 + lid;
+        if row < params.n {
+            y[params.y_off + m * params.n + row] = add_bias(s.x + s.y + s.z + s.w, row);
+        }
+    }
+}
