@@ -19,8 +19,8 @@
 // * pq_matmul_i8: the integer path: int8 activations (per-tensor affine, zero point zx) times
 //   int8 centroids, dot4I8Packed into i32, raw = Σ xq·cq − zx·Σ cq; output the raw i32
 //   accumulators (RAW) or y = raw · scale (+ b) with scale = sx·sc.
-// * dense_matvec: the dense baseline y = W x (+ b), W (N × K) in Elem, ROWS rows per
-//   workgroup, vec4 loads coalesced across the 64 invocations, two-level reduction.
+// * dense_matvec: the dense baseline y = W x (+ b), W (N × K) in Elem: one output row per
+//   invocation (vec4 loads of its weight row, lane-uniform loads of x), MB batch rows at once.
 //
 // Shapes come in the uniform; the knobs and the block size are overrides.
 
@@ -59,12 +59,10 @@ override CB_LEN: u32 = 1u;
 // Words per int8 centroid: ceil(D / 4).
 override DW: u32 = 2u;
 override HAS_BIAS: u32 = 0u;
-// Batch rows per invocation of the LUT gather: 1 or 4.
+// Batch rows per invocation of the LUT gather and of dense_matvec: 1 or 4.
 override MB: u32 = 1u;
 // Integer path: write the raw i32 accumulators instead of the dequantized output.
 override RAW: u32 = 0u;
-// Rows per workgroup of dense_matvec (at most 8).
-override ROWS: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> params: PqmParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -90,9 +88,6 @@ var<workgroup> ws: array<vec4<f32>, TILE_LEN>;
 override QTILE_LEN: u32 = 16u;
 var<workgroup> xsq: array<vec4<u32>, QTILE_LEN>;
 var<workgroup> wsq: array<vec4<u32>, QTILE_LEN>;
-// dense_matvec partial sums: 64 per row, then 8 per row.
-override RED_LEN: u32 = 256u;
-var<workgroup> red: array<vec4<f32>, RED_LEN>;
 
 fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y * nwg.x + wid.x;
@@ -312,6 +307,131 @@ fn pq_lut_gather(@builtin(local_invocation_index) lid: u32,
     }
 }
 
+@group(0) @binding(4) var<storage, read> indices4: array<vec4<u32>>;
+
+// Adds the table entries of the `32 / IDX_BITS` indices of `word` (subvectors j0, j0 + 1, …).
+fn lut_word(word: u32, j0: u32, base: vec4<u32>, acc: vec4<f32>) -> vec4<f32> {
+    let per = 32u / IDX_BITS;
+    let mask = (1u << IDX_BITS) - 1u;
+    var a = acc;
+    for (var t = 0u; t < per; t++) {
+        let c = min((word >> (t * IDX_BITS)) & mask, params.kc - 1u);
+        let off = (j0 + t) * params.kc + c;
+        if MB == 1u {
+            a.x += lut[base.x + off];
+        } else {
+            a += vec4<f32>(lut[base.x + off], lut[base.y + off], lut[base.z + off],
+                           lut[base.w + off]);
+        }
+    }
+    return a;
+}
+
+// pq_lut_gather when every row's indices start on a vec4 of words (K/d a multiple of
+// 4 · 32 / IDX_BITS): 16 (u8) or 8 (u16) indices per load, no masking.
+@compute @workgroup_size(WG)
+fn pq_lut_gather4(@builtin(local_invocation_index) lid: u32,
+                  @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_group(wid, nwg) * WG + lid;
+    let n = i % params.n;
+    let b0 = (i / params.n) * MB;
+    if b0 >= params.m {
+        return;
+    }
+    let stride = params.nsub * params.kc;
+    let last = params.m - 1u;
+    let base = vec4<u32>(b0, min(b0 + 1u, last), min(b0 + 2u, last), min(b0 + 3u, last)) * stride;
+    let per = 32u / IDX_BITS;
+    let nv = params.nsub / (4u * per);
+    let v0 = n * nv;
+    var acc = vec4<f32>(0.0);
+    for (var v = 0u; v < nv; v++) {
+        let q = indices4[v0 + v];
+        let j0 = v * 4u * per;
+        acc = lut_word(q.x, j0, base, acc);
+        acc = lut_word(q.y, j0 + per, base, acc);
+        acc = lut_word(q.z, j0 + 2u * per, base, acc);
+        acc = lut_word(q.w, j0 + 3u * per, base, acc);
+    }
+    for (var b = 0u; b < MB; b++) {
+        if b0 + b < params.m {
+            y[params.y_off + (b0 + b) * params.n + n] = add_bias(acc[b], n);
+        }
+    }
+}
+
+// Decoded codebook as vec4s (D % 4 == 0), CB4_LEN = Kc·D/4 rounded up (1 when unused).
+override CB4_LEN: u32 = 1u;
+var<workgroup> cb4: array<vec4<f32>, CB4_LEN>;
+
+// Quarter q of centroid c.
+fn cb_vec(c: u32, q: u32) -> vec4<f32> {
+    if CB_WG == 1u {
+        return cb4[c * (D / 4u) + q];
+    }
+    let t = 4u * q;
+    return vec4<f32>(cb_storage(c, t), cb_storage(c, t + 1u), cb_storage(c, t + 2u),
+                     cb_storage(c, t + 3u));
+}
+
+// PQ matmul for D % 4 == 0: one invocation per batch row, a workgroup of WG batch rows
+// computes 8 output columns. The 8 weight rows are decoded on the fly: their indices and
+// centroids are the same for every invocation (lane-uniform loads, from the codebook in
+// workgroup memory with CB_WG), the activations are the invocation's own (vec4 loads).
+@compute @workgroup_size(WG)
+fn pq_matmul_rows(@builtin(local_invocation_index) lid: u32,
+                  @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let groups_m = (params.m + WG - 1u) / WG;
+    let g = linear_group(wid, nwg);
+    let n0 = (g / groups_m) * 8u;
+    if n0 >= params.n {
+        return;
+    }
+    if CB_WG == 1u {
+        let total = params.kc * (D / 4u);
+        for (var e = lid; e < total; e += WG) {
+            let c = e / (D / 4u);
+            let t = (e % (D / 4u)) * 4u;
+            cb4[e] = vec4<f32>(cb_storage(c, t), cb_storage(c, t + 1u), cb_storage(c, t + 2u),
+                               cb_storage(c, t + 3u));
+        }
+        workgroupBarrier();
+    }
+    let m = (g % groups_m) * WG + lid;
+    if m >= params.m {
+        return;
+    }
+    let dq = D / 4u;
+    let xb = params.x_off / 4u + m * (params.k / 4u);
+    let last = params.n - 1u;
+    let r = vec4<u32>(n0, min(n0 + 1u, last), min(n0 + 2u, last), min(n0 + 3u, last)) * params.nsub;
+    let r2 = vec4<u32>(min(n0 + 4u, last), min(n0 + 5u, last), min(n0 + 6u, last),
+                       min(n0 + 7u, last)) * params.nsub;
+    var acc_a = vec4<f32>(0.0);
+    var acc_b = vec4<f32>(0.0);
+    for (var j = 0u; j < params.nsub; j++) {
+        let c0 = index_of(r.x + j);
+        let c1 = index_of(r.y + j);
+        let c2 = index_of(r.z + j);
+        let c3 = index_of(r.w + j);
+        let c4 = index_of(r2.x + j);
+        let c5 = index_of(r2.y + j);
+        let c6 = index_of(r2.z + j);
+        let c7 = index_of(r2.w + j);
+        for (var q = 0u; q < dq; q++) {
+            let xv = x4[xb + j * dq + q];
+            acc_a += vec4<f32>(dot(xv, cb_vec(c0, q)), dot(xv, cb_vec(c1, q)),
+                               dot(xv, cb_vec(c2, q)), dot(xv, cb_vec(c3, q)));
+            acc_b += vec4<f32>(dot(xv, cb_vec(c4, q)), dot(xv, cb_vec(c5, q)),
+                               dot(xv, cb_vec(c6, q)), dot(xv, cb_vec(c7, q)));
+        }
+    }
+    store_row(m, n0, acc_a);
+    store_row(m, n0 + 4u, acc_b);
+}
+
 // The integer path (see the header). Tiles as pq_matmul_tiled, in packed int8 words.
 @compute @workgroup_size(WG)
 fn pq_matmul_i8(@builtin(local_invocation_index) lid: u32,
@@ -429,51 +549,53 @@ fn store_i8(row: u32, n0: u32, raw: vec4<i32>) {
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w4: array<vec4<Elem>>;
 
-// Dense y[m, n] = W[n] · x[m] (+ b): workgroup (row group, batch row m); K % 4 == 0.
-@compute @workgroup_size(64)
+// Dense y[m, n] = W[n] · x[m] (+ b), K % 4 == 0. One invocation per output row n and group
+// of MB (1 or 4) batch rows: its weight row is read once per group, as vec4s, while every
+// invocation of the workgroup reads the same x (lane-uniform loads); no reduction, no barrier.
+@compute @workgroup_size(WG)
 fn dense_matvec(@builtin(local_invocation_index) lid: u32,
                 @builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    let groups_n = (params.n + ROWS - 1u) / ROWS;
+    let groups_n = (params.n + WG - 1u) / WG;
     let g = linear_group(wid, nwg);
-    if g >= groups_n * params.m {
+    let b0 = (g / groups_n) * MB;
+    let n = (g % groups_n) * WG + lid;
+    if b0 >= params.m || n >= params.n {
         return;
     }
-    let m = g / groups_n;
-    let n0 = (g % groups_n) * ROWS;
     let k4 = params.k / 4u;
-    let last = params.n - 1u;
-    var acc: array<vec4<f32>, 8>;
-    let xb = params.x_off / 4u + m * k4;
-    for (var i = lid; i < k4; i += 64u) {
-        let xv = x4[xb + i];
-        for (var r = 0u; r < ROWS; r++) {
-            acc[r] = fma(vec4<f32>(w4[min(n0 + r, last) * k4 + i]), xv, acc[r]);
+    let last = params.m - 1u;
+    let wb = n * k4;
+    let xb = vec4<u32>(b0, min(b0 + 1u, last), min(b0 + 2u, last), min(b0 + 3u, last)) * k4;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var i = 0u;
+    if MB == 1u {
+        // Two independent chains.
+        for (; i + 2u <= k4; i += 2u) {
+            a0 = fma(vec4<f32>(w4[wb + i]), x4[xb.x + i], a0);
+            a1 = fma(vec4<f32>(w4[wb + i + 1u]), x4[xb.x + i + 1u], a1);
+        }
+        if i < k4 {
+            a0 = fma(vec4<f32>(w4[wb + i]), x4[xb.x + i], a0);
+        }
+        a0 += a1;
+    } else {
+        for (; i < k4; i++) {
+            let w = vec4<f32>(w4[wb + i]);
+            a0 = fma(w, x4[xb.x + i], a0);
+            a1 = fma(w, x4[xb.y + i], a1);
+            a2 = fma(w, x4[xb.z + i], a2);
+            a3 = fma(w, x4[xb.w + i], a3);
         }
     }
-    for (var r = 0u; r < ROWS; r++) {
-        red[r * 64u + lid] = acc[r];
-    }
-    workgroupBarrier();
-    // 8 partial sums per row, then one.
-    if lid < ROWS * 8u {
-        let r = lid / 8u;
-        let p = lid % 8u;
-        var s = vec4<f32>(0.0);
-        for (var q = 0u; q < 8u; q++) {
-            s += red[r * 64u + p * 8u + q];
-        }
-        red[r * 64u + p * 8u] = s;
-    }
-    workgroupBarrier();
-    if lid < ROWS {
-        var s = vec4<f32>(0.0);
-        for (var p = 0u; p < 8u; p++) {
-            s += red[lid * 64u + p * 8u];
-        }
-        let row = n0 + lid;
-        if row < params.n {
-            y[params.y_off + m * params.n + row] = add_bias(s.x + s.y + s.z + s.w, row);
+    let s = vec4<f32>(dot(a0, vec4<f32>(1.0)), dot(a1, vec4<f32>(1.0)), dot(a2, vec4<f32>(1.0)),
+                      dot(a3, vec4<f32>(1.0)));
+    for (var b = 0u; b < MB; b++) {
+        if b0 + b < params.m {
+            y[params.y_off + (b0 + b) * params.n + n] = add_bias(s[b], n);
         }
     }
 }

@@ -98,6 +98,8 @@ use crate::philox::NoiseSeed;
 use crate::shape::WeightShape;
 use crate::tensor::{DType, Tensor};
 
+mod pq_matmul;
+
 /// Options of [`run`].
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
@@ -1176,6 +1178,7 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
             &pq_data,
         ));
     }
+    cases.extend(pq_matmul::cases(ctx, options)?);
 
     // The CPU reference cases (measured after the device rounds): name and device baseline.
     let cpu_n = pq_n.min(CPU_PQ_MAX_N);

@@ -50,8 +50,6 @@ pub const MAX_BLOCK_SIZE: u32 = 64;
 const WG: u32 = 64;
 /// Largest batch for which [`PqMatmulMethod::Auto`] picks the lookup table.
 pub const LUT_MAX_BATCH: u64 = 4;
-/// Rows per workgroup of [`Context::dense_matvec`] (the `ROWS` override).
-pub const DENSE_ROWS: u32 = 4;
 /// Tile rows / columns of the tiled kernels.
 const TILE: u64 = 32;
 
@@ -221,10 +219,17 @@ impl PqWeight {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PqMatmulMethod {
     /// [`PqMatmulMethod::Lut`] for batches up to [`LUT_MAX_BATCH`] rows (when one row's table
-    /// fits a bound window), [`PqMatmulMethod::Tiled`] otherwise.
+    /// fits a bound window), otherwise [`PqMatmulMethod::Rows`] when `d % 4 == 0`, else
+    /// [`PqMatmulMethod::Tiled`].
     Auto,
-    /// Tiled matmul decoding weight tiles from the codebook.
+    /// Tiled matmul decoding weight tiles from the codebook (32 × 32 tiles, 4 × 4 register
+    /// blocks); for block sizes that are a multiple of 4, [`PqMatmulMethod::Auto`] prefers
+    /// [`PqMatmulMethod::Rows`].
     Tiled,
+    /// One invocation per batch row, 8 output columns per workgroup, weights decoded with
+    /// lane-uniform loads of indices and centroids (block sizes that are a multiple of 4; the
+    /// tiled kernel otherwise).
+    Rows,
     /// Lookup-table matrix–vector product (falls back to tiled when one batch row's table
     /// does not fit one bound window).
     Lut,
@@ -677,13 +682,14 @@ impl Context {
                 write_host(y, &out)
             }
             Backend::Gpu(g) => {
+                let mb = if m >= 4 { 4 } else { 1 };
                 let pipeline = g.pipeline(PipelineKey {
                     family: Family::PqMatmul,
                     precision,
                     entry: "dense_matvec",
                     overrides: vec![
-                        ("ROWS", DENSE_ROWS),
-                        ("RED_LEN", DENSE_ROWS * 64),
+                        ("WG", WG),
+                        ("MB", mb),
                         ("HAS_BIAS", bias.is_some() as u32),
                     ],
                 })?;
@@ -708,7 +714,7 @@ impl Context {
                         None => dummy.as_entire_binding(),
                     },
                 ));
-                let groups = n.div_ceil(DENSE_ROWS as u64) * m;
+                let groups = n.div_ceil(WG as u64) * m.div_ceil(mb as u64);
                 batch.dispatch_at(&pipeline, &bindings, groups)?;
                 batch.finish().map(|_| ())
             }
@@ -746,11 +752,16 @@ fn record_pq_matmul(
     let lut = match method {
         PqMatmulMethod::Auto => m <= LUT_MAX_BATCH && lut_fits,
         PqMatmulMethod::Lut => lut_fits,
-        PqMatmulMethod::Tiled => false,
+        PqMatmulMethod::Tiled | PqMatmulMethod::Rows => false,
     };
+    let rows_kernel = !lut && d.is_multiple_of(4) && method != PqMatmulMethod::Tiled;
     let s = (32 / d).max(1);
     let bk = s * d;
-    let tiles_bytes = if lut { 0 } else { 2 * bk as u64 * 128 };
+    let tiles_bytes = if lut || rows_kernel {
+        0
+    } else {
+        2 * bk as u64 * 128
+    };
     let wg_limit = (g.limits.max_compute_workgroup_storage_size as u64).min(16384);
     // The LUT build reads each centroid a few times per workgroup: storage (cached) is cheaper
     // than a copy per workgroup there.
@@ -825,10 +836,15 @@ fn record_pq_matmul(
         let mut o = common("pq_lut_gather");
         o.push(("MB", mb));
         o.retain(|(name, _)| !matches!(*name, "CB_FMT" | "CB_WG" | "CB_LEN" | "DW" | "D"));
+        let aligned = nsub.is_multiple_of(4 * weight.index_format.per_word());
         let gather = g.pipeline(PipelineKey {
             family: Family::PqMatmul,
             precision: Precision::F32,
-            entry: "pq_lut_gather",
+            entry: if aligned {
+                "pq_lut_gather4"
+            } else {
+                "pq_lut_gather"
+            },
             overrides: o,
         })?;
         let table = batch.scratch(rows.min(m) * lut_row);
@@ -854,6 +870,45 @@ fn record_pq_matmul(
                 (7, lut_b),
             ];
             batch.dispatch_at(&gather, &b, (n * mw.div_ceil(mb as u64)).div_ceil(WG as u64))?;
+            m0 += mw;
+        }
+    } else if rows_kernel {
+        let mut o = common("pq_matmul_rows");
+        let cb4 = (kc * d as u64 / 4).next_power_of_two();
+        let cb_wg = cb4 * 16 <= wg_limit;
+        for (name, v) in &mut o {
+            if *name == "CB_WG" {
+                *v = cb_wg as u32;
+            }
+            if *name == "CB_LEN" {
+                *v = 1;
+            }
+        }
+        let wg = (m.min(64).next_power_of_two() as u32).max(8);
+        o.retain(|(name, _)| *name != "WG");
+        o.extend([("WG", wg), ("CB4_LEN", if cb_wg { cb4 as u32 } else { 1 })]);
+        let pipeline = g.pipeline(PipelineKey {
+            family: Family::PqMatmul,
+            precision,
+            entry: "pq_matmul_rows",
+            overrides: o,
+        })?;
+        let mut m0 = 0;
+        while m0 < m {
+            let mw = rows.min(m - m0);
+            let (xb, x_off) = shifted_binding(x, m0 * k, mw * k, "x")?;
+            let (yb, y_off) = shifted_binding(y, m0 * n, mw * n, "y")?;
+            let u = batch.uniform(&params(mw, x_off, y_off));
+            let mut b = vec![
+                (0, u.as_entire_binding()),
+                (1, xb),
+                (4, indices.clone()),
+                (5, bias_b.clone()),
+                (6, yb),
+            ];
+            b.extend(cb_bindings.iter().cloned());
+            let groups = mw.div_ceil(wg as u64) * n.div_ceil(8);
+            batch.dispatch_at(&pipeline, &b, groups)?;
             m0 += mw;
         }
     } else {

@@ -169,7 +169,8 @@ fn method(i: u8) -> PqMatmulMethod {
     match i {
         0 => PqMatmulMethod::Auto,
         1 => PqMatmulMethod::Tiled,
-        _ => PqMatmulMethod::Lut,
+        2 => PqMatmulMethod::Lut,
+        _ => PqMatmulMethod::Rows,
     }
 }
 
@@ -181,7 +182,7 @@ fn random_shapes(t: &Target) -> Result<(), Failed> {
         1u64..12,
         1u32..300,
         0u8..3,
-        0u8..3,
+        0u8..4,
         any::<bool>(),
         any::<u64>(),
     );
@@ -219,7 +220,7 @@ fn codebook_sizes(t: &Target) -> Result<(), Failed> {
         (4096, true, 8, 4),
     ];
     for (i, &(kc, u16, d, nsub)) in cases.iter().enumerate() {
-        for (m, meth) in [(1, 2u8), (3, 0), (70, 1)] {
+        for (m, meth) in [(1, 2u8), (3, 0), (70, 1), (9, 3)] {
             for cb in [0u8, 2] {
                 let p = Problem {
                     m,

@@ -139,6 +139,8 @@ impl Family {
                 "pq_lut_gather",
                 "pq_matmul_i8",
                 "dense_matvec",
+                "pq_lut_gather4",
+                "pq_matmul_rows",
             ],
         }
     }
