@@ -361,6 +361,45 @@ fn pq_lut_gather4(@builtin(local_invocation_index) lid: u32,
     }
 }
 
+// Subvectors per invocation of pq_lut_build4.
+override JB: u32 = 16u;
+
+// pq_lut_build for D % 4 == 0: one invocation per centroid c (its D/4 vec4s kept in
+// registers) and JB subvectors of one batch row; the activations are the same for every
+// invocation of the workgroup (lane-uniform loads), consecutive invocations write consecutive
+// table entries. Workgroup g: centroid group g % cgroups, then (m, subvector group).
+@compute @workgroup_size(WG)
+fn pq_lut_build4(@builtin(local_invocation_index) lid: u32,
+                 @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let cgroups = (params.kc + WG - 1u) / WG;
+    let jgroups = (params.nsub + JB - 1u) / JB;
+    let g = linear_group(wid, nwg);
+    let c = (g % cgroups) * WG + lid;
+    let rest = g / cgroups;
+    let m = rest / jgroups;
+    let j0 = (rest % jgroups) * JB;
+    if m >= params.m || c >= params.kc {
+        return;
+    }
+    let dq = D / 4u;
+    var cv: array<vec4<f32>, 16>;
+    for (var q = 0u; q < dq; q++) {
+        let t = 4u * q;
+        cv[q] = vec4<f32>(cb_storage(c, t), cb_storage(c, t + 1u), cb_storage(c, t + 2u),
+                          cb_storage(c, t + 3u));
+    }
+    let xb = params.x_off / 4u + m * (params.k / 4u);
+    let j1 = min(j0 + JB, params.nsub);
+    for (var j = j0; j < j1; j++) {
+        var s = 0.0;
+        for (var q = 0u; q < dq; q++) {
+            s += dot(x4[xb + j * dq + q], cv[q]);
+        }
+        lut[(m * params.nsub + j) * params.kc + c] = s;
+    }
+}
+
 // Decoded codebook as vec4s (D % 4 == 0), CB4_LEN = Kc·D/4 rounded up (1 when unused).
 override CB4_LEN: u32 = 1u;
 var<workgroup> cb4: array<vec4<f32>, CB4_LEN>;

@@ -50,6 +50,8 @@ pub const MAX_BLOCK_SIZE: u32 = 64;
 const WG: u32 = 64;
 /// Largest batch for which [`PqMatmulMethod::Auto`] picks the lookup table.
 pub const LUT_MAX_BATCH: u64 = 4;
+/// Subvectors per invocation of the vec4 LUT build (the `JB` override).
+const LUT_JB: u32 = 16;
 /// Tile rows / columns of the tiled kernels.
 const TILE: u64 = 32;
 
@@ -827,11 +829,21 @@ fn record_pq_matmul(
     };
     if lut {
         let mb = if m >= 4 { 4 } else { 1 };
+        // D % 4 == 0: one invocation per centroid and JB subvectors (vec4 activations).
+        let vec4_build = d.is_multiple_of(4);
+        let mut o = common("pq_lut_build");
+        if vec4_build {
+            o.push(("JB", LUT_JB));
+        }
         let build = g.pipeline(PipelineKey {
             family: Family::PqMatmul,
             precision,
-            entry: "pq_lut_build",
-            overrides: common("pq_lut_build"),
+            entry: if vec4_build {
+                "pq_lut_build4"
+            } else {
+                "pq_lut_build"
+            },
+            overrides: o,
         })?;
         let mut o = common("pq_lut_gather");
         o.push(("MB", mb));
@@ -861,7 +873,12 @@ fn record_pq_matmul(
                 (7, lut_b.clone()),
             ];
             b.extend(cb_bindings.iter().cloned());
-            batch.dispatch_at(&build, &b, (mw * nsub * kc.div_ceil(4)).div_ceil(WG as u64))?;
+            let groups = if vec4_build {
+                kc.div_ceil(WG as u64) * mw * nsub.div_ceil(LUT_JB as u64)
+            } else {
+                (mw * nsub * kc.div_ceil(4)).div_ceil(WG as u64)
+            };
+            batch.dispatch_at(&build, &b, groups)?;
             let b = vec![
                 (0, u.as_entire_binding()),
                 (4, indices.clone()),

@@ -170,8 +170,8 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
     for (base, m, method) in [
         ("pq_matvec_lut", 1usize, PqMatmulMethod::Lut),
         ("pq_matvec_lut", 16, PqMatmulMethod::Lut),
-        ("pq_matmul", 16, PqMatmulMethod::Tiled),
-        ("pq_matmul", 512, PqMatmulMethod::Tiled),
+        ("pq_matmul", 16, PqMatmulMethod::Auto),
+        ("pq_matmul", 512, PqMatmulMethod::Auto),
     ] {
         if !sel(base, m) {
             continue;
@@ -182,8 +182,9 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
         let counter = Cell::new(0usize);
         let (ws2, y2, h) = (ws.clone(), y.clone(), host.clone());
         let x2 = x.clone();
-        let tiled = method == PqMatmulMethod::Tiled;
-        let reads = if tiled { m.div_ceil(32) } else { 1 } as f64;
+        let tiled = method != PqMatmulMethod::Lut;
+        // The rows kernel reads the indices once per workgroup of up to 64 batch rows.
+        let reads = if tiled { m.div_ceil(64) } else { 1 } as f64;
         let per_output = weight_bytes as f64 * reads / (m * n) as f64;
         let mm = m as u64;
         out.push(Case {

@@ -141,6 +141,7 @@ impl Family {
                 "dense_matvec",
                 "pq_lut_gather4",
                 "pq_matmul_rows",
+                "pq_lut_build4",
             ],
         }
     }
