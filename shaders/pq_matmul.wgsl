@@ -588,17 +588,18 @@ fn store_i8(row: u32, n0: u32, raw: vec4<i32>) {
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w4: array<vec4<Elem>>;
 
-// Dense y[m, n] = W[n] · x[m] (+ b), K % 4 == 0. One invocation per output row n and group
-// of MB (1 or 4) batch rows: its weight row is read once per group, as vec4s, while every
-// invocation of the workgroup reads the same x (lane-uniform loads); no reduction, no barrier.
+// Dense y[m, n] = W[n] · x[m] (+ b), K % 4 == 0. MB == 1: one invocation per 2 output rows
+// (each x load feeds both rows). MB == 4: one invocation per output row and 4 batch rows (each
+// weight load feeds 4 batch rows). Weights and x are read as vec4s; no reduction, no barrier.
 @compute @workgroup_size(WG)
 fn dense_matvec(@builtin(local_invocation_index) lid: u32,
                 @builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    let groups_n = (params.n + WG - 1u) / WG;
+    let rows = select(1u, 2u, MB == 1u);
+    let groups_n = (params.n + WG * rows - 1u) / (WG * rows);
     let g = linear_group(wid, nwg);
     let b0 = (g / groups_n) * MB;
-    let n = (g % groups_n) * WG + lid;
+    let n = ((g % groups_n) * WG + lid) * rows;
     if b0 >= params.m || n >= params.n {
         return;
     }
@@ -610,29 +611,41 @@ fn dense_matvec(@builtin(local_invocation_index) lid: u32,
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
-    var i = 0u;
     if MB == 1u {
-        // Two independent chains.
+        // Rows n and n + 1 (n itself again past the last row), two chains each.
+        let wb2 = min(n + 1u, params.n - 1u) * k4;
+        var i = 0u;
         for (; i + 2u <= k4; i += 2u) {
-            a0 = fma(vec4<f32>(w4[wb + i]), x4[xb.x + i], a0);
-            a1 = fma(vec4<f32>(w4[wb + i + 1u]), x4[xb.x + i + 1u], a1);
+            let x0 = x4[xb.x + i];
+            let x1 = x4[xb.x + i + 1u];
+            a0 = fma(vec4<f32>(w4[wb + i]), x0, a0);
+            a1 = fma(vec4<f32>(w4[wb2 + i]), x0, a1);
+            a2 = fma(vec4<f32>(w4[wb + i + 1u]), x1, a2);
+            a3 = fma(vec4<f32>(w4[wb2 + i + 1u]), x1, a3);
         }
         if i < k4 {
-            a0 = fma(vec4<f32>(w4[wb + i]), x4[xb.x + i], a0);
+            let x0 = x4[xb.x + i];
+            a0 = fma(vec4<f32>(w4[wb + i]), x0, a0);
+            a1 = fma(vec4<f32>(w4[wb2 + i]), x0, a1);
         }
-        a0 += a1;
-    } else {
-        for (; i < k4; i++) {
-            let w = vec4<f32>(w4[wb + i]);
-            a0 = fma(w, x4[xb.x + i], a0);
-            a1 = fma(w, x4[xb.y + i], a1);
-            a2 = fma(w, x4[xb.z + i], a2);
-            a3 = fma(w, x4[xb.w + i], a3);
+        let one = vec4<f32>(1.0);
+        let row = params.y_off + b0 * params.n + n;
+        y[row] = add_bias(dot(a0 + a2, one), n);
+        if n + 1u < params.n {
+            y[row + 1u] = add_bias(dot(a1 + a3, one), n + 1u);
         }
+        return;
     }
-    let s = vec4<f32>(dot(a0, vec4<f32>(1.0)), dot(a1, vec4<f32>(1.0)), dot(a2, vec4<f32>(1.0)),
-                      dot(a3, vec4<f32>(1.0)));
-    for (var b = 0u; b < MB; b++) {
+    for (var i = 0u; i < k4; i++) {
+        let w = vec4<f32>(w4[wb + i]);
+        a0 = fma(w, x4[xb.x + i], a0);
+        a1 = fma(w, x4[xb.y + i], a1);
+        a2 = fma(w, x4[xb.z + i], a2);
+        a3 = fma(w, x4[xb.w + i], a3);
+    }
+    let one = vec4<f32>(1.0);
+    let s = vec4<f32>(dot(a0, one), dot(a1, one), dot(a2, one), dot(a3, one));
+    for (var b = 0u; b < 4u; b++) {
         if b0 + b < params.m {
             y[params.y_off + (b0 + b) * params.n + n] = add_bias(s[b], n);
         }

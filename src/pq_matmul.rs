@@ -49,7 +49,7 @@ pub const MAX_BLOCK_SIZE: u32 = 64;
 /// Invocations per workgroup of every kernel of the family.
 const WG: u32 = 64;
 /// Largest batch for which [`PqMatmulMethod::Auto`] picks the lookup table.
-pub const LUT_MAX_BATCH: u64 = 4;
+pub const LUT_MAX_BATCH: u64 = 16;
 /// Subvectors per invocation of the vec4 LUT build (the `JB` override).
 const LUT_JB: u32 = 16;
 /// Tile rows / columns of the tiled kernels.
@@ -626,8 +626,8 @@ impl Context {
 
     /// The dense baseline `y = x · weightᵀ (+ bias)` for small batches: `weight` f32 or f16
     /// (`n × k`, row-major; f16 needs `shader-f16` on a device), `x` f32 `m × k`, `y` f32
-    /// `m × n`; `k` must be a multiple of 4. Every tensor is bound whole. Each batch row reads
-    /// the whole weight (a matrix–vector kernel, not a matmul).
+    /// `m × n`; `k` must be a multiple of 4. Every tensor is bound whole. Each group of 4
+    /// batch rows reads the whole weight (a matrix–vector kernel, not a matmul).
     #[allow(clippy::too_many_arguments)]
     pub fn dense_matvec(
         &self,
@@ -716,7 +716,9 @@ impl Context {
                         None => dummy.as_entire_binding(),
                     },
                 ));
-                let groups = n.div_ceil(WG as u64) * m.div_ceil(mb as u64);
+                let rows_per_invocation = if mb == 1 { 2 } else { 1 };
+                let groups =
+                    n.div_ceil(WG as u64 * rows_per_invocation) * m.div_ceil(mb as u64);
                 batch.dispatch_at(&pipeline, &bindings, groups)?;
                 batch.finish().map(|_| ())
             }
