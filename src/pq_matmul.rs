@@ -689,11 +689,7 @@ impl Context {
                     family: Family::PqMatmul,
                     precision,
                     entry: "dense_matvec",
-                    overrides: vec![
-                        ("WG", WG),
-                        ("MB", mb),
-                        ("HAS_BIAS", bias.is_some() as u32),
-                    ],
+                    overrides: vec![("WG", WG), ("MB", mb), ("HAS_BIAS", bias.is_some() as u32)],
                 })?;
                 let mut batch = Batch::new(g, "dense_matvec")?;
                 let dummy = batch.scratch(16);
@@ -717,8 +713,7 @@ impl Context {
                     },
                 ));
                 let rows_per_invocation = if mb == 1 { 2 } else { 1 };
-                let groups =
-                    n.div_ceil(WG as u64 * rows_per_invocation) * m.div_ceil(mb as u64);
+                let groups = n.div_ceil(WG as u64 * rows_per_invocation) * m.div_ceil(mb as u64);
                 batch.dispatch_at(&pipeline, &bindings, groups)?;
                 batch.finish().map(|_| ())
             }
@@ -869,11 +864,7 @@ fn record_pq_matmul(
             let (yb, y_off) = shifted_binding(y, m0 * n, mw * n, "y")?;
             let u = batch.uniform(&params(mw, x_off, y_off));
             let lut_b = crate::runtime::batch::sized(&table, mw * lut_row);
-            let mut b = vec![
-                (0, u.as_entire_binding()),
-                (1, xb),
-                (7, lut_b.clone()),
-            ];
+            let mut b = vec![(0, u.as_entire_binding()), (1, xb), (7, lut_b.clone())];
             b.extend(cb_bindings.iter().cloned());
             let groups = if vec4_build {
                 kc.div_ceil(WG as u64) * mw * nsub.div_ceil(LUT_JB as u64)
@@ -888,7 +879,11 @@ fn record_pq_matmul(
                 (6, yb),
                 (7, lut_b),
             ];
-            batch.dispatch_at(&gather, &b, (n * mw.div_ceil(mb as u64)).div_ceil(WG as u64))?;
+            batch.dispatch_at(
+                &gather,
+                &b,
+                (n * mw.div_ceil(mb as u64)).div_ceil(WG as u64),
+            )?;
             m0 += mw;
         }
     } else if rows_kernel {

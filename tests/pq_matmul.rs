@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::*;
 use common::Rng;
+use common::*;
 use libtest_mimic::Failed;
 use proptest::prelude::*;
 use quantnoise::cpu::pq_matmul as reference;
@@ -80,7 +80,10 @@ fn make_weight(ctx: &Context, p: &Problem, rng: &mut Rng) -> (PqWeight, Host) {
     let (packed, index_format) = if p.u16 {
         (reference::pack_u16(&indices, p.kc), IndexFormat::U16)
     } else {
-        (quantnoise::cpu::pq::pack_u8(&indices, p.kc), IndexFormat::U8)
+        (
+            quantnoise::cpu::pq::pack_u8(&indices, p.kc),
+            IndexFormat::U8,
+        )
     };
     let weight = PqWeight {
         out_features: p.n,
@@ -186,24 +189,20 @@ fn random_shapes(t: &Target) -> Result<(), Failed> {
         any::<bool>(),
         any::<u64>(),
     );
-    property(
-        24,
-        strategy,
-        |(m, n, d, nsub, kc, cb, meth, bias, seed)| {
-            let p = Problem {
-                m,
-                n,
-                d,
-                nsub,
-                kc,
-                u16: kc > 256 || seed % 3 == 0,
-                cb,
-                bias,
-                method: method(meth),
-            };
-            run_problem(t, &p, seed)
-        },
-    )
+    property(24, strategy, |(m, n, d, nsub, kc, cb, meth, bias, seed)| {
+        let p = Problem {
+            m,
+            n,
+            d,
+            nsub,
+            kc,
+            u16: kc > 256 || seed % 3 == 0,
+            cb,
+            bias,
+            method: method(meth),
+        };
+        run_problem(t, &p, seed)
+    })
 }
 
 /// Kc from 1 to 4096 with u8 and u16 indices, both methods, a batch spanning several windows
@@ -298,7 +297,9 @@ fn int8_bit_exact(t: &Target) -> Result<(), Failed> {
         let CodebookFormat::Int8 { scale: sc } = weight.codebook_format else {
             unreachable!()
         };
-        let cw: Vec<u32> = t.cpu.read_u32(&t.cpu.upload(&ctx.read_u32(&weight.codebook)?)?)?;
+        let cw: Vec<u32> = t
+            .cpu
+            .read_u32(&t.cpu.upload(&ctx.read_u32(&weight.codebook)?)?)?;
         let want = reference::pq_matmul_int8_acc(
             &xw,
             m as usize,
@@ -312,7 +313,10 @@ fn int8_bit_exact(t: &Target) -> Result<(), Failed> {
         );
         ensure(got == want, || {
             let i = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
-            format!("{p:?}: raw accumulator {i}: got {} want {}", got[i], want[i])
+            format!(
+                "{p:?}: raw accumulator {i}: got {} want {}",
+                got[i], want[i]
+            )
         })?;
         // Dequantized output with bias.
         let bias = ctx.upload(&h.bias)?;
@@ -345,22 +349,14 @@ fn dense_matvec(t: &Target) -> Result<(), Failed> {
             }
             let wt = upload_as(ctx, &w, if f16 { DType::F16 } else { DType::F32 });
             let wv: Vec<f64> = if f16 {
-                w.iter()
-                    .map(|&v| half::f16::from_f32(v).to_f64())
-                    .collect()
+                w.iter().map(|&v| half::f16::from_f32(v).to_f64()).collect()
             } else {
                 w.iter().map(|&v| v as f64).collect()
             };
             let xv: Vec<f64> = x.iter().map(|&v| v as f64).collect();
             let bv: Vec<f64> = b.iter().map(|&v| v as f64).collect();
-            let want = reference::dense_matmul(
-                &xv,
-                &wv,
-                m as usize,
-                n as usize,
-                k as usize,
-                Some(&bv),
-            );
+            let want =
+                reference::dense_matmul(&xv, &wv, m as usize, n as usize, k as usize, Some(&bv));
             let mag = reference::dense_matmul(
                 &xv.iter().map(|v| v.abs()).collect::<Vec<_>>(),
                 &wv.iter().map(|v| v.abs()).collect::<Vec<_>>(),
@@ -427,7 +423,13 @@ fn bad_inputs(t: &Target) -> Result<(), Failed> {
     // Index count wrong.
     let w = weight_with(ctx, |w| w.indices = ctx.upload(&[0u32; 3]).unwrap());
     expect_err(ctx, mm(&w, &x, 2, &y), |e| {
-        matches!(e, Error::ShapeMismatch { what: "indices", .. })
+        matches!(
+            e,
+            Error::ShapeMismatch {
+                what: "indices",
+                ..
+            }
+        )
     })?;
     // Kc > 256 with u8, Kc > 65536 with u16.
     let w = weight_with(ctx, |w| {

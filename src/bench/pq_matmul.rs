@@ -133,12 +133,7 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
         .collect();
     let w = crate::cpu::pq::decode(&codebook, &idx, D as usize);
     let packed = crate::cpu::pq::pack_u8(&idx, KC);
-    let host = Rc::new(HostData {
-        n,
-        x,
-        codebook,
-        w,
-    });
+    let host = Rc::new(HostData { n, x, codebook, w });
     let x_t = Rc::new(ctx.upload(&host.x)?);
     let weight_of = |indices: Tensor, codebook: Tensor, format| PqWeight {
         out_features: n as u64,
@@ -156,7 +151,13 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
     {
         let cb = ctx.upload(&host.codebook)?;
         let ws: Result<Vec<PqWeight>> = (0..PQ_ROTATION)
-            .map(|_| Ok(weight_of(ctx.upload(&packed)?, cb.clone(), CodebookFormat::F32)))
+            .map(|_| {
+                Ok(weight_of(
+                    ctx.upload(&packed)?,
+                    cb.clone(),
+                    CodebookFormat::F32,
+                ))
+            })
             .collect();
         Some(Rc::new(ws?))
     } else {
@@ -217,14 +218,12 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
         let (rot, ws, w_host): (usize, Vec<Tensor>, Vec<f32>) = if half {
             let w16: Vec<f16> = host.w.iter().map(|&v| f16::from_f32(v)).collect();
             let back = w16.iter().map(|v| v.to_f32()).collect();
-            let ws: Result<Vec<Tensor>> = (0..DENSE_F16_ROTATION)
-                .map(|_| ctx.upload(&w16))
-                .collect();
+            let ws: Result<Vec<Tensor>> =
+                (0..DENSE_F16_ROTATION).map(|_| ctx.upload(&w16)).collect();
             (DENSE_F16_ROTATION, ws?, back)
         } else {
-            let ws: Result<Vec<Tensor>> = (0..DENSE_ROTATION)
-                .map(|_| ctx.upload(&host.w))
-                .collect();
+            let ws: Result<Vec<Tensor>> =
+                (0..DENSE_ROTATION).map(|_| ctx.upload(&host.w)).collect();
             (DENSE_ROTATION, ws?, host.w.clone())
         };
         let ws = Rc::new(ws);
@@ -310,8 +309,9 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
                 for (i, j) in sampled(m, n) {
                     let mut acc = 0i64;
                     for t in 0..n {
-                        let c = ci[idx2[j * nsub + t / D as usize] as usize * D as usize
-                            + t % D as usize] as i64;
+                        let c = ci
+                            [idx2[j * nsub + t / D as usize] as usize * D as usize + t % D as usize]
+                            as i64;
                         acc += (xi[i * n + t] as i64 - zx as i64) * c;
                     }
                     let want = acc as f64 * s;

@@ -7,5 +7,5 @@ pub mod kmeans;
 pub mod noise;
 pub mod observer;
 pub mod pq;
-pub mod ste;
 pub mod pq_matmul;
+pub mod ste;

@@ -108,6 +108,7 @@ pub fn dense_matmul(
 
 /// `Y = X · decode(C, I)ᵀ (+ b)`: `codebook` is `Kc × d` (already dequantized), `indices`
 /// one per subvector of the `n × k` weight in row-major block order (≥ Kc clamps to Kc − 1).
+#[allow(clippy::too_many_arguments)]
 pub fn pq_matmul(
     x: &[f64],
     m: usize,
