@@ -39,7 +39,8 @@ struct PqmParams {
     // Int8 codebook scale (float path) or sx·sc (integer path); activation zero point.
     scale: f32,
     zx: i32,
-    _pad0: u32,
+    // 1: add the bias (a uniform flag: it is only read in the epilogue).
+    has_bias: u32,
     _pad1: u32,
 }
 
@@ -58,7 +59,6 @@ override CB_WG: u32 = 0u;
 override CB_LEN: u32 = 1u;
 // Words per int8 centroid: ceil(D / 4).
 override DW: u32 = 2u;
-override HAS_BIAS: u32 = 0u;
 // Batch rows per invocation of the LUT gather and of dense_matvec: 1 or 4.
 override MB: u32 = 1u;
 // Integer path: write the raw i32 accumulators instead of the dequantized output.
@@ -134,7 +134,7 @@ fn load_codebook(lid: u32) {
 }
 
 fn add_bias(v: f32, col: u32) -> f32 {
-    if HAS_BIAS == 1u {
+    if params.has_bias == 1u {
         return v + bias[col];
     }
     return v;

@@ -50,6 +50,8 @@ pub const MAX_BLOCK_SIZE: u32 = 64;
 const WG: u32 = 64;
 /// Largest batch for which [`PqMatmulMethod::Auto`] picks the lookup table.
 pub const LUT_MAX_BATCH: u64 = 16;
+/// Floats of the codebook copy in workgroup memory of the tiled kernel (8 KiB).
+const CB_WG_FLOATS: u64 = 2048;
 /// Subvectors per invocation of the vec4 LUT build (the `JB` override).
 const LUT_JB: u32 = 16;
 /// Tile rows / columns of the tiled kernels.
@@ -271,7 +273,8 @@ struct Params {
     x_words: u32,
     scale: f32,
     zx: i32,
-    _pad: [u32; 2],
+    has_bias: u32,
+    _pad: u32,
 }
 
 fn check_len(what: &'static str, expected: u64, got: u64) -> Result<()> {
@@ -566,7 +569,6 @@ impl Context {
                         ("DW", dw),
                         ("QTILE_LEN", s * dw * 8),
                         ("IDX_BITS", weight.index_format.bits()),
-                        ("HAS_BIAS", bias.is_some() as u32),
                         ("RAW", raw as u32),
                     ],
                 })?;
@@ -602,7 +604,8 @@ impl Context {
                         x_words: x_words as u32,
                         scale: act.scale * sc,
                         zx: act.zero_point,
-                        _pad: [0; 2],
+                        has_bias: bias.is_some() as u32,
+                        _pad: 0,
                     });
                     // Both outputs are in the layout: the unused one gets the dummy.
                     let (out_binding, other) = if raw { (9, 6) } else { (6, 9) };
@@ -689,7 +692,7 @@ impl Context {
                     family: Family::PqMatmul,
                     precision,
                     entry: "dense_matvec",
-                    overrides: vec![("WG", WG), ("MB", mb), ("HAS_BIAS", bias.is_some() as u32)],
+                    overrides: vec![("WG", WG), ("MB", mb)],
                 })?;
                 let mut batch = Batch::new(g, "dense_matvec")?;
                 let dummy = batch.scratch(16);
@@ -697,6 +700,7 @@ impl Context {
                     m: m as u32,
                     n: n as u32,
                     k: k as u32,
+                    has_bias: bias.is_some() as u32,
                     ..Default::default()
                 });
                 let mut bindings = vec![
@@ -764,29 +768,18 @@ fn record_pq_matmul(
     let wg_limit = (g.limits.max_compute_workgroup_storage_size as u64).min(16384);
     // The LUT build reads each centroid a few times per workgroup: storage (cached) is cheaper
     // than a copy per workgroup there.
-    let cb_wg = !lut && (kc * d as u64).next_power_of_two().max(64) * 4 + tiles_bytes <= wg_limit;
-    let common = |entry| -> Vec<(&'static str, u32)> {
-        let mut o = vec![
+    let cb_wg = !lut && kc * d as u64 <= CB_WG_FLOATS && CB_WG_FLOATS * 4 + tiles_bytes <= wg_limit;
+    let common = || -> Vec<(&'static str, u32)> {
+        vec![
             ("WG", WG),
             ("D", d),
             ("IDX_BITS", weight.index_format.bits()),
             ("CB_FMT", cb_fmt),
             ("CB_WG", cb_wg as u32),
-            // Rounded up to a power of two: fewer pipeline variants.
-            (
-                "CB_LEN",
-                if cb_wg {
-                    (kc * d as u64).next_power_of_two().max(64) as u32
-                } else {
-                    1
-                },
-            ),
+            // One size for every codebook that fits: fewer pipeline variants.
+            ("CB_LEN", if cb_wg { CB_WG_FLOATS as u32 } else { 1 }),
             ("DW", d.div_ceil(4)),
-        ];
-        if entry != "pq_lut_build" {
-            o.push(("HAS_BIAS", bias.is_some() as u32));
-        }
-        o
+        ]
     };
     let dummy = batch.scratch(16);
     let codebook = whole(g, &weight.codebook, "codebook")?;
@@ -822,13 +815,14 @@ fn record_pq_matmul(
         x_words: 0,
         scale,
         zx: 0,
-        _pad: [0; 2],
+        has_bias: bias.is_some() as u32,
+        _pad: 0,
     };
     if lut {
         let mb = if m >= 4 { 4 } else { 1 };
         // D % 4 == 0: one invocation per centroid and JB subvectors (vec4 activations).
         let vec4_build = d.is_multiple_of(4);
-        let mut o = common("pq_lut_build");
+        let mut o = common();
         if vec4_build {
             o.push(("JB", LUT_JB));
         }
@@ -842,7 +836,7 @@ fn record_pq_matmul(
             },
             overrides: o,
         })?;
-        let mut o = common("pq_lut_gather");
+        let mut o = common();
         o.push(("MB", mb));
         o.retain(|(name, _)| !matches!(*name, "CB_FMT" | "CB_WG" | "CB_LEN" | "DW" | "D"));
         let aligned = nsub.is_multiple_of(4 * weight.index_format.per_word());
@@ -887,8 +881,9 @@ fn record_pq_matmul(
             m0 += mw;
         }
     } else if rows_kernel {
-        let mut o = common("pq_matmul_rows");
-        let cb4 = (kc * d as u64 / 4).next_power_of_two();
+        let mut o = common();
+        // 512 or 1024 vec4s (8 or 16 KiB): few pipeline variants.
+        let cb4 = (kc * d as u64 / 4).next_power_of_two().max(512);
         let cb_wg = cb4 * 16 <= wg_limit;
         for (name, v) in &mut o {
             if *name == "CB_WG" {
@@ -898,7 +893,7 @@ fn record_pq_matmul(
                 *v = 1;
             }
         }
-        let wg = (m.min(64).next_power_of_two() as u32).max(8);
+        let wg = if m <= 16 { 16 } else { 64 };
         o.retain(|(name, _)| *name != "WG");
         o.extend([("WG", wg), ("CB4_LEN", if cb_wg { cb4 as u32 } else { 1 })]);
         let pipeline = g.pipeline(PipelineKey {
@@ -926,7 +921,7 @@ fn record_pq_matmul(
             m0 += mw;
         }
     } else {
-        let mut o = common("pq_matmul_tiled");
+        let mut o = common();
         o.extend([("S", s), ("BK", bk), ("TILE_LEN", bk * 8)]);
         let pipeline = g.pipeline(PipelineKey {
             family: Family::PqMatmul,

@@ -154,6 +154,9 @@ fn check_close(got: &[f32], want: &[f64], mag: &[f64], k: u64) -> Result<(), Fai
 
 fn run_problem(t: &Target, p: &Problem, seed: u64) -> Result<(), Failed> {
     let ctx = &t.ctx;
+    if std::env::var("PQMM_DEBUG").is_ok() {
+        eprintln!("{p:?}");
+    }
     if p.cb == 1 && t.is_gpu() && !ctx.features().shader_f16 {
         return Ok(()); // covered by bad_inputs (Unsupported).
     }
