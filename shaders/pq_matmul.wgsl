@@ -14,8 +14,9 @@
 //   per invocation; per K-chunk of S subvectors (BK = S·D values) the X tile and the decoded
 //   weight tile go to workgroup memory (transposed, vec4 along the tile's rows / columns).
 // * pq_lut_build + pq_lut_gather: the lookup-table matrix–vector product for small batches.
-//   lut[(m·nsub + j)·Kc + c] = x_m[jD .. jD+D] · C[c]; then y[m, n] = Σ_j lut[m, j, I[n, j]]
-//   (one index read per D weights), MB (1 or 4) batch rows per invocation.
+//   The table interleaves groups of 4 batch rows: entry (m, j, c) = x_m[jD .. jD+D] · C[c] is
+//   lut[(((m / 4)·nsub + j)·Kc + c)·4 + m % 4]; then y[m, n] = Σ_j lut[m, j, I[n, j]] (one index
+//   read per D weights), one vec4 table load per index for 4 batch rows.
 // * pq_matmul_i8: the integer path: int8 activations (per-tensor affine, zero point zx) times
 //   int8 centroids, dot4I8Packed into i32, raw = Σ xq·cq − zx·Σ cq; output the raw i32
 //   accumulators (RAW) or y = raw · scale (+ b) with scale = sx·sc.
@@ -251,34 +252,34 @@ fn pq_lut_build(@builtin(local_invocation_index) lid: u32,
         let xt = x[xb + t];
         acc = fma(vec4<f32>(xt), vec4<f32>(cb(c.x, t), cb(c.y, t), cb(c.z, t), cb(c.w, t)), acc);
     }
-    let base = mj * params.kc + c0;
+    let base = (((m / 4u) * params.nsub + j) * params.kc + c0) * 4u + m % 4u;
     lut[base] = acc.x;
     if c0 + 1u < params.kc {
-        lut[base + 1u] = acc.y;
+        lut[base + 4u] = acc.y;
     }
     if c0 + 2u < params.kc {
-        lut[base + 2u] = acc.z;
+        lut[base + 8u] = acc.z;
     }
     if c0 + 3u < params.kc {
-        lut[base + 3u] = acc.w;
+        lut[base + 12u] = acc.w;
     }
 }
 
-// One invocation per (output row n, group of MB batch rows); consecutive invocations take
-// consecutive rows n.
+@group(0) @binding(7) var<storage, read> lut4: array<vec4<f32>>;
+
+// One invocation per (output row n, group of 4 batch rows); consecutive invocations take
+// consecutive rows n. Any row alignment of the indices (each index loaded with its word).
 @compute @workgroup_size(WG)
 fn pq_lut_gather(@builtin(local_invocation_index) lid: u32,
                  @builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_group(wid, nwg) * WG + lid;
     let n = i % params.n;
-    let b0 = (i / params.n) * MB;
+    let b0 = (i / params.n) * 4u;
     if b0 >= params.m {
         return;
     }
-    let stride = params.nsub * params.kc;
-    let last = params.m - 1u;
-    let base = vec4<u32>(b0, min(b0 + 1u, last), min(b0 + 2u, last), min(b0 + 3u, last)) * stride;
+    let base = (b0 / 4u) * params.nsub * params.kc;
     let per = 32u / IDX_BITS;
     let mask = (1u << IDX_BITS) - 1u;
     let first = n * params.nsub;
@@ -290,17 +291,16 @@ fn pq_lut_gather(@builtin(local_invocation_index) lid: u32,
             let p = wd * per + t;
             let inside = p >= first && p < end;
             let c = min((word >> (t * IDX_BITS)) & mask, params.kc - 1u);
-            let off = (min(p, end - 1u) - first) * params.kc + c;
-            if MB == 1u {
-                acc.x += select(0.0, lut[base.x + off], inside);
-            } else {
-                let v = vec4<f32>(lut[base.x + off], lut[base.y + off], lut[base.z + off],
-                                  lut[base.w + off]);
-                acc += select(vec4<f32>(0.0), v, inside);
-            }
+            let off = base + (min(p, end - 1u) - first) * params.kc + c;
+            acc += select(vec4<f32>(0.0), lut4[off], inside);
         }
     }
-    for (var b = 0u; b < MB; b++) {
+    store_lut_rows(b0, n, acc);
+}
+
+// y[b0 .. b0 + 4, n] = acc (+ b), rows below m only.
+fn store_lut_rows(b0: u32, n: u32, acc: vec4<f32>) {
+    for (var b = 0u; b < 4u; b++) {
         if b0 + b < params.m {
             y[params.y_off + (b0 + b) * params.n + n] = add_bias(acc[b], n);
         }
@@ -310,19 +310,13 @@ fn pq_lut_gather(@builtin(local_invocation_index) lid: u32,
 @group(0) @binding(4) var<storage, read> indices4: array<vec4<u32>>;
 
 // Adds the table entries of the `32 / IDX_BITS` indices of `word` (subvectors j0, j0 + 1, …).
-fn lut_word(word: u32, j0: u32, base: vec4<u32>, acc: vec4<f32>) -> vec4<f32> {
+fn lut_word(word: u32, j0: u32, base: u32, acc: vec4<f32>) -> vec4<f32> {
     let per = 32u / IDX_BITS;
     let mask = (1u << IDX_BITS) - 1u;
     var a = acc;
     for (var t = 0u; t < per; t++) {
         let c = min((word >> (t * IDX_BITS)) & mask, params.kc - 1u);
-        let off = (j0 + t) * params.kc + c;
-        if MB == 1u {
-            a.x += lut[base.x + off];
-        } else {
-            a += vec4<f32>(lut[base.x + off], lut[base.y + off], lut[base.z + off],
-                           lut[base.w + off]);
-        }
+        a += lut4[base + (j0 + t) * params.kc + c];
     }
     return a;
 }
@@ -335,13 +329,11 @@ fn pq_lut_gather4(@builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_group(wid, nwg) * WG + lid;
     let n = i % params.n;
-    let b0 = (i / params.n) * MB;
+    let b0 = (i / params.n) * 4u;
     if b0 >= params.m {
         return;
     }
-    let stride = params.nsub * params.kc;
-    let last = params.m - 1u;
-    let base = vec4<u32>(b0, min(b0 + 1u, last), min(b0 + 2u, last), min(b0 + 3u, last)) * stride;
+    let base = (b0 / 4u) * params.nsub * params.kc;
     let per = 32u / IDX_BITS;
     let nv = params.nsub / (4u * per);
     let v0 = n * nv;
@@ -354,11 +346,7 @@ fn pq_lut_gather4(@builtin(local_invocation_index) lid: u32,
         acc = lut_word(q.z, j0 + 2u * per, base, acc);
         acc = lut_word(q.w, j0 + 3u * per, base, acc);
     }
-    for (var b = 0u; b < MB; b++) {
-        if b0 + b < params.m {
-            y[params.y_off + (b0 + b) * params.n + n] = add_bias(acc[b], n);
-        }
-    }
+    store_lut_rows(b0, n, acc);
 }
 
 // Subvectors per invocation of pq_lut_build4.
@@ -396,7 +384,7 @@ fn pq_lut_build4(@builtin(local_invocation_index) lid: u32,
         for (var q = 0u; q < dq; q++) {
             s += dot(x4[xb + j * dq + q], cv[q]);
         }
-        lut[(m * params.nsub + j) * params.kc + c] = s;
+        lut[(((m / 4u) * params.nsub + j) * params.kc + c) * 4u + m % 4u] = s;
     }
 }
 

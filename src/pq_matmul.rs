@@ -750,8 +750,9 @@ fn record_pq_matmul(
         CodebookFormat::Int8 { scale } => scale,
         _ => 1.0,
     };
+    // Table bytes per batch row; the table holds whole groups of 4 batch rows.
     let lut_row = nsub * kc * 4;
-    let lut_fits = lut_row + 256 <= g.max_window;
+    let lut_fits = 4 * lut_row <= g.max_window;
     let lut = match method {
         PqMatmulMethod::Auto => m <= LUT_MAX_BATCH && lut_fits,
         PqMatmulMethod::Lut => lut_fits,
@@ -795,7 +796,7 @@ fn record_pq_matmul(
     ];
     let mut rows = rows_per_window(g.max_window, &[k * 4, n * 4]);
     if lut {
-        rows = rows.min(g.max_window / lut_row);
+        rows = rows.min(g.max_window / (4 * lut_row) * 4);
     }
     if rows == 0 {
         return Err(invalid(
@@ -819,7 +820,6 @@ fn record_pq_matmul(
         _pad: 0,
     };
     if lut {
-        let mb = if m >= 4 { 4 } else { 1 };
         // D % 4 == 0: one invocation per centroid and JB subvectors (vec4 activations).
         let vec4_build = d.is_multiple_of(4);
         let mut o = common();
@@ -837,7 +837,6 @@ fn record_pq_matmul(
             overrides: o,
         })?;
         let mut o = common();
-        o.push(("MB", mb));
         o.retain(|(name, _)| !matches!(*name, "CB_FMT" | "CB_WG" | "CB_LEN" | "DW" | "D"));
         let aligned = nsub.is_multiple_of(4 * weight.index_format.per_word());
         let gather = g.pipeline(PipelineKey {
@@ -850,14 +849,14 @@ fn record_pq_matmul(
             },
             overrides: o,
         })?;
-        let table = batch.scratch(rows.min(m) * lut_row);
+        let table = batch.scratch(rows.min(m).div_ceil(4) * 4 * lut_row);
         let mut m0 = 0;
         while m0 < m {
             let mw = rows.min(m - m0);
             let (xb, x_off) = shifted_binding(x, m0 * k, mw * k, "x")?;
             let (yb, y_off) = shifted_binding(y, m0 * n, mw * n, "y")?;
             let u = batch.uniform(&params(mw, x_off, y_off));
-            let lut_b = crate::runtime::batch::sized(&table, mw * lut_row);
+            let lut_b = crate::runtime::batch::sized(&table, mw.div_ceil(4) * 4 * lut_row);
             let mut b = vec![(0, u.as_entire_binding()), (1, xb), (7, lut_b.clone())];
             b.extend(cb_bindings.iter().cloned());
             let groups = if vec4_build {
@@ -873,11 +872,7 @@ fn record_pq_matmul(
                 (6, yb),
                 (7, lut_b),
             ];
-            batch.dispatch_at(
-                &gather,
-                &b,
-                (n * mw.div_ceil(mb as u64)).div_ceil(WG as u64),
-            )?;
+            batch.dispatch_at(&gather, &b, (n * mw.div_ceil(4)).div_ceil(WG as u64))?;
             m0 += mw;
         }
     } else if rows_kernel {
