@@ -7,21 +7,26 @@
 // Codebook formats (CB_FMT): 0 = `codebook: array<Elem>` (f32, or f16 in the f16 module);
 // 1 = int8 in `codebook_q`, each centroid padded to DW = ceil(D / 4) words (byte t of the
 // centroid in byte t % 4 of word t / 4), value = byte · params.scale. With CB_WG the decoded
-// f32 codebook is first copied into workgroup memory (CB_LEN = Kc·D floats).
+// f32 codebook is first copied into workgroup memory (CB_LEN ≥ Kc·D floats).
 //
 // Entry points:
 // * pq_matmul_tiled: 32 × 32 output tile per workgroup of 64 invocations, 4 × 4 register block
 //   per invocation; per K-chunk of S subvectors (BK = S·D values) the X tile and the decoded
 //   weight tile go to workgroup memory (transposed, vec4 along the tile's rows / columns).
 // * pq_lut_build + pq_lut_gather: the lookup-table matrix–vector product for small batches.
-//   The table interleaves groups of 4 batch rows: entry (m, j, c) = x_m[jD .. jD+D] · C[c] is
-//   lut[(((m / 4)·nsub + j)·Kc + c)·4 + m % 4]; then y[m, n] = Σ_j lut[m, j, I[n, j]] (one index
-//   read per D weights), one vec4 table load per index for 4 batch rows.
+//   The table interleaves groups of G (1 or 4) batch rows: entry (m, j, c) = x_m[jD .. jD+D] ·
+//   C[c] is lut[(((m / G)·nsub + j)·Kc + c)·G + m % G]; then y[m, n] = Σ_j lut[m, j, I[n, j]]
+//   (one index read per D weights), one table load per index for G batch rows.
+// * pq_lut_build4 / pq_lut_gather4: the same for D % 4 == 0 (one invocation per centroid, vec4
+//   activations) and for rows of indices that start on a vec4 of words (16 u8 indices a load).
+// * pq_matmul_rows (D % 4 == 0): one invocation per batch row, 8 output columns per
+//   workgroup, the weights decoded on the fly (the same for every invocation of a workgroup).
 // * pq_matmul_i8: the integer path: int8 activations (per-tensor affine, zero point zx) times
 //   int8 centroids, dot4I8Packed into i32, raw = Σ xq·cq − zx·Σ cq; output the raw i32
 //   accumulators (RAW) or y = raw · scale (+ b) with scale = sx·sc.
-// * dense_matvec: the dense baseline y = W x (+ b), W (N × K) in Elem: one output row per
-//   invocation (vec4 loads of its weight row, lane-uniform loads of x), MB batch rows at once.
+// * dense_matvec: the dense baseline y = W x (+ b), W (N × K) in Elem: 2 output rows per
+//   invocation (MB = 1) or one output row and 4 batch rows (MB = 4), vec4 loads of the
+//   weight rows and of x (the same x addresses in every invocation).
 //
 // Shapes come in the uniform; the knobs and the block size are overrides.
 
@@ -252,20 +257,31 @@ fn pq_lut_build(@builtin(local_invocation_index) lid: u32,
         let xt = x[xb + t];
         acc = fma(vec4<f32>(xt), vec4<f32>(cb(c.x, t), cb(c.y, t), cb(c.z, t), cb(c.w, t)), acc);
     }
-    let base = (((m / 4u) * params.nsub + j) * params.kc + c0) * 4u + m % 4u;
+    let base = (((m / G) * params.nsub + j) * params.kc + c0) * G + m % G;
     lut[base] = acc.x;
     if c0 + 1u < params.kc {
-        lut[base + 4u] = acc.y;
+        lut[base + G] = acc.y;
     }
     if c0 + 2u < params.kc {
-        lut[base + 8u] = acc.z;
+        lut[base + 2u * G] = acc.z;
     }
     if c0 + 3u < params.kc {
-        lut[base + 12u] = acc.w;
+        lut[base + 3u * G] = acc.w;
     }
 }
 
 @group(0) @binding(7) var<storage, read> lut4: array<vec4<f32>>;
+// Batch rows interleaved in the table and summed per gather invocation: 1 or 4.
+override G: u32 = 4u;
+
+// Table entry `off` (in units of G floats): 4 batch rows, or 1 in .x.
+fn lut_entry(off: u32) -> vec4<f32> {
+    if G == 4u {
+        return lut4[off];
+    }
+    let v = lut4[off / 4u];
+    return vec4<f32>(v[off % 4u], 0.0, 0.0, 0.0);
+}
 
 // One invocation per (output row n, group of 4 batch rows); consecutive invocations take
 // consecutive rows n. Any row alignment of the indices (each index loaded with its word).
@@ -275,11 +291,11 @@ fn pq_lut_gather(@builtin(local_invocation_index) lid: u32,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_group(wid, nwg) * WG + lid;
     let n = i % params.n;
-    let b0 = (i / params.n) * 4u;
+    let b0 = (i / params.n) * G;
     if b0 >= params.m {
         return;
     }
-    let base = (b0 / 4u) * params.nsub * params.kc;
+    let base = (b0 / G) * params.nsub * params.kc;
     let per = 32u / IDX_BITS;
     let mask = (1u << IDX_BITS) - 1u;
     let first = n * params.nsub;
@@ -292,7 +308,7 @@ fn pq_lut_gather(@builtin(local_invocation_index) lid: u32,
             let inside = p >= first && p < end;
             let c = min((word >> (t * IDX_BITS)) & mask, params.kc - 1u);
             let off = base + (min(p, end - 1u) - first) * params.kc + c;
-            acc += select(vec4<f32>(0.0), lut4[off], inside);
+            acc += select(vec4<f32>(0.0), lut_entry(off), inside);
         }
     }
     store_lut_rows(b0, n, acc);
@@ -300,7 +316,7 @@ fn pq_lut_gather(@builtin(local_invocation_index) lid: u32,
 
 // y[b0 .. b0 + 4, n] = acc (+ b), rows below m only.
 fn store_lut_rows(b0: u32, n: u32, acc: vec4<f32>) {
-    for (var b = 0u; b < 4u; b++) {
+    for (var b = 0u; b < G; b++) {
         if b0 + b < params.m {
             y[params.y_off + (b0 + b) * params.n + n] = add_bias(acc[b], n);
         }
@@ -316,7 +332,7 @@ fn lut_word(word: u32, j0: u32, base: u32, acc: vec4<f32>) -> vec4<f32> {
     var a = acc;
     for (var t = 0u; t < per; t++) {
         let c = min((word >> (t * IDX_BITS)) & mask, params.kc - 1u);
-        a += lut4[base + (j0 + t) * params.kc + c];
+        a += lut_entry(base + (j0 + t) * params.kc + c);
     }
     return a;
 }
@@ -329,11 +345,11 @@ fn pq_lut_gather4(@builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_group(wid, nwg) * WG + lid;
     let n = i % params.n;
-    let b0 = (i / params.n) * 4u;
+    let b0 = (i / params.n) * G;
     if b0 >= params.m {
         return;
     }
-    let base = (b0 / 4u) * params.nsub * params.kc;
+    let base = (b0 / G) * params.nsub * params.kc;
     let per = 32u / IDX_BITS;
     let nv = params.nsub / (4u * per);
     let v0 = n * nv;
@@ -384,7 +400,7 @@ fn pq_lut_build4(@builtin(local_invocation_index) lid: u32,
         for (var q = 0u; q < dq; q++) {
             s += dot(x4[xb + j * dq + q], cv[q]);
         }
-        lut[(((m / 4u) * params.nsub + j) * params.kc + c) * 4u + m % 4u] = s;
+        lut[(((m / G) * params.nsub + j) * params.kc + c) * G + m % G] = s;
     }
 }
 

@@ -23,10 +23,15 @@
 //! - [`Context::pq_matmul`] with [`PqMatmulMethod::Tiled`]: 32 × 32 output tiles, 4 × 4
 //!   register blocks; the weight tile of each K-chunk is decoded from the codebook (copied to
 //!   workgroup memory when it fits, read from its storage buffer otherwise).
+//! - [`PqMatmulMethod::Rows`] (the default beyond [`LUT_MAX_BATCH`] rows when `d % 4 == 0`):
+//!   one invocation per batch row, 8 output columns per workgroup; the 8 weight rows are
+//!   decoded on the fly from the indices and the codebook (in workgroup memory when it fits),
+//!   the same for every invocation, while each invocation reads its own activations as vec4s.
 //! - [`PqMatmulMethod::Lut`] (batch 1 and small batches): a first pass builds the lookup table
-//!   of the `Kc` dot products `x_j · c` of every group of `d` activations (`M × K/d × Kc`
-//!   floats in a scratch buffer); the second sums, for every output, the table entries its
-//!   indices select: one byte of weights read per `d` weights.
+//!   of the `Kc` dot products `x_j · c` of every group of `d` activations (`K/d × Kc` floats
+//!   per batch row in a scratch buffer, 4 batch rows interleaved); the second sums, for every
+//!   output, the table entries its indices select: one byte of weights read per `d` weights
+//!   (u8 indices), one vec4 table load per index for 4 batch rows.
 //! - [`Context::pq_matmul_int8`]: int8 activations × int8 centroids with `dot4I8Packed` into
 //!   i32, zero-point corrected, then `y = sx·sc·acc (+ b)` or the raw accumulators.
 //! - [`Context::dense_matvec`]: the dense baseline `y = W x (+ b)` (f32 or f16 weights).
@@ -222,8 +227,8 @@ impl PqWeight {
 /// How [`Context::pq_matmul`] computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PqMatmulMethod {
-    /// [`PqMatmulMethod::Lut`] for batches up to [`LUT_MAX_BATCH`] rows (when one row's table
-    /// fits a bound window), otherwise [`PqMatmulMethod::Rows`] when `d % 4 == 0`, else
+    /// [`PqMatmulMethod::Lut`] for batches up to [`LUT_MAX_BATCH`] rows (when the table of 4
+    /// rows fits a bound window), otherwise [`PqMatmulMethod::Rows`] when `d % 4 == 0`, else
     /// [`PqMatmulMethod::Tiled`].
     Auto,
     /// Tiled matmul decoding weight tiles from the codebook (32 × 32 tiles, 4 × 4 register
@@ -234,8 +239,8 @@ pub enum PqMatmulMethod {
     /// lane-uniform loads of indices and centroids (block sizes that are a multiple of 4; the
     /// tiled kernel otherwise).
     Rows,
-    /// Lookup-table matrix–vector product (falls back to tiled when one batch row's table
-    /// does not fit one bound window).
+    /// Lookup-table matrix–vector product (falls back to the matmul kernels when the table of
+    /// 4 batch rows, `4 · K/d · Kc` floats, does not fit one bound window).
     Lut,
 }
 
@@ -752,7 +757,10 @@ fn record_pq_matmul(
     };
     // Table bytes per batch row; the table holds whole groups of 4 batch rows.
     let lut_row = nsub * kc * 4;
-    let lut_fits = 4 * lut_row <= g.max_window;
+    // Batch rows interleaved in the table (G): 4 from 4 rows on (one vec4 load per index for
+    // 4 rows), else 1 (a 4× smaller table, which stays in cache).
+    let group: u64 = if m >= 4 { 4 } else { 1 };
+    let lut_fits = group * lut_row <= g.max_window;
     let lut = match method {
         PqMatmulMethod::Auto => m <= LUT_MAX_BATCH && lut_fits,
         PqMatmulMethod::Lut => lut_fits,
@@ -796,7 +804,7 @@ fn record_pq_matmul(
     ];
     let mut rows = rows_per_window(g.max_window, &[k * 4, n * 4]);
     if lut {
-        rows = rows.min(g.max_window / (4 * lut_row) * 4);
+        rows = rows.min(g.max_window / (group * lut_row) * group);
     }
     if rows == 0 {
         return Err(invalid(
@@ -823,6 +831,7 @@ fn record_pq_matmul(
         // D % 4 == 0: one invocation per centroid and JB subvectors (vec4 activations).
         let vec4_build = d.is_multiple_of(4);
         let mut o = common();
+        o.push(("G", group as u32));
         if vec4_build {
             o.push(("JB", LUT_JB));
         }
@@ -838,6 +847,7 @@ fn record_pq_matmul(
         })?;
         let mut o = common();
         o.retain(|(name, _)| !matches!(*name, "CB_FMT" | "CB_WG" | "CB_LEN" | "DW" | "D"));
+        o.push(("G", group as u32));
         let aligned = nsub.is_multiple_of(4 * weight.index_format.per_word());
         let gather = g.pipeline(PipelineKey {
             family: Family::PqMatmul,
@@ -849,14 +859,16 @@ fn record_pq_matmul(
             },
             overrides: o,
         })?;
-        let table = batch.scratch(rows.min(m).div_ceil(4) * 4 * lut_row);
+        // Bound as vec4s by the gathers: whole vec4s.
+        let table_bytes = |rows: u64| (rows.div_ceil(group) * group * lut_row).next_multiple_of(16);
+        let table = batch.scratch(table_bytes(rows.min(m)));
         let mut m0 = 0;
         while m0 < m {
             let mw = rows.min(m - m0);
             let (xb, x_off) = shifted_binding(x, m0 * k, mw * k, "x")?;
             let (yb, y_off) = shifted_binding(y, m0 * n, mw * n, "y")?;
             let u = batch.uniform(&params(mw, x_off, y_off));
-            let lut_b = crate::runtime::batch::sized(&table, mw.div_ceil(4) * 4 * lut_row);
+            let lut_b = crate::runtime::batch::sized(&table, table_bytes(mw));
             let mut b = vec![(0, u.as_entire_binding()), (1, xb), (7, lut_b.clone())];
             b.extend(cb_bindings.iter().cloned());
             let groups = if vec4_build {
@@ -872,7 +884,7 @@ fn record_pq_matmul(
                 (6, yb),
                 (7, lut_b),
             ];
-            batch.dispatch_at(&gather, &b, (n * mw.div_ceil(4)).div_ceil(WG as u64))?;
+            batch.dispatch_at(&gather, &b, (n * mw.div_ceil(group)).div_ceil(WG as u64))?;
             m0 += mw;
         }
     } else if rows_kernel {

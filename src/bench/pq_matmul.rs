@@ -233,10 +233,12 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
         let (ws2, y2, h, x2) = (ws.clone(), y.clone(), host.clone(), x.clone());
         let elem = if half { 2 } else { 4 };
         let mm = m as u64;
+        let reads = if m >= 4 { mm.div_ceil(4) } else { mm };
         out.push(Case {
             name: name(base, m),
             kind: CaseKind::Device,
-            bytes: mm * nn * nn * elem + 4 * mm * nn * 2,
+            // One weight read per group of 4 batch rows (dense_matvec's MB = 4 above 3 rows).
+            bytes: reads * nn * nn * elem + 4 * mm * nn * 2,
             flops: None,
             items: Some((mm * nn, "outputs")),
             op: Box::new(move || {
@@ -251,7 +253,7 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
                     &h,
                     m,
                     &w_host,
-                    (nn * elem) as f64,
+                    (reads * nn * elem) as f64 / mm as f64,
                 ))
             }),
         });
