@@ -154,9 +154,6 @@ fn check_close(got: &[f32], want: &[f64], mag: &[f64], k: u64) -> Result<(), Fai
 
 fn run_problem(t: &Target, p: &Problem, seed: u64) -> Result<(), Failed> {
     let ctx = &t.ctx;
-    if std::env::var("PQMM_DEBUG").is_ok() {
-        eprintln!("{p:?}");
-    }
     if p.cb == 1 && t.is_gpu() && !ctx.features().shader_f16 {
         return Ok(()); // covered by bad_inputs (Unsupported).
     }
@@ -233,7 +230,7 @@ fn codebook_sizes(t: &Target) -> Result<(), Failed> {
         for (m, meth) in [(1, 2u8), (3, 0), (70, 1), (9, 3)] {
             for cb in [0u8, 2] {
                 combo += 1;
-                if slow_compile(t) && combo % 3 != 0 {
+                if slow_compile(t) && !combo.is_multiple_of(3) {
                     continue;
                 }
                 let p = Problem {
