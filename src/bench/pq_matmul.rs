@@ -12,9 +12,11 @@
 //! weights read per output.
 //!
 //! Cases (`{n}` = 4096 or 1024): `pq_matvec_lut_{n}_b1`, `dense_matvec_f32_{n}_b1`,
-//! `dense_matvec_f16_{n}_b1` (with shader-f16), `pq_matvec_lut_{n}_b16`, `pq_matmul_{n}_b16`,
-//! `dense_matvec_f32_{n}_b16` (16 matrix–vector products: not a matmul), `pq_matmul_{n}_b512`,
-//! `pq_matmul_int8_{n}_b16`, `pq_matmul_int8_{n}_b512`.
+//! `dense_matvec_f16_{n}_b1` (with shader-f16), `pq_matvec_lut_{n}_b16`, `pq_matmul_{n}_b16`
+//! and `pq_matmul_{n}_b512` ([`PqMatmulMethod::Auto`]: the LUT at batch 16, the rows kernel at
+//! 512), `dense_matvec_f32_{n}_b16` (the dense matrix–vector kernel on 16 rows, reading the
+//! weight once per 4 rows: not a tiled matmul; the dense matmul comparison is the `matmul`
+//! family's), `pq_matmul_int8_{n}_b16`, `pq_matmul_int8_{n}_b512` (the integer path).
 
 use std::cell::Cell;
 use std::rc::Rc;
