@@ -227,8 +227,9 @@ impl PqWeight {
 /// How [`Context::pq_matmul`] computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PqMatmulMethod {
-    /// [`PqMatmulMethod::Lut`] for batches up to [`LUT_MAX_BATCH`] rows (when the table of 4
-    /// rows fits a bound window), otherwise [`PqMatmulMethod::Rows`] when `d % 4 == 0`, else
+    /// [`PqMatmulMethod::Lut`] for batches up to [`LUT_MAX_BATCH`] rows, and for any batch
+    /// when `4 · Kc ≤ N` (building the table then costs at most a quarter of the matmul), when
+    /// the table of 4 rows fits a bound window; otherwise [`PqMatmulMethod::Rows`] when `d % 4 == 0`, else
     /// [`PqMatmulMethod::Tiled`].
     Auto,
     /// Tiled matmul decoding weight tiles from the codebook (32 × 32 tiles, 4 × 4 register
@@ -762,7 +763,9 @@ fn record_pq_matmul(
     let group: u64 = if m >= 4 { 4 } else { 1 };
     let lut_fits = group * lut_row <= g.max_window;
     let lut = match method {
-        PqMatmulMethod::Auto => m <= LUT_MAX_BATCH && lut_fits,
+        // Beyond small batches the table still wins while building it (M·K·Kc multiply-adds)
+        // costs at most a quarter of the matmul (M·N·K): one lookup replaces d multiply-adds.
+        PqMatmulMethod::Auto => lut_fits && (m <= LUT_MAX_BATCH || 4 * kc <= n),
         PqMatmulMethod::Lut => lut_fits,
         PqMatmulMethod::Tiled | PqMatmulMethod::Rows => false,
     };

@@ -13,8 +13,8 @@
 //!
 //! Cases (`{n}` = 4096 or 1024): `pq_matvec_lut_{n}_b1`, `dense_matvec_f32_{n}_b1`,
 //! `dense_matvec_f16_{n}_b1` (with shader-f16), `pq_matvec_lut_{n}_b16`, `pq_matmul_{n}_b16`
-//! and `pq_matmul_{n}_b512` ([`PqMatmulMethod::Auto`]: the LUT at batch 16, the rows kernel at
-//! 512), `dense_matvec_f32_{n}_b16` (the dense matrix–vector kernel on 16 rows, reading the
+//! and `pq_matmul_{n}_b512` ([`PqMatmulMethod::Auto`]: the LUT at both), `pq_matmul_rows_{n}_b512`
+//! (the rows kernel), `dense_matvec_f32_{n}_b16` (the dense matrix–vector kernel on 16 rows, reading the
 //! weight once per 4 rows: not a tiled matmul; the dense matmul comparison is the `matmul`
 //! family's), `pq_matmul_int8_{n}_b16`, `pq_matmul_int8_{n}_b512` (the integer path).
 
@@ -114,6 +114,7 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
         ("pq_matmul", 16),
         ("dense_matvec_f32", 16),
         ("pq_matmul", 512),
+        ("pq_matmul_rows", 512),
         ("pq_matmul_int8", 16),
         ("pq_matmul_int8", 512),
     ]
@@ -147,7 +148,7 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
         indices,
         index_format: IndexFormat::U8,
     };
-    let pq_float = if ["pq_matvec_lut", "pq_matmul"]
+    let pq_float = if ["pq_matvec_lut", "pq_matmul", "pq_matmul_rows"]
         .iter()
         .any(|b| [1, 16, 512].iter().any(|&m| sel(b, m)))
     {
@@ -175,6 +176,7 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
         ("pq_matvec_lut", 16, PqMatmulMethod::Lut),
         ("pq_matmul", 16, PqMatmulMethod::Auto),
         ("pq_matmul", 512, PqMatmulMethod::Auto),
+        ("pq_matmul_rows", 512, PqMatmulMethod::Rows),
     ] {
         if !sel(base, m) {
             continue;
@@ -186,8 +188,15 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
         let (ws2, y2, h) = (ws.clone(), y.clone(), host.clone());
         let x2 = x.clone();
         let tiled = method != PqMatmulMethod::Lut;
-        // The rows kernel reads the indices once per workgroup of up to 64 batch rows.
-        let reads = if tiled { m.div_ceil(64) } else { 1 } as f64;
+        // The rows kernel reads the indices once per workgroup of up to 64 batch rows, the LUT
+        // gather once per group of 4 batch rows (1 row below batch 4).
+        let reads = if method == PqMatmulMethod::Rows {
+            m.div_ceil(64)
+        } else if m >= 4 {
+            m.div_ceil(4)
+        } else {
+            m
+        } as f64;
         let per_output = weight_bytes as f64 * reads / (m * n) as f64;
         let mm = m as u64;
         out.push(Case {
