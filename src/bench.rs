@@ -100,6 +100,7 @@ use crate::tensor::{DType, Tensor};
 
 mod int8;
 mod matmul;
+mod pq_matmul;
 
 /// Options of [`run`].
 #[derive(Clone, Debug)]
@@ -1201,6 +1202,7 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
     cases.extend(int8::cases(ctx, options)?);
 
     cases.extend(matmul::cases(ctx, options)?);
+    cases.extend(pq_matmul::cases(ctx, options)?);
 
     // The CPU reference cases (measured after the device rounds): name and device baseline.
     let cpu_n = pq_n.min(CPU_PQ_MAX_N);

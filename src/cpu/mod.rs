@@ -9,4 +9,5 @@ pub mod matmul;
 pub mod noise;
 pub mod observer;
 pub mod pq;
+pub mod pq_matmul;
 pub mod ste;

@@ -31,6 +31,8 @@ pub enum Family {
     /// `shaders/noisy_linear.wgsl` + `matmul.wgsl`: Linear products with the noise fused into
     /// the weight loader and the STE into the dW epilogue.
     NoisyLinear,
+    /// `shaders/pq_matmul.wgsl`: product-quantized matmul / LUT matvec, dense matvec baseline.
+    PqMatmul,
 }
 
 /// Element type a module is instantiated for.
@@ -57,10 +59,11 @@ const INT8: &str = include_str!("../../shaders/int8.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATMUL_DENSE: &str = include_str!("../../shaders/matmul_dense.wgsl");
 const NOISY_LINEAR: &str = include_str!("../../shaders/noisy_linear.wgsl");
+const PQ_MATMUL: &str = include_str!("../../shaders/pq_matmul.wgsl");
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 12] = [
+    pub const ALL: [Family; 13] = [
         Family::Noise,
         Family::Ste,
         Family::Observer,
@@ -73,6 +76,7 @@ impl Family {
         Family::Int8,
         Family::Matmul,
         Family::NoisyLinear,
+        Family::PqMatmul,
     ];
 
     /// File name under `shaders/`.
@@ -90,6 +94,7 @@ impl Family {
             Family::Int8 => "int8.wgsl",
             Family::Matmul => "matmul.wgsl",
             Family::NoisyLinear => "noisy_linear.wgsl",
+            Family::PqMatmul => "pq_matmul.wgsl",
         }
     }
 
@@ -107,6 +112,7 @@ impl Family {
             Family::Int8 => &[INT8],
             Family::Matmul => &[MATMUL_DENSE, MATMUL],
             Family::NoisyLinear => &[PHILOX, NOISE_CHAIN, NOISY_LINEAR, MATMUL],
+            Family::PqMatmul => &[PQ_MATMUL],
         }
     }
 
@@ -162,6 +168,16 @@ impl Family {
                 "int8_matmul_direct_polyfill_acc",
             ],
             Family::Matmul | Family::NoisyLinear => &["matmul"],
+            Family::PqMatmul => &[
+                "pq_matmul_tiled",
+                "pq_lut_build",
+                "pq_lut_gather",
+                "pq_matmul_i8",
+                "dense_matvec",
+                "pq_lut_gather4",
+                "pq_matmul_rows",
+                "pq_lut_build4",
+            ],
         }
     }
 

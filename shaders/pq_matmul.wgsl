@@ -1,0 +1,657 @@
+// Product-quantized matrix multiplication: Y = X · decode(C, I)ᵀ (+ b) without materialising
+// the decoded weight (N × K). Row n of the weight is nsub = K / D subvectors; subvector j is
+// centroid I[n·nsub + j] of the codebook C (Kc × D). Indices are packed IDX_BITS (8 or 16) per
+// field, 32 / IDX_BITS per u32 word, little-endian (index p in field p % per of word p / per),
+// contiguous across rows. An index ≥ Kc reads centroid Kc − 1 (as pq_decode does).
+//
+// Codebook formats (CB_FMT): 0 = `codebook: array<Elem>` (f32, or f16 in the f16 module);
+// 1 = int8 in `codebook_q`, each centroid padded to DW = ceil(D / 4) words (byte t of the
+// centroid in byte t % 4 of word t / 4), value = byte · params.scale. With CB_WG the decoded
+// f32 codebook is first copied into workgroup memory (CB_LEN ≥ Kc·D floats).
+//
+// Entry points:
+// * pq_matmul_tiled: 32 × 32 output tile per workgroup of 64 invocations, 4 × 4 register block
+//   per invocation; per K-chunk of S subvectors (BK = S·D values) the X tile and the decoded
+//   weight tile go to workgroup memory (transposed, vec4 along the tile's rows / columns).
+// * pq_lut_build + pq_lut_gather: the lookup-table matrix–vector product for small batches.
+//   The table interleaves groups of G (1 or 4) batch rows: entry (m, j, c) = x_m[jD .. jD+D] ·
+//   C[c] is lut[(((m / G)·nsub + j)·Kc + c)·G + m % G]; then y[m, n] = Σ_j lut[m, j, I[n, j]]
+//   (one index read per D weights), one table load per index for G batch rows.
+// * pq_lut_build4 / pq_lut_gather4: the same for D % 4 == 0 (one invocation per centroid, vec4
+//   activations) and for rows of indices that start on a vec4 of words (16 u8 indices a load).
+// * pq_matmul_rows (D % 4 == 0): one invocation per batch row, 8 output columns per
+//   workgroup, the weights decoded on the fly (the same for every invocation of a workgroup).
+// * pq_matmul_i8: the integer path: int8 activations (per-tensor affine, zero point zx) times
+//   int8 centroids, dot4I8Packed into i32, raw = Σ xq·cq − zx·Σ cq; output the raw i32
+//   accumulators (RAW) or y = raw · scale (+ b) with scale = sx·sc.
+// * dense_matvec: the dense baseline y = W x (+ b), W (N × K) in Elem: 2 output rows per
+//   invocation (MB = 1) or one output row and 4 batch rows (MB = 4), vec4 loads of the
+//   weight rows and of x (the same x addresses in every invocation).
+//
+// Shapes come in the uniform; the knobs and the block size are overrides.
+
+struct PqmParams {
+    // Batch rows of this window, out features, in features, centroids.
+    m: u32,
+    n: u32,
+    k: u32,
+    kc: u32,
+    // Subvectors per weight row (K / D); element offsets of the window's first row of x, y.
+    nsub: u32,
+    x_off: u32,
+    y_off: u32,
+    // Words per row of int8 activations (ceil(K / 4)).
+    x_words: u32,
+    // Int8 codebook scale (float path) or sx·sc (integer path); activation zero point.
+    scale: f32,
+    zx: i32,
+    // 1: add the bias (a uniform flag: it is only read in the epilogue).
+    has_bias: u32,
+    _pad1: u32,
+}
+
+override WG: u32 = 64u;
+// Block size (subvector dimension).
+override D: u32 = 8u;
+// Subvectors per K-chunk of the tiled kernels, and BK = S·D.
+override S: u32 = 4u;
+override BK: u32 = 32u;
+// Bits per packed index: 8 or 16.
+override IDX_BITS: u32 = 8u;
+// 0: Elem codebook; 1: int8 codebook words.
+override CB_FMT: u32 = 0u;
+// Decoded codebook in workgroup memory, and its length in floats (1 when unused).
+override CB_WG: u32 = 0u;
+override CB_LEN: u32 = 1u;
+// Words per int8 centroid: ceil(D / 4).
+override DW: u32 = 2u;
+// Batch rows per invocation of the LUT gather and of dense_matvec: 1 or 4.
+override MB: u32 = 1u;
+// Integer path: write the raw i32 accumulators instead of the dequantized output.
+override RAW: u32 = 0u;
+
+@group(0) @binding(0) var<uniform> params: PqmParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> codebook: array<Elem>;
+@group(0) @binding(3) var<storage, read> codebook_q: array<u32>;
+@group(0) @binding(4) var<storage, read> indices: array<u32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+@group(0) @binding(7) var<storage, read_write> lut: array<f32>;
+@group(0) @binding(8) var<storage, read> xq: array<u32>;
+@group(0) @binding(9) var<storage, read_write> y_raw: array<i32>;
+
+// Tile rows / columns per workgroup of the tiled kernels.
+const BM: u32 = 32u;
+const BN: u32 = 32u;
+
+var<workgroup> cb_wg: array<f32, CB_LEN>;
+// Transposed tiles: element (row r, k) at [k·8 + r / 4][r % 4]; BK·8 vec4 each.
+override TILE_LEN: u32 = 256u;
+var<workgroup> xs: array<vec4<f32>, TILE_LEN>;
+var<workgroup> ws: array<vec4<f32>, TILE_LEN>;
+// Integer tiles: word q (= s·DW + w) of row r at [q·8 + r / 4][r % 4]; S·DW·8 vec4 each.
+override QTILE_LEN: u32 = 16u;
+var<workgroup> xsq: array<vec4<u32>, QTILE_LEN>;
+var<workgroup> wsq: array<vec4<u32>, QTILE_LEN>;
+
+fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.y * nwg.x + wid.x;
+}
+
+// The centroid index of flat subvector p.
+fn index_of(p: u32) -> u32 {
+    let per = 32u / IDX_BITS;
+    let mask = (1u << IDX_BITS) - 1u;
+    let word = indices[p / per];
+    return min((word >> ((p % per) * IDX_BITS)) & mask, params.kc - 1u);
+}
+
+// Byte t % 4 of an int8 word, sign-extended.
+fn sbyte(w: u32, t: u32) -> i32 {
+    return bitcast<i32>(w << (24u - 8u * t)) >> 24u;
+}
+
+// Component t of centroid c, from the storage codebook.
+fn cb_storage(c: u32, t: u32) -> f32 {
+    if CB_FMT == 1u {
+        return f32(sbyte(codebook_q[c * DW + t / 4u], t % 4u)) * params.scale;
+    }
+    return f32(codebook[c * D + t]);
+}
+
+// Component t of centroid c, from wherever the kernel keeps the codebook.
+fn cb(c: u32, t: u32) -> f32 {
+    if CB_WG == 1u {
+        return cb_wg[c * D + t];
+    }
+    return cb_storage(c, t);
+}
+
+// Copies the decoded codebook into workgroup memory (when CB_WG). Uniform control flow.
+fn load_codebook(lid: u32) {
+    if CB_WG == 1u {
+        let total = params.kc * D;
+        for (var e = lid; e < total; e += WG) {
+            cb_wg[e] = cb_storage(e / D, e % D);
+        }
+        workgroupBarrier();
+    }
+}
+
+fn add_bias(v: f32, col: u32) -> f32 {
+    if params.has_bias == 1u {
+        return v + bias[col];
+    }
+    return v;
+}
+
+fn store_row(row: u32, n0: u32, acc: vec4<f32>) {
+    if row < params.m {
+        for (var j = 0u; j < 4u; j++) {
+            let col = n0 + j;
+            if col < params.n {
+                y[params.y_off + row * params.n + col] = add_bias(acc[j], col);
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn pq_matmul_tiled(@builtin(local_invocation_index) lid: u32,
+                   @builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tiles_n = (params.n + BN - 1u) / BN;
+    let tiles_m = (params.m + BM - 1u) / BM;
+    let tile = linear_group(wid, nwg);
+    if tile >= tiles_n * tiles_m {
+        return;
+    }
+    load_codebook(lid);
+    let m0 = (tile / tiles_n) * BM;
+    let n0 = (tile % tiles_n) * BN;
+    let tx = lid % 8u;
+    let ty = lid / 8u;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    let chunks = (params.nsub + S - 1u) / S;
+    for (var ch = 0u; ch < chunks; ch++) {
+        let j0 = ch * S;
+        // X tile: BM rows × BK values (consecutive invocations read consecutive values).
+        for (var e = lid; e < BM * BK; e += WG) {
+            let r = e / BK;
+            let kk = e % BK;
+            let row = m0 + r;
+            let col = j0 * D + kk;
+            var v = 0.0;
+            if row < params.m && col < params.k {
+                v = x[params.x_off + row * params.k + col];
+            }
+            xs[kk * 8u + r / 4u][r % 4u] = v;
+        }
+        // Weight tile: BN rows × S subvectors, decoded from the codebook.
+        for (var e = lid; e < BN * S; e += WG) {
+            let r = e / S;
+            let s = e % S;
+            let row = n0 + r;
+            let j = j0 + s;
+            let valid = row < params.n && j < params.nsub;
+            var c = 0u;
+            if valid {
+                c = index_of(row * params.nsub + j);
+            }
+            for (var t = 0u; t < D; t++) {
+                var v = 0.0;
+                if valid {
+                    v = cb(c, t);
+                }
+                ws[(s * D + t) * 8u + r / 4u][r % 4u] = v;
+            }
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let a = xs[kk * 8u + ty];
+            let b = ws[kk * 8u + tx];
+            acc0 = fma(vec4<f32>(a.x), b, acc0);
+            acc1 = fma(vec4<f32>(a.y), b, acc1);
+            acc2 = fma(vec4<f32>(a.z), b, acc2);
+            acc3 = fma(vec4<f32>(a.w), b, acc3);
+        }
+        workgroupBarrier();
+    }
+    let r0 = m0 + ty * 4u;
+    let c0 = n0 + tx * 4u;
+    store_row(r0, c0, acc0);
+    store_row(r0 + 1u, c0, acc1);
+    store_row(r0 + 2u, c0, acc2);
+    store_row(r0 + 3u, c0, acc3);
+}
+
+// One invocation per (batch row m, subvector j, group of 4 centroids).
+@compute @workgroup_size(WG)
+fn pq_lut_build(@builtin(local_invocation_index) lid: u32,
+                @builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let groups = (params.kc + 3u) / 4u;
+    let total = params.m * params.nsub * groups;
+    let i = linear_group(wid, nwg) * WG + lid;
+    if linear_group(wid, nwg) * WG >= total {
+        return;
+    }
+    load_codebook(lid);
+    if i >= total {
+        return;
+    }
+    let g = i % groups;
+    let mj = i / groups;
+    let m = mj / params.nsub;
+    let j = mj % params.nsub;
+    let xb = params.x_off + m * params.k + j * D;
+    let c0 = g * 4u;
+    let last = params.kc - 1u;
+    let c = vec4<u32>(c0, min(c0 + 1u, last), min(c0 + 2u, last), min(c0 + 3u, last));
+    var acc = vec4<f32>(0.0);
+    for (var t = 0u; t < D; t++) {
+        let xt = x[xb + t];
+        acc = fma(vec4<f32>(xt), vec4<f32>(cb(c.x, t), cb(c.y, t), cb(c.z, t), cb(c.w, t)), acc);
+    }
+    let base = (((m / G) * params.nsub + j) * params.kc + c0) * G + m % G;
+    lut[base] = acc.x;
+    if c0 + 1u < params.kc {
+        lut[base + G] = acc.y;
+    }
+    if c0 + 2u < params.kc {
+        lut[base + 2u * G] = acc.z;
+    }
+    if c0 + 3u < params.kc {
+        lut[base + 3u * G] = acc.w;
+    }
+}
+
+@group(0) @binding(7) var<storage, read> lut4: array<vec4<f32>>;
+// Batch rows interleaved in the table and summed per gather invocation: 1 or 4.
+override G: u32 = 4u;
+
+// Table entry `off` (in units of G floats): 4 batch rows, or 1 in .x.
+fn lut_entry(off: u32) -> vec4<f32> {
+    if G == 4u {
+        return lut4[off];
+    }
+    let v = lut4[off / 4u];
+    return vec4<f32>(v[off % 4u], 0.0, 0.0, 0.0);
+}
+
+// One invocation per (output row n, group of 4 batch rows); consecutive invocations take
+// consecutive rows n. Any row alignment of the indices (each index loaded with its word).
+@compute @workgroup_size(WG)
+fn pq_lut_gather(@builtin(local_invocation_index) lid: u32,
+                 @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_group(wid, nwg) * WG + lid;
+    let n = i % params.n;
+    let b0 = (i / params.n) * G;
+    if b0 >= params.m {
+        return;
+    }
+    let base = (b0 / G) * params.nsub * params.kc;
+    let per = 32u / IDX_BITS;
+    let mask = (1u << IDX_BITS) - 1u;
+    let first = n * params.nsub;
+    let end = first + params.nsub;
+    var acc = vec4<f32>(0.0);
+    for (var wd = first / per; wd * per < end; wd++) {
+        let word = indices[wd];
+        for (var t = 0u; t < per; t++) {
+            let p = wd * per + t;
+            let inside = p >= first && p < end;
+            let c = min((word >> (t * IDX_BITS)) & mask, params.kc - 1u);
+            let off = base + (min(p, end - 1u) - first) * params.kc + c;
+            acc += select(vec4<f32>(0.0), lut_entry(off), inside);
+        }
+    }
+    store_lut_rows(b0, n, acc);
+}
+
+// y[b0 .. b0 + 4, n] = acc (+ b), rows below m only.
+fn store_lut_rows(b0: u32, n: u32, acc: vec4<f32>) {
+    for (var b = 0u; b < G; b++) {
+        if b0 + b < params.m {
+            y[params.y_off + (b0 + b) * params.n + n] = add_bias(acc[b], n);
+        }
+    }
+}
+
+@group(0) @binding(4) var<storage, read> indices4: array<vec4<u32>>;
+
+// Adds the table entries of the `32 / IDX_BITS` indices of `word` (subvectors j0, j0 + 1, …).
+fn lut_word(word: u32, j0: u32, base: u32, acc: vec4<f32>) -> vec4<f32> {
+    let per = 32u / IDX_BITS;
+    let mask = (1u << IDX_BITS) - 1u;
+    var a = acc;
+    for (var t = 0u; t < per; t++) {
+        let c = min((word >> (t * IDX_BITS)) & mask, params.kc - 1u);
+        a += lut_entry(base + (j0 + t) * params.kc + c);
+    }
+    return a;
+}
+
+// pq_lut_gather when every row's indices start on a vec4 of words (K/d a multiple of
+// 4 · 32 / IDX_BITS): 16 (u8) or 8 (u16) indices per load, no masking.
+@compute @workgroup_size(WG)
+fn pq_lut_gather4(@builtin(local_invocation_index) lid: u32,
+                  @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_group(wid, nwg) * WG + lid;
+    let n = i % params.n;
+    let b0 = (i / params.n) * G;
+    if b0 >= params.m {
+        return;
+    }
+    let base = (b0 / G) * params.nsub * params.kc;
+    let per = 32u / IDX_BITS;
+    let nv = params.nsub / (4u * per);
+    let v0 = n * nv;
+    var acc = vec4<f32>(0.0);
+    for (var v = 0u; v < nv; v++) {
+        let q = indices4[v0 + v];
+        let j0 = v * 4u * per;
+        acc = lut_word(q.x, j0, base, acc);
+        acc = lut_word(q.y, j0 + per, base, acc);
+        acc = lut_word(q.z, j0 + 2u * per, base, acc);
+        acc = lut_word(q.w, j0 + 3u * per, base, acc);
+    }
+    store_lut_rows(b0, n, acc);
+}
+
+// Subvectors per invocation of pq_lut_build4.
+override JB: u32 = 16u;
+
+// pq_lut_build for D % 4 == 0: one invocation per centroid c (its D/4 vec4s kept in
+// registers) and JB subvectors of one batch row; the activations are the same for every
+// invocation of the workgroup (lane-uniform loads), consecutive invocations write consecutive
+// table entries. Workgroup g: centroid group g % cgroups, then (m, subvector group).
+@compute @workgroup_size(WG)
+fn pq_lut_build4(@builtin(local_invocation_index) lid: u32,
+                 @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let cgroups = (params.kc + WG - 1u) / WG;
+    let jgroups = (params.nsub + JB - 1u) / JB;
+    let g = linear_group(wid, nwg);
+    let c = (g % cgroups) * WG + lid;
+    let rest = g / cgroups;
+    let m = rest / jgroups;
+    let j0 = (rest % jgroups) * JB;
+    if m >= params.m || c >= params.kc {
+        return;
+    }
+    let dq = D / 4u;
+    var cv: array<vec4<f32>, 16>;
+    for (var q = 0u; q < dq; q++) {
+        let t = 4u * q;
+        cv[q] = vec4<f32>(cb_storage(c, t), cb_storage(c, t + 1u), cb_storage(c, t + 2u),
+                          cb_storage(c, t + 3u));
+    }
+    let xb = params.x_off / 4u + m * (params.k / 4u);
+    let j1 = min(j0 + JB, params.nsub);
+    for (var j = j0; j < j1; j++) {
+        var s = 0.0;
+        for (var q = 0u; q < dq; q++) {
+            s += dot(x4[xb + j * dq + q], cv[q]);
+        }
+        lut[(((m / G) * params.nsub + j) * params.kc + c) * G + m % G] = s;
+    }
+}
+
+// Decoded codebook as vec4s (D % 4 == 0), CB4_LEN = Kc·D/4 rounded up (1 when unused).
+override CB4_LEN: u32 = 1u;
+var<workgroup> cb4: array<vec4<f32>, CB4_LEN>;
+
+// Quarter q of centroid c.
+fn cb_vec(c: u32, q: u32) -> vec4<f32> {
+    if CB_WG == 1u {
+        return cb4[c * (D / 4u) + q];
+    }
+    let t = 4u * q;
+    return vec4<f32>(cb_storage(c, t), cb_storage(c, t + 1u), cb_storage(c, t + 2u),
+                     cb_storage(c, t + 3u));
+}
+
+// PQ matmul for D % 4 == 0: one invocation per batch row, a workgroup of WG batch rows
+// computes 8 output columns. The 8 weight rows are decoded on the fly: their indices and
+// centroids are the same for every invocation (lane-uniform loads, from the codebook in
+// workgroup memory with CB_WG), the activations are the invocation's own (vec4 loads).
+@compute @workgroup_size(WG)
+fn pq_matmul_rows(@builtin(local_invocation_index) lid: u32,
+                  @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let groups_m = (params.m + WG - 1u) / WG;
+    let g = linear_group(wid, nwg);
+    let n0 = (g / groups_m) * 8u;
+    if n0 >= params.n {
+        return;
+    }
+    if CB_WG == 1u {
+        let total = params.kc * (D / 4u);
+        for (var e = lid; e < total; e += WG) {
+            let c = e / (D / 4u);
+            let t = (e % (D / 4u)) * 4u;
+            cb4[e] = vec4<f32>(cb_storage(c, t), cb_storage(c, t + 1u), cb_storage(c, t + 2u),
+                               cb_storage(c, t + 3u));
+        }
+        workgroupBarrier();
+    }
+    let m = (g % groups_m) * WG + lid;
+    if m >= params.m {
+        return;
+    }
+    let dq = D / 4u;
+    let xb = params.x_off / 4u + m * (params.k / 4u);
+    let last = params.n - 1u;
+    let r = vec4<u32>(n0, min(n0 + 1u, last), min(n0 + 2u, last), min(n0 + 3u, last)) * params.nsub;
+    let r2 = vec4<u32>(min(n0 + 4u, last), min(n0 + 5u, last), min(n0 + 6u, last),
+                       min(n0 + 7u, last)) * params.nsub;
+    var acc_a = vec4<f32>(0.0);
+    var acc_b = vec4<f32>(0.0);
+    for (var j = 0u; j < params.nsub; j++) {
+        let c0 = index_of(r.x + j);
+        let c1 = index_of(r.y + j);
+        let c2 = index_of(r.z + j);
+        let c3 = index_of(r.w + j);
+        let c4 = index_of(r2.x + j);
+        let c5 = index_of(r2.y + j);
+        let c6 = index_of(r2.z + j);
+        let c7 = index_of(r2.w + j);
+        for (var q = 0u; q < dq; q++) {
+            let xv = x4[xb + j * dq + q];
+            acc_a += vec4<f32>(dot(xv, cb_vec(c0, q)), dot(xv, cb_vec(c1, q)),
+                               dot(xv, cb_vec(c2, q)), dot(xv, cb_vec(c3, q)));
+            acc_b += vec4<f32>(dot(xv, cb_vec(c4, q)), dot(xv, cb_vec(c5, q)),
+                               dot(xv, cb_vec(c6, q)), dot(xv, cb_vec(c7, q)));
+        }
+    }
+    store_row(m, n0, acc_a);
+    store_row(m, n0 + 4u, acc_b);
+}
+
+// The integer path (see the header). Tiles as pq_matmul_tiled, in packed int8 words.
+@compute @workgroup_size(WG)
+fn pq_matmul_i8(@builtin(local_invocation_index) lid: u32,
+                @builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tiles_n = (params.n + BN - 1u) / BN;
+    let tiles_m = (params.m + BM - 1u) / BM;
+    let tile = linear_group(wid, nwg);
+    if tile >= tiles_n * tiles_m {
+        return;
+    }
+    let m0 = (tile / tiles_n) * BM;
+    let n0 = (tile % tiles_n) * BN;
+    let tx = lid % 8u;
+    let ty = lid / 8u;
+    let qw = S * DW;
+    var acc0 = vec4<i32>(0);
+    var acc1 = vec4<i32>(0);
+    var acc2 = vec4<i32>(0);
+    var acc3 = vec4<i32>(0);
+    var csum = vec4<i32>(0);
+    let ones = 0x01010101u;
+    let chunks = (params.nsub + S - 1u) / S;
+    for (var ch = 0u; ch < chunks; ch++) {
+        let j0 = ch * S;
+        // Activation tile: BM rows × S subvectors, each re-packed into DW zero-padded words.
+        for (var e = lid; e < BM * qw; e += WG) {
+            let r = e / qw;
+            let q = e % qw;
+            let s = q / DW;
+            let w = q % DW;
+            let row = m0 + r;
+            var word = 0u;
+            if row < params.m && j0 + s < params.nsub {
+                let rb = params.x_off + row * params.x_words;
+                let bp = (j0 + s) * D + 4u * w;
+                if D % 4u == 0u {
+                    word = xq[rb + bp / 4u];
+                } else {
+                    for (var t = 0u; t < 4u; t++) {
+                        if 4u * w + t < D {
+                            let b = (xq[rb + (bp + t) / 4u] >> (8u * ((bp + t) % 4u))) & 0xffu;
+                            word |= b << (8u * t);
+                        }
+                    }
+                }
+            }
+            xsq[q * 8u + r / 4u][r % 4u] = word;
+        }
+        // Centroid tile: BN rows × S subvectors of DW words (padding bytes masked off).
+        for (var e = lid; e < BN * S; e += WG) {
+            let r = e / S;
+            let s = e % S;
+            let row = n0 + r;
+            let j = j0 + s;
+            let valid = row < params.n && j < params.nsub;
+            var c = 0u;
+            if valid {
+                c = index_of(row * params.nsub + j);
+            }
+            for (var w = 0u; w < DW; w++) {
+                var word = 0u;
+                if valid {
+                    word = codebook_q[c * DW + w];
+                    let left = D - 4u * w;
+                    if left < 4u {
+                        word &= (1u << (8u * left)) - 1u;
+                    }
+                }
+                wsq[(s * DW + w) * 8u + r / 4u][r % 4u] = word;
+            }
+        }
+        workgroupBarrier();
+        for (var q = 0u; q < qw; q++) {
+            let a = xsq[q * 8u + ty];
+            let b = wsq[q * 8u + tx];
+            acc0 += vec4<i32>(dot4I8Packed(a.x, b.x), dot4I8Packed(a.x, b.y),
+                              dot4I8Packed(a.x, b.z), dot4I8Packed(a.x, b.w));
+            acc1 += vec4<i32>(dot4I8Packed(a.y, b.x), dot4I8Packed(a.y, b.y),
+                              dot4I8Packed(a.y, b.z), dot4I8Packed(a.y, b.w));
+            acc2 += vec4<i32>(dot4I8Packed(a.z, b.x), dot4I8Packed(a.z, b.y),
+                              dot4I8Packed(a.z, b.z), dot4I8Packed(a.z, b.w));
+            acc3 += vec4<i32>(dot4I8Packed(a.w, b.x), dot4I8Packed(a.w, b.y),
+                              dot4I8Packed(a.w, b.z), dot4I8Packed(a.w, b.w));
+            csum += vec4<i32>(dot4I8Packed(ones, b.x), dot4I8Packed(ones, b.y),
+                              dot4I8Packed(ones, b.z), dot4I8Packed(ones, b.w));
+        }
+        workgroupBarrier();
+    }
+    let corr = csum * params.zx;
+    let r0 = m0 + ty * 4u;
+    let c0 = n0 + tx * 4u;
+    store_i8(r0, c0, acc0 - corr);
+    store_i8(r0 + 1u, c0, acc1 - corr);
+    store_i8(r0 + 2u, c0, acc2 - corr);
+    store_i8(r0 + 3u, c0, acc3 - corr);
+}
+
+fn store_i8(row: u32, n0: u32, raw: vec4<i32>) {
+    if row < params.m {
+        for (var j = 0u; j < 4u; j++) {
+            let col = n0 + j;
+            if col < params.n {
+                let o = params.y_off + row * params.n + col;
+                if RAW == 1u {
+                    y_raw[o] = raw[j];
+                } else {
+                    y[o] = add_bias(f32(raw[j]) * params.scale, col);
+                }
+            }
+        }
+    }
+}
+
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w4: array<vec4<Elem>>;
+
+// Dense y[m, n] = W[n] · x[m] (+ b), K % 4 == 0. MB == 1: one invocation per 2 output rows
+// (each x load feeds both rows). MB == 4: one invocation per output row and 4 batch rows (each
+// weight load feeds 4 batch rows). Weights and x are read as vec4s; no reduction, no barrier.
+@compute @workgroup_size(WG)
+fn dense_matvec(@builtin(local_invocation_index) lid: u32,
+                @builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let rows = select(1u, 2u, MB == 1u);
+    let groups_n = (params.n + WG * rows - 1u) / (WG * rows);
+    let g = linear_group(wid, nwg);
+    let b0 = (g / groups_n) * MB;
+    let n = ((g % groups_n) * WG + lid) * rows;
+    if b0 >= params.m || n >= params.n {
+        return;
+    }
+    let k4 = params.k / 4u;
+    let last = params.m - 1u;
+    let wb = n * k4;
+    let xb = vec4<u32>(b0, min(b0 + 1u, last), min(b0 + 2u, last), min(b0 + 3u, last)) * k4;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    if MB == 1u {
+        // Rows n and n + 1 (n itself again past the last row), two chains each.
+        let wb2 = min(n + 1u, params.n - 1u) * k4;
+        var i = 0u;
+        for (; i + 2u <= k4; i += 2u) {
+            let x0 = x4[xb.x + i];
+            let x1 = x4[xb.x + i + 1u];
+            a0 = fma(vec4<f32>(w4[wb + i]), x0, a0);
+            a1 = fma(vec4<f32>(w4[wb2 + i]), x0, a1);
+            a2 = fma(vec4<f32>(w4[wb + i + 1u]), x1, a2);
+            a3 = fma(vec4<f32>(w4[wb2 + i + 1u]), x1, a3);
+        }
+        if i < k4 {
+            let x0 = x4[xb.x + i];
+            a0 = fma(vec4<f32>(w4[wb + i]), x0, a0);
+            a1 = fma(vec4<f32>(w4[wb2 + i]), x0, a1);
+        }
+        let one = vec4<f32>(1.0);
+        let row = params.y_off + b0 * params.n + n;
+        y[row] = add_bias(dot(a0 + a2, one), n);
+        if n + 1u < params.n {
+            y[row + 1u] = add_bias(dot(a1 + a3, one), n + 1u);
+        }
+        return;
+    }
+    for (var i = 0u; i < k4; i++) {
+        let w = vec4<f32>(w4[wb + i]);
+        a0 = fma(w, x4[xb.x + i], a0);
+        a1 = fma(w, x4[xb.y + i], a1);
+        a2 = fma(w, x4[xb.z + i], a2);
+        a3 = fma(w, x4[xb.w + i], a3);
+    }
+    let one = vec4<f32>(1.0);
+    let s = vec4<f32>(dot(a0, one), dot(a1, one), dot(a2, one), dot(a3, one));
+    for (var b = 0u; b < 4u; b++) {
+        if b0 + b < params.m {
+            y[params.y_off + (b0 + b) * params.n + n] = add_bias(s[b], n);
+        }
+    }
+}

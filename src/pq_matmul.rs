@@ -1,0 +1,961 @@
+//! Compressed inference with product-quantized weights (paper §3.3): `Y = X · Ŵᵀ (+ b)` where
+//! `Ŵ = decode(C, I)` is never materialised. Shader: `shaders/pq_matmul.wgsl`
+//! ([`Family::PqMatmul`]); reference: [`crate::cpu::pq_matmul`].
+//!
+//! # Format ([`PqWeight`])
+//!
+//! A Linear weight `W` of `N = out_features` rows and `K = in_features` columns is cut into
+//! `K / d` subvectors per row (`d = block_size`; subvector `j` of row `n` is `W[n, j·d ..
+//! (j+1)·d]`, the blocks of [`crate::PqLayer`] in the same row-major block order), each
+//! replaced by one of `Kc` centroids:
+//! - the codebook `C` (`Kc × d`, row-major) is f32 ([`CodebookFormat::F32`]), f16
+//!   ([`CodebookFormat::F16`], needs `shader-f16` on a device) or int8 with one symmetric scale
+//!   ([`CodebookFormat::Int8`]: a u32 tensor, each centroid padded to `ceil(d / 4)` words, byte
+//!   `t` of the centroid in byte `t % 4` of word `t / 4`; see
+//!   [`crate::cpu::pq_matmul::quantize_codebook_int8`]);
+//! - the indices `I`, one per subvector in block order, packed into u32 words: 4 per word
+//!   ([`IndexFormat::U8`], `Kc ≤ 256`: exactly what [`Context::pack_indices_u8`] writes) or 2
+//!   per word ([`IndexFormat::U16`], `Kc ≤ 65536`, see [`crate::cpu::pq_matmul::pack_u16`]).
+//!   An index `≥ Kc` reads centroid `Kc − 1`, as [`Context::pq_decode`] does.
+//!
+//! # Kernels
+//!
+//! - [`Context::pq_matmul`] with [`PqMatmulMethod::Tiled`]: 32 × 32 output tiles, 4 × 4
+//!   register blocks; the weight tile of each K-chunk is decoded from the codebook (copied to
+//!   workgroup memory when it fits, read from its storage buffer otherwise).
+//! - [`PqMatmulMethod::Rows`] (the default beyond [`LUT_MAX_BATCH`] rows when `d % 4 == 0`):
+//!   one invocation per batch row, 8 output columns per workgroup; the 8 weight rows are
+//!   decoded on the fly from the indices and the codebook (in workgroup memory when it fits),
+//!   the same for every invocation, while each invocation reads its own activations as vec4s.
+//! - [`PqMatmulMethod::Lut`] (batch 1 and small batches): a first pass builds the lookup table
+//!   of the `Kc` dot products `x_j · c` of every group of `d` activations (`K/d × Kc` floats
+//!   per batch row in a scratch buffer, 4 batch rows interleaved); the second sums, for every
+//!   output, the table entries its indices select: one byte of weights read per `d` weights
+//!   (u8 indices), one vec4 table load per index for 4 batch rows.
+//! - [`Context::pq_matmul_int8`]: int8 activations × int8 centroids with `dot4I8Packed` into
+//!   i32, zero-point corrected, then `y = sx·sc·acc (+ b)` or the raw accumulators.
+//! - [`Context::dense_matvec`]: the dense baseline `y = W x (+ b)` (f32 or f16 weights).
+//!
+//! Batch rows are processed in windows when `X` or `Y` exceed one bound window; the codebook
+//! and the indices (and the dense weight) are bound whole.
+
+use bytemuck::Pod;
+
+use crate::error::{Error, Result, invalid};
+use crate::runtime::batch::Batch;
+use crate::runtime::context::{Backend, Context, check_dtype, wrong_context};
+use crate::runtime::elementwise::device_buffer;
+use crate::runtime::gpu::{Gpu, PipelineKey};
+use crate::runtime::shaders::{Family, Precision};
+use crate::tensor::{DType, Storage, Tensor, bytes_to_f64};
+
+/// Largest block size `d` of the PQ matmul kernels.
+pub const MAX_BLOCK_SIZE: u32 = 64;
+/// Invocations per workgroup of every kernel of the family.
+const WG: u32 = 64;
+/// Largest batch for which [`PqMatmulMethod::Auto`] picks the lookup table.
+pub const LUT_MAX_BATCH: u64 = 16;
+/// Floats of the codebook copy in workgroup memory of the tiled kernel (8 KiB).
+const CB_WG_FLOATS: u64 = 2048;
+/// Subvectors per invocation of the vec4 LUT build (the `JB` override).
+const LUT_JB: u32 = 16;
+/// Tile rows / columns of the tiled kernels.
+const TILE: u64 = 32;
+
+/// Storage of the codebook of a [`PqWeight`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CodebookFormat {
+    /// `Kc·d` f32 values.
+    F32,
+    /// `Kc·d` f16 values (devices need `shader-f16`).
+    F16,
+    /// int8 values `q`, the centroid being `q · scale`: a u32 tensor of `Kc · ceil(d/4)` words.
+    Int8 {
+        /// The symmetric per-codebook scale, positive and finite.
+        scale: f32,
+    },
+}
+
+/// Packing of the indices of a [`PqWeight`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexFormat {
+    /// One byte per index, 4 per u32 word (`Kc ≤ 256`).
+    U8,
+    /// 16 bits per index, 2 per u32 word (`Kc ≤ 65536`).
+    U16,
+}
+
+impl IndexFormat {
+    /// Bits per index.
+    pub fn bits(&self) -> u32 {
+        match self {
+            IndexFormat::U8 => 8,
+            IndexFormat::U16 => 16,
+        }
+    }
+
+    /// Indices per u32 word.
+    pub fn per_word(&self) -> u64 {
+        32 / self.bits() as u64
+    }
+}
+
+/// A product-quantized Linear weight (see the [module docs](self) for the layouts).
+#[derive(Clone, Debug)]
+pub struct PqWeight {
+    /// Rows `N` of the weight (outputs).
+    pub out_features: u64,
+    /// Columns `K` of the weight (inputs), a multiple of `block_size`.
+    pub in_features: u64,
+    /// Subvector dimension `d`, in `1..=64`.
+    pub block_size: u32,
+    /// Centroids `Kc`.
+    pub n_centroids: u32,
+    /// The codebook, in `codebook_format`.
+    pub codebook: Tensor,
+    /// How the codebook is stored.
+    pub codebook_format: CodebookFormat,
+    /// The packed indices (u32 words), `ceil(N · K/d / per_word)` of them.
+    pub indices: Tensor,
+    /// How the indices are packed.
+    pub index_format: IndexFormat,
+}
+
+impl PqWeight {
+    /// Subvectors per row, `K / d`.
+    pub fn subvectors_per_row(&self) -> u64 {
+        self.in_features / self.block_size.max(1) as u64
+    }
+
+    /// Checks the shapes, formats and lengths.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_BLOCK_SIZE).contains(&self.block_size) {
+            return Err(invalid("block_size", self.block_size, "must be in 1..=64"));
+        }
+        if self.out_features == 0 || self.in_features == 0 {
+            return Err(invalid(
+                "weight shape",
+                format!("{}x{}", self.out_features, self.in_features),
+                "out_features and in_features must be at least 1",
+            ));
+        }
+        if !self.in_features.is_multiple_of(self.block_size as u64) {
+            return Err(Error::BlockSizeMismatch {
+                cols: self.in_features,
+                block_size: self.block_size as u64,
+            });
+        }
+        match self.index_format {
+            IndexFormat::U8 if !(1..=256).contains(&self.n_centroids) => {
+                return Err(invalid(
+                    "n_centroids",
+                    self.n_centroids,
+                    "u8 indices need 1..=256 centroids",
+                ));
+            }
+            IndexFormat::U16 if !(1..=65536).contains(&self.n_centroids) => {
+                return Err(invalid(
+                    "n_centroids",
+                    self.n_centroids,
+                    "u16 indices need 1..=65536 centroids",
+                ));
+            }
+            _ => {}
+        }
+        let kc = self.n_centroids as u64;
+        let d = self.block_size as u64;
+        let (dtype, len) = match self.codebook_format {
+            CodebookFormat::F32 => (DType::F32, kc * d),
+            CodebookFormat::F16 => (DType::F16, kc * d),
+            CodebookFormat::Int8 { scale } => {
+                if !(scale.is_finite() && scale > 0.0) {
+                    return Err(invalid(
+                        "codebook scale",
+                        scale,
+                        "must be positive and finite",
+                    ));
+                }
+                (DType::U32, kc * d.div_ceil(4))
+            }
+        };
+        check_dtype("codebook", dtype, self.codebook.dtype)?;
+        check_len("codebook", len, self.codebook.len)?;
+        check_dtype("indices", DType::U32, self.indices.dtype)?;
+        let count = self.out_features * self.subvectors_per_row();
+        check_len(
+            "indices",
+            count.div_ceil(self.index_format.per_word()),
+            self.indices.len,
+        )
+    }
+
+    /// Bytes of the compressed weight: indices plus codebook.
+    pub fn size_bytes(&self) -> u64 {
+        self.indices.size_bytes() + self.codebook.size_bytes()
+    }
+
+    /// The codebook's values as f64 (int8 values times the scale).
+    fn host_codebook(&self) -> Result<Vec<f64>> {
+        let raw = host_bytes(&self.codebook, "codebook")?;
+        Ok(match self.codebook_format {
+            CodebookFormat::Int8 { scale } => {
+                let words: Vec<u32> = bytemuck::pod_collect_to_vec(&raw);
+                crate::cpu::pq_matmul::unpack_i8_rows(
+                    &words,
+                    self.n_centroids as usize,
+                    self.block_size as usize,
+                )
+                .iter()
+                .map(|&q| q as f64 * scale as f64)
+                .collect()
+            }
+            _ => bytes_to_f64(&raw, self.codebook.dtype),
+        })
+    }
+
+    /// The unpacked indices.
+    fn host_indices(&self) -> Result<Vec<u32>> {
+        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&host_bytes(&self.indices, "indices")?);
+        Ok(crate::cpu::pq_matmul::unpack_indices(
+            &words,
+            self.index_format.bits(),
+            (self.out_features * self.subvectors_per_row()) as usize,
+        ))
+    }
+}
+
+/// How [`Context::pq_matmul`] computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PqMatmulMethod {
+    /// [`PqMatmulMethod::Lut`] for batches up to [`LUT_MAX_BATCH`] rows, and for any batch
+    /// when `4 · Kc ≤ N` (building the table then costs at most a quarter of the matmul), when
+    /// the table of 4 rows fits a bound window; otherwise [`PqMatmulMethod::Rows`] when `d % 4 == 0`, else
+    /// [`PqMatmulMethod::Tiled`].
+    Auto,
+    /// Tiled matmul decoding weight tiles from the codebook (32 × 32 tiles, 4 × 4 register
+    /// blocks); for block sizes that are a multiple of 4, [`PqMatmulMethod::Auto`] prefers
+    /// [`PqMatmulMethod::Rows`].
+    Tiled,
+    /// One invocation per batch row, 8 output columns per workgroup, weights decoded with
+    /// lane-uniform loads of indices and centroids (block sizes that are a multiple of 4; the
+    /// tiled kernel otherwise).
+    Rows,
+    /// Lookup-table matrix–vector product (falls back to the matmul kernels when the table of
+    /// 4 batch rows, `4 · K/d · Kc` floats, does not fit one bound window).
+    Lut,
+}
+
+/// Per-tensor affine int8 quantization of the activations: `x ≈ scale · (q − zero_point)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ActQuant {
+    /// `sx`, positive and finite.
+    pub scale: f32,
+    /// `zx`, in `−128..=127`.
+    pub zero_point: i32,
+}
+
+/// The output of [`Context::pq_matmul_int8`].
+#[derive(Clone, Copy, Debug)]
+pub enum PqOutput<'a> {
+    /// f32 `y = sx·sc·acc (+ b)`, `M × N`.
+    Dequantized(&'a Tensor),
+    /// The raw i32 accumulators `Σ (xq − zx)·cq` (wrapping), stored as the bits of a u32
+    /// tensor of `M × N` (read with [`Context::read_u32`] and cast to i32); the bias is not
+    /// added.
+    Raw(&'a Tensor),
+}
+
+/// Mirror of `PqmParams` in `shaders/pq_matmul.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    kc: u32,
+    nsub: u32,
+    x_off: u32,
+    y_off: u32,
+    x_words: u32,
+    scale: f32,
+    zx: i32,
+    has_bias: u32,
+    _pad: u32,
+}
+
+fn check_len(what: &'static str, expected: u64, got: u64) -> Result<()> {
+    if expected != got {
+        return Err(Error::ShapeMismatch {
+            what,
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}
+
+fn host_bytes(t: &Tensor, what: &'static str) -> Result<Vec<u8>> {
+    match &t.storage {
+        Storage::Cpu(v) => Ok(v.lock().unwrap().clone()),
+        Storage::Gpu { .. } => Err(wrong_context(what)),
+    }
+}
+
+fn host_f64(t: &Tensor, what: &'static str) -> Result<Vec<f64>> {
+    Ok(bytes_to_f64(&host_bytes(t, what)?, t.dtype))
+}
+
+fn write_host<T: Pod>(t: &Tensor, values: &[T]) -> Result<()> {
+    match &t.storage {
+        Storage::Cpu(v) => {
+            v.lock()
+                .unwrap()
+                .copy_from_slice(bytemuck::cast_slice(values));
+            Ok(())
+        }
+        Storage::Gpu { .. } => Err(wrong_context("out")),
+    }
+}
+
+fn no_alias(out: &Tensor, inputs: &[&Tensor], what: &'static str) -> Result<()> {
+    if inputs.iter().any(|t| out.conflicts(t)) {
+        return Err(Error::Aliasing { what });
+    }
+    Ok(())
+}
+
+fn check_bias(bias: Option<&Tensor>, n: u64) -> Result<()> {
+    if let Some(b) = bias {
+        check_dtype("bias", DType::F32, b.dtype)?;
+        check_len("bias", n, b.len)?;
+    }
+    Ok(())
+}
+
+/// A binding of elements `[first, first + count)` of `t` starting at the 256-byte boundary at
+/// or below them, and the element shift of `first` from that boundary.
+fn shifted_binding<'t>(
+    t: &'t Tensor,
+    first: u64,
+    count: u64,
+    what: &'static str,
+) -> Result<(wgpu::BindingResource<'t>, u32)> {
+    let (buffer, offset) = device_buffer(t, what)?;
+    let elem = t.dtype.size();
+    let start = offset + first * elem;
+    let aligned = start / 256 * 256;
+    let end = (start + count * elem).next_multiple_of(4);
+    if end > buffer.size() {
+        return Err(Error::BufferTooSmall {
+            what,
+            needed: end - start,
+            offset: start,
+            size: buffer.size(),
+        });
+    }
+    Ok((
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer,
+            offset: aligned,
+            size: wgpu::BufferSize::new(end - aligned),
+        }),
+        ((start - aligned) / elem) as u32,
+    ))
+}
+
+/// A tensor bound whole at its own offset (it must fit one storage binding).
+fn whole<'t>(g: &Gpu, t: &'t Tensor, what: &'static str) -> Result<wgpu::BindingResource<'t>> {
+    if t.size_bytes() > g.max_binding {
+        return Err(invalid(
+            what,
+            t.size_bytes(),
+            "bytes: must fit in one storage binding",
+        ));
+    }
+    let (buffer, offset) = device_buffer(t, what)?;
+    let size = t.size_bytes().next_multiple_of(4);
+    if offset + size > buffer.size() {
+        return Err(Error::BufferTooSmall {
+            what,
+            needed: size,
+            offset,
+            size: buffer.size(),
+        });
+    }
+    Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer,
+        offset,
+        size: wgpu::BufferSize::new(size),
+    }))
+}
+
+/// Batch rows per window so that every `(tensor row bytes)` window plus a 255-byte shift fits
+/// in `max_window` bytes.
+fn rows_per_window(max_window: u64, row_bytes: &[u64]) -> u64 {
+    row_bytes
+        .iter()
+        .map(|&b| max_window.saturating_sub(256) / b.max(1))
+        .min()
+        .unwrap_or(0)
+}
+
+impl Context {
+    /// `y = x · decode(weight)ᵀ (+ bias)`: `x` f32 `m × K` (row-major), `y` f32 `m × N`,
+    /// `bias` f32 `N`. The CPU backend computes the f64 reference. `y` must not share a
+    /// buffer with the inputs.
+    pub fn pq_matmul(
+        &self,
+        x: &Tensor,
+        m: u64,
+        weight: &PqWeight,
+        bias: Option<&Tensor>,
+        y: &Tensor,
+        method: PqMatmulMethod,
+    ) -> Result<()> {
+        weight.validate()?;
+        let (n, k) = (weight.out_features, weight.in_features);
+        for (t, what) in [
+            (x, "x"),
+            (y, "y"),
+            (&weight.codebook, "codebook"),
+            (&weight.indices, "indices"),
+        ] {
+            self.check_owned(t, what)?;
+        }
+        if let Some(b) = bias {
+            self.check_owned(b, "bias")?;
+        }
+        check_dtype("x", DType::F32, x.dtype)?;
+        check_dtype("y", DType::F32, y.dtype)?;
+        check_len("x", m * k, x.len)?;
+        check_len("y", m * n, y.len)?;
+        check_bias(bias, n)?;
+        let mut inputs = vec![x, &weight.codebook, &weight.indices];
+        inputs.extend(bias);
+        no_alias(y, &inputs, "pq_matmul inputs/y")?;
+        if m == 0 {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::Cpu => {
+                let b = bias.map(|b| host_f64(b, "bias")).transpose()?;
+                let out = crate::cpu::pq_matmul::pq_matmul(
+                    &host_f64(x, "x")?,
+                    m as usize,
+                    k as usize,
+                    &weight.host_codebook()?,
+                    weight.block_size as usize,
+                    &weight.host_indices()?,
+                    n as usize,
+                    b.as_deref(),
+                );
+                let out: Vec<f32> = out.iter().map(|&v| v as f32).collect();
+                write_host(y, &out)
+            }
+            Backend::Gpu(g) => {
+                let mut batch = Batch::new(g, "pq_matmul")?;
+                record_pq_matmul(g, &mut batch, x, m, weight, bias, y, method)?;
+                batch.finish().map(|_| ())
+            }
+        }
+    }
+
+    /// The integer path: `xq` holds int8 activations (`m` rows of `K` bytes, each row padded
+    /// to `ceil(K/4)` u32 words, see [`crate::cpu::pq_matmul::pack_i8_rows`]) quantized with
+    /// `act`; `weight` must have an [`CodebookFormat::Int8`] codebook (scale `sc`). Computes
+    /// `acc = Σ (xq − zx)·cq` in i32 and writes `out` (see [`PqOutput`]). i32 accumulators
+    /// wrap: `K · 255 · 127` must stay below 2³¹ for a meaningful result (K ≤ 66,000).
+    pub fn pq_matmul_int8(
+        &self,
+        xq: &Tensor,
+        m: u64,
+        act: ActQuant,
+        weight: &PqWeight,
+        bias: Option<&Tensor>,
+        out: PqOutput<'_>,
+    ) -> Result<()> {
+        weight.validate()?;
+        let CodebookFormat::Int8 { scale: sc } = weight.codebook_format else {
+            return Err(invalid(
+                "codebook_format",
+                format!("{:?}", weight.codebook_format),
+                "the integer path needs an int8 codebook",
+            ));
+        };
+        if !(act.scale.is_finite() && act.scale > 0.0) {
+            return Err(invalid(
+                "activation scale",
+                act.scale,
+                "must be positive and finite",
+            ));
+        }
+        if !(-128..=127).contains(&act.zero_point) {
+            return Err(invalid(
+                "activation zero_point",
+                act.zero_point,
+                "must be in -128..=127",
+            ));
+        }
+        let (n, k) = (weight.out_features, weight.in_features);
+        let x_words = k.div_ceil(4);
+        let (y, raw) = match out {
+            PqOutput::Dequantized(t) => {
+                check_dtype("y", DType::F32, t.dtype)?;
+                (t, false)
+            }
+            PqOutput::Raw(t) => {
+                check_dtype("y", DType::U32, t.dtype)?;
+                (t, true)
+            }
+        };
+        for (t, what) in [
+            (xq, "xq"),
+            (y, "y"),
+            (&weight.codebook, "codebook"),
+            (&weight.indices, "indices"),
+        ] {
+            self.check_owned(t, what)?;
+        }
+        if let Some(b) = bias {
+            self.check_owned(b, "bias")?;
+        }
+        check_dtype("xq", DType::U32, xq.dtype)?;
+        check_len("xq", m * x_words, xq.len)?;
+        check_len("y", m * n, y.len)?;
+        check_bias(bias, n)?;
+        let mut inputs = vec![xq, &weight.codebook, &weight.indices];
+        inputs.extend(bias);
+        no_alias(y, &inputs, "pq_matmul_int8 inputs/y")?;
+        if m == 0 {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::Cpu => {
+                let cq: Vec<u32> =
+                    bytemuck::pod_collect_to_vec(&host_bytes(&weight.codebook, "codebook")?);
+                let xw: Vec<u32> = bytemuck::pod_collect_to_vec(&host_bytes(xq, "xq")?);
+                let acc = crate::cpu::pq_matmul::pq_matmul_int8_acc(
+                    &xw,
+                    m as usize,
+                    k as usize,
+                    act.zero_point,
+                    &cq,
+                    weight.n_centroids as usize,
+                    weight.block_size as usize,
+                    &weight.host_indices()?,
+                    n as usize,
+                );
+                if raw {
+                    return write_host(y, &acc);
+                }
+                let b = bias.map(|b| host_f64(b, "bias")).transpose()?;
+                let s = act.scale as f64 * sc as f64;
+                let out: Vec<f32> = acc
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &a)| {
+                        (a as f64 * s + b.as_ref().map_or(0.0, |b| b[i % n as usize])) as f32
+                    })
+                    .collect();
+                write_host(y, &out)
+            }
+            Backend::Gpu(g) => {
+                let mut batch = Batch::new(g, "pq_matmul_int8")?;
+                let d = weight.block_size;
+                let dw = d.div_ceil(4);
+                let s = (32 / d).max(1);
+                let pipeline = g.pipeline(PipelineKey {
+                    family: Family::PqMatmul,
+                    precision: Precision::F32,
+                    entry: "pq_matmul_i8",
+                    overrides: vec![
+                        ("WG", WG),
+                        ("D", d),
+                        ("S", s),
+                        ("DW", dw),
+                        ("QTILE_LEN", s * dw * 8),
+                        ("IDX_BITS", weight.index_format.bits()),
+                        ("RAW", raw as u32),
+                    ],
+                })?;
+                let dummy = batch.scratch(16);
+                let dummy2 = batch.scratch(16);
+                let codebook = whole(g, &weight.codebook, "codebook")?;
+                let indices = whole(g, &weight.indices, "indices")?;
+                let bias_b = match bias {
+                    Some(b) => whole(g, b, "bias")?,
+                    None => dummy.as_entire_binding(),
+                };
+                let rows = rows_per_window(g.max_window, &[x_words * 4, n * 4]);
+                if rows == 0 {
+                    return Err(invalid(
+                        "row bytes",
+                        x_words.max(n) * 4,
+                        "a row of x and of y must fit in one bound window",
+                    ));
+                }
+                let mut m0 = 0;
+                while m0 < m {
+                    let mw = rows.min(m - m0);
+                    let (xb, x_off) = shifted_binding(xq, m0 * x_words, mw * x_words, "xq")?;
+                    let (yb, y_off) = shifted_binding(y, m0 * n, mw * n, "y")?;
+                    let u = batch.uniform(&Params {
+                        m: mw as u32,
+                        n: n as u32,
+                        k: k as u32,
+                        kc: weight.n_centroids,
+                        nsub: (k / d as u64) as u32,
+                        x_off,
+                        y_off,
+                        x_words: x_words as u32,
+                        scale: act.scale * sc,
+                        zx: act.zero_point,
+                        has_bias: bias.is_some() as u32,
+                        _pad: 0,
+                    });
+                    // Both outputs are in the layout: the unused one gets the dummy.
+                    let (out_binding, other) = if raw { (9, 6) } else { (6, 9) };
+                    let bindings = vec![
+                        (0, u.as_entire_binding()),
+                        (8, xb),
+                        (3, codebook.clone()),
+                        (4, indices.clone()),
+                        (5, bias_b.clone()),
+                        (out_binding, yb),
+                        (other, dummy2.as_entire_binding()),
+                    ];
+                    let groups = mw.div_ceil(TILE) * n.div_ceil(TILE);
+                    batch.dispatch_at(&pipeline, &bindings, groups)?;
+                    m0 += mw;
+                }
+                batch.finish().map(|_| ())
+            }
+        }
+    }
+
+    /// The dense baseline `y = x · weightᵀ (+ bias)` for small batches: `weight` f32 or f16
+    /// (`n × k`, row-major; f16 needs `shader-f16` on a device), `x` f32 `m × k`, `y` f32
+    /// `m × n`; `k` must be a multiple of 4. Every tensor is bound whole. Each group of 4
+    /// batch rows reads the whole weight (a matrix–vector kernel, not a matmul).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dense_matvec(
+        &self,
+        x: &Tensor,
+        m: u64,
+        weight: &Tensor,
+        n: u64,
+        k: u64,
+        bias: Option<&Tensor>,
+        y: &Tensor,
+    ) -> Result<()> {
+        for (t, what) in [(x, "x"), (y, "y"), (weight, "weight")] {
+            self.check_owned(t, what)?;
+        }
+        if let Some(b) = bias {
+            self.check_owned(b, "bias")?;
+        }
+        if n == 0 || k == 0 || !k.is_multiple_of(4) {
+            return Err(invalid(
+                "k",
+                k,
+                "n and k must be at least 1 and k a multiple of 4",
+            ));
+        }
+        check_dtype("x", DType::F32, x.dtype)?;
+        check_dtype("y", DType::F32, y.dtype)?;
+        let precision = match weight.dtype {
+            DType::F32 => Precision::F32,
+            DType::F16 => Precision::F16,
+            DType::U32 => return Err(check_dtype("weight", DType::F32, DType::U32).unwrap_err()),
+        };
+        check_len("x", m * k, x.len)?;
+        check_len("weight", n * k, weight.len)?;
+        check_len("y", m * n, y.len)?;
+        check_bias(bias, n)?;
+        let mut inputs = vec![x, weight];
+        inputs.extend(bias);
+        no_alias(y, &inputs, "dense_matvec inputs/y")?;
+        if m == 0 {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::Cpu => {
+                let b = bias.map(|b| host_f64(b, "bias")).transpose()?;
+                let out = crate::cpu::pq_matmul::dense_matmul(
+                    &host_f64(x, "x")?,
+                    &host_f64(weight, "weight")?,
+                    m as usize,
+                    n as usize,
+                    k as usize,
+                    b.as_deref(),
+                );
+                let out: Vec<f32> = out.iter().map(|&v| v as f32).collect();
+                write_host(y, &out)
+            }
+            Backend::Gpu(g) => {
+                let mb = if m >= 4 { 4 } else { 1 };
+                let pipeline = g.pipeline(PipelineKey {
+                    family: Family::PqMatmul,
+                    precision,
+                    entry: "dense_matvec",
+                    overrides: vec![("WG", WG), ("MB", mb)],
+                })?;
+                let mut batch = Batch::new(g, "dense_matvec")?;
+                let dummy = batch.scratch(16);
+                let u = batch.uniform(&Params {
+                    m: m as u32,
+                    n: n as u32,
+                    k: k as u32,
+                    has_bias: bias.is_some() as u32,
+                    ..Default::default()
+                });
+                let mut bindings = vec![
+                    (0, u.as_entire_binding()),
+                    (1, whole(g, x, "x")?),
+                    (2, whole(g, weight, "weight")?),
+                    (6, whole(g, y, "y")?),
+                ];
+                bindings.push((
+                    5,
+                    match bias {
+                        Some(b) => whole(g, b, "bias")?,
+                        None => dummy.as_entire_binding(),
+                    },
+                ));
+                let rows_per_invocation = if mb == 1 { 2 } else { 1 };
+                let groups = n.div_ceil(WG as u64 * rows_per_invocation) * m.div_ceil(mb as u64);
+                batch.dispatch_at(&pipeline, &bindings, groups)?;
+                batch.finish().map(|_| ())
+            }
+        }
+    }
+}
+
+/// Records one PQ matmul (see [`Context::pq_matmul`]; arguments validated).
+#[allow(clippy::too_many_arguments)]
+fn record_pq_matmul(
+    g: &Gpu,
+    batch: &mut Batch,
+    x: &Tensor,
+    m: u64,
+    weight: &PqWeight,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+    method: PqMatmulMethod,
+) -> Result<()> {
+    let (n, k) = (weight.out_features, weight.in_features);
+    let d = weight.block_size;
+    let kc = weight.n_centroids as u64;
+    let nsub = k / d as u64;
+    let (precision, cb_fmt, cb_binding) = match weight.codebook_format {
+        CodebookFormat::F32 => (Precision::F32, 0, 2),
+        CodebookFormat::F16 => (Precision::F16, 0, 2),
+        CodebookFormat::Int8 { .. } => (Precision::F32, 1, 3),
+    };
+    let scale = match weight.codebook_format {
+        CodebookFormat::Int8 { scale } => scale,
+        _ => 1.0,
+    };
+    // Table bytes per batch row; the table holds whole groups of 4 batch rows.
+    let lut_row = nsub * kc * 4;
+    // Batch rows interleaved in the table (G): 4 from 4 rows on (one vec4 load per index for
+    // 4 rows), else 1 (a 4× smaller table, which stays in cache).
+    let group: u64 = if m >= 4 { 4 } else { 1 };
+    let lut_fits = group * lut_row <= g.max_window;
+    let lut = match method {
+        // Beyond small batches the table still wins while building it (M·K·Kc multiply-adds)
+        // costs at most a quarter of the matmul (M·N·K): one lookup replaces d multiply-adds.
+        PqMatmulMethod::Auto => lut_fits && (m <= LUT_MAX_BATCH || 4 * kc <= n),
+        PqMatmulMethod::Lut => lut_fits,
+        PqMatmulMethod::Tiled | PqMatmulMethod::Rows => false,
+    };
+    let rows_kernel = !lut && d.is_multiple_of(4) && method != PqMatmulMethod::Tiled;
+    let s = (32 / d).max(1);
+    let bk = s * d;
+    let tiles_bytes = if lut || rows_kernel {
+        0
+    } else {
+        2 * bk as u64 * 128
+    };
+    let wg_limit = (g.limits.max_compute_workgroup_storage_size as u64).min(16384);
+    // The LUT build reads each centroid a few times per workgroup: storage (cached) is cheaper
+    // than a copy per workgroup there.
+    let cb_wg = !lut && kc * d as u64 <= CB_WG_FLOATS && CB_WG_FLOATS * 4 + tiles_bytes <= wg_limit;
+    let common = || -> Vec<(&'static str, u32)> {
+        vec![
+            ("WG", WG),
+            ("D", d),
+            ("IDX_BITS", weight.index_format.bits()),
+            ("CB_FMT", cb_fmt),
+            ("CB_WG", cb_wg as u32),
+            // One size for every codebook that fits: fewer pipeline variants.
+            ("CB_LEN", if cb_wg { CB_WG_FLOATS as u32 } else { 1 }),
+            ("DW", d.div_ceil(4)),
+        ]
+    };
+    let dummy = batch.scratch(16);
+    let codebook = whole(g, &weight.codebook, "codebook")?;
+    let indices = whole(g, &weight.indices, "indices")?;
+    let bias_b = match bias {
+        Some(b) => whole(g, b, "bias")?,
+        None => dummy.as_entire_binding(),
+    };
+    // The other codebook binding gets a dummy.
+    let cb_bindings = [
+        (cb_binding, codebook.clone()),
+        (5 - cb_binding, dummy.as_entire_binding()),
+    ];
+    let mut rows = rows_per_window(g.max_window, &[k * 4, n * 4]);
+    if lut {
+        rows = rows.min(g.max_window / (group * lut_row) * group);
+    }
+    if rows == 0 {
+        return Err(invalid(
+            "row bytes",
+            k.max(n) * 4,
+            "a row of x and of y must fit in one bound window",
+        ));
+    }
+    let params = |mw: u64, x_off: u32, y_off: u32| Params {
+        m: mw as u32,
+        n: n as u32,
+        k: k as u32,
+        kc: kc as u32,
+        nsub: nsub as u32,
+        x_off,
+        y_off,
+        x_words: 0,
+        scale,
+        zx: 0,
+        has_bias: bias.is_some() as u32,
+        _pad: 0,
+    };
+    if lut {
+        // D % 4 == 0: one invocation per centroid and JB subvectors (vec4 activations).
+        let vec4_build = d.is_multiple_of(4);
+        let mut o = common();
+        o.push(("G", group as u32));
+        if vec4_build {
+            o.push(("JB", LUT_JB));
+        }
+        let build = g.pipeline(PipelineKey {
+            family: Family::PqMatmul,
+            precision,
+            entry: if vec4_build {
+                "pq_lut_build4"
+            } else {
+                "pq_lut_build"
+            },
+            overrides: o,
+        })?;
+        let mut o = common();
+        o.retain(|(name, _)| !matches!(*name, "CB_FMT" | "CB_WG" | "CB_LEN" | "DW" | "D"));
+        o.push(("G", group as u32));
+        let aligned = nsub.is_multiple_of(4 * weight.index_format.per_word());
+        let gather = g.pipeline(PipelineKey {
+            family: Family::PqMatmul,
+            precision: Precision::F32,
+            entry: if aligned {
+                "pq_lut_gather4"
+            } else {
+                "pq_lut_gather"
+            },
+            overrides: o,
+        })?;
+        // Bound as vec4s by the gathers: whole vec4s.
+        let table_bytes = |rows: u64| (rows.div_ceil(group) * group * lut_row).next_multiple_of(16);
+        let table = batch.scratch(table_bytes(rows.min(m)));
+        let mut m0 = 0;
+        while m0 < m {
+            let mw = rows.min(m - m0);
+            let (xb, x_off) = shifted_binding(x, m0 * k, mw * k, "x")?;
+            let (yb, y_off) = shifted_binding(y, m0 * n, mw * n, "y")?;
+            let u = batch.uniform(&params(mw, x_off, y_off));
+            let lut_b = crate::runtime::batch::sized(&table, table_bytes(mw));
+            let mut b = vec![(0, u.as_entire_binding()), (1, xb), (7, lut_b.clone())];
+            b.extend(cb_bindings.iter().cloned());
+            let groups = if vec4_build {
+                kc.div_ceil(WG as u64) * mw * nsub.div_ceil(LUT_JB as u64)
+            } else {
+                (mw * nsub * kc.div_ceil(4)).div_ceil(WG as u64)
+            };
+            batch.dispatch_at(&build, &b, groups)?;
+            let b = vec![
+                (0, u.as_entire_binding()),
+                (4, indices.clone()),
+                (5, bias_b.clone()),
+                (6, yb),
+                (7, lut_b),
+            ];
+            batch.dispatch_at(&gather, &b, (n * mw.div_ceil(group)).div_ceil(WG as u64))?;
+            m0 += mw;
+        }
+    } else if rows_kernel {
+        let mut o = common();
+        // 512 or 1024 vec4s (8 or 16 KiB): few pipeline variants.
+        let cb4 = (kc * d as u64 / 4).next_power_of_two().max(512);
+        let cb_wg = cb4 * 16 <= wg_limit;
+        for (name, v) in &mut o {
+            if *name == "CB_WG" {
+                *v = cb_wg as u32;
+            }
+            if *name == "CB_LEN" {
+                *v = 1;
+            }
+        }
+        let wg = if m <= 16 { 16 } else { 64 };
+        o.retain(|(name, _)| *name != "WG");
+        o.extend([("WG", wg), ("CB4_LEN", if cb_wg { cb4 as u32 } else { 1 })]);
+        let pipeline = g.pipeline(PipelineKey {
+            family: Family::PqMatmul,
+            precision,
+            entry: "pq_matmul_rows",
+            overrides: o,
+        })?;
+        let mut m0 = 0;
+        while m0 < m {
+            let mw = rows.min(m - m0);
+            let (xb, x_off) = shifted_binding(x, m0 * k, mw * k, "x")?;
+            let (yb, y_off) = shifted_binding(y, m0 * n, mw * n, "y")?;
+            let u = batch.uniform(&params(mw, x_off, y_off));
+            let mut b = vec![
+                (0, u.as_entire_binding()),
+                (1, xb),
+                (4, indices.clone()),
+                (5, bias_b.clone()),
+                (6, yb),
+            ];
+            b.extend(cb_bindings.iter().cloned());
+            let groups = mw.div_ceil(wg as u64) * n.div_ceil(8);
+            batch.dispatch_at(&pipeline, &b, groups)?;
+            m0 += mw;
+        }
+    } else {
+        let mut o = common();
+        o.extend([("S", s), ("BK", bk), ("TILE_LEN", bk * 8)]);
+        let pipeline = g.pipeline(PipelineKey {
+            family: Family::PqMatmul,
+            precision,
+            entry: "pq_matmul_tiled",
+            overrides: o,
+        })?;
+        let mut m0 = 0;
+        while m0 < m {
+            let mw = rows.min(m - m0);
+            let (xb, x_off) = shifted_binding(x, m0 * k, mw * k, "x")?;
+            let (yb, y_off) = shifted_binding(y, m0 * n, mw * n, "y")?;
+            let u = batch.uniform(&params(mw, x_off, y_off));
+            let mut b = vec![
+                (0, u.as_entire_binding()),
+                (1, xb),
+                (4, indices.clone()),
+                (5, bias_b.clone()),
+                (6, yb),
+            ];
+            b.extend(cb_bindings.iter().cloned());
+            batch.dispatch_at(&pipeline, &b, mw.div_ceil(TILE) * n.div_ceil(TILE))?;
+            m0 += mw;
+        }
+    }
+    Ok(())
+}
