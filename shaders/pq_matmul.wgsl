@@ -146,6 +146,42 @@ fn add_bias(v: f32, col: u32) -> f32 {
     return v;
 }
 
+// Output tiles (BM × BN) of the tiled kernels.
+fn tile_count() -> u32 {
+    let tiles_n = (params.n + BN - 1u) / BN;
+    let tiles_m = (params.m + BM - 1u) / BM;
+    return tiles_n * tiles_m;
+}
+
+// First batch row (x) and output column (y) of output tile `tile`.
+fn tile_origin(tile: u32) -> vec2<u32> {
+    let tiles_n = (params.n + BN - 1u) / BN;
+    return vec2<u32>((tile / tiles_n) * BM, (tile % tiles_n) * BN);
+}
+
+// Entry e of a weight tile (BN rows × S subvectors) of the tile at output column n0, in the
+// K-chunk from subvector j0: row r of the tile, subvector s of the chunk, whether it lies in
+// the weight and (then, else 0) its centroid index.
+struct WeightTileEntry {
+    r: u32,
+    s: u32,
+    valid: bool,
+    c: u32,
+}
+
+fn weight_tile_entry(e: u32, n0: u32, j0: u32) -> WeightTileEntry {
+    let r = e / S;
+    let s = e % S;
+    let row = n0 + r;
+    let j = j0 + s;
+    let valid = row < params.n && j < params.nsub;
+    var c = 0u;
+    if valid {
+        c = index_of(row * params.nsub + j);
+    }
+    return WeightTileEntry(r, s, valid, c);
+}
+
 fn store_row(row: u32, n0: u32, acc: vec4<f32>) {
     if row < params.m {
         for (var j = 0u; j < 4u; j++) {
@@ -161,15 +197,14 @@ fn store_row(row: u32, n0: u32, acc: vec4<f32>) {
 fn pq_matmul_tiled(@builtin(local_invocation_index) lid: u32,
                    @builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
-    let tiles_n = (params.n + BN - 1u) / BN;
-    let tiles_m = (params.m + BM - 1u) / BM;
     let tile = linear_group(wid, nwg);
-    if tile >= tiles_n * tiles_m {
+    if tile >= tile_count() {
         return;
     }
     load_codebook(lid);
-    let m0 = (tile / tiles_n) * BM;
-    let n0 = (tile % tiles_n) * BN;
+    let origin = tile_origin(tile);
+    let m0 = origin.x;
+    let n0 = origin.y;
     let tx = lid % 8u;
     let ty = lid / 8u;
     var acc0 = vec4<f32>(0.0);
@@ -193,15 +228,11 @@ fn pq_matmul_tiled(@builtin(local_invocation_index) lid: u32,
         }
         // Weight tile: BN rows × S subvectors, decoded from the codebook.
         for (var e = lid; e < BN * S; e += WG) {
-            let r = e / S;
-            let s = e % S;
-            let row = n0 + r;
-            let j = j0 + s;
-            let valid = row < params.n && j < params.nsub;
-            var c = 0u;
-            if valid {
-                c = index_of(row * params.nsub + j);
-            }
+            let tc = weight_tile_entry(e, n0, j0);
+            let r = tc.r;
+            let s = tc.s;
+            let valid = tc.valid;
+            let c = tc.c;
             for (var t = 0u; t < D; t++) {
                 var v = 0.0;
                 if valid {
@@ -480,14 +511,13 @@ fn pq_matmul_rows(@builtin(local_invocation_index) lid: u32,
 fn pq_matmul_i8(@builtin(local_invocation_index) lid: u32,
                 @builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    let tiles_n = (params.n + BN - 1u) / BN;
-    let tiles_m = (params.m + BM - 1u) / BM;
     let tile = linear_group(wid, nwg);
-    if tile >= tiles_n * tiles_m {
+    if tile >= tile_count() {
         return;
     }
-    let m0 = (tile / tiles_n) * BM;
-    let n0 = (tile % tiles_n) * BN;
+    let origin = tile_origin(tile);
+    let m0 = origin.x;
+    let n0 = origin.y;
     let tx = lid % 8u;
     let ty = lid / 8u;
     let qw = S * DW;
@@ -526,15 +556,11 @@ fn pq_matmul_i8(@builtin(local_invocation_index) lid: u32,
         }
         // Centroid tile: BN rows × S subvectors of DW words (padding bytes masked off).
         for (var e = lid; e < BN * S; e += WG) {
-            let r = e / S;
-            let s = e % S;
-            let row = n0 + r;
-            let j = j0 + s;
-            let valid = row < params.n && j < params.nsub;
-            var c = 0u;
-            if valid {
-                c = index_of(row * params.nsub + j);
-            }
+            let tc = weight_tile_entry(e, n0, j0);
+            let r = tc.r;
+            let s = tc.s;
+            let valid = tc.valid;
+            let c = tc.c;
             for (var w = 0u; w < DW; w++) {
                 var word = 0u;
                 if valid {

@@ -320,6 +320,54 @@ pub(crate) struct Bound<'t> {
     pub bias: Option<&'t Tensor>,
 }
 
+impl<'t> Bound<'t> {
+    /// Binds `product` to `a`, `b` (inputs), `c` (output) and the bias (forward only).
+    pub(crate) fn new(
+        product: Product,
+        shape: LinearShape,
+        (a, b, c): (&'t Tensor, &'t Tensor, &'t Tensor),
+        bias: Option<&'t Tensor>,
+    ) -> Self {
+        Bound {
+            product,
+            shape,
+            a,
+            b,
+            c,
+            bias,
+        }
+    }
+
+    /// [`check_tensors`] on this product's tensors, named and sized after the product: inputs
+    /// `a`, `b`, the bias and `extra` in that order, output `c`. Returns the precision.
+    pub(crate) fn check(
+        &self,
+        ctx: &Context,
+        extra: Option<(&Tensor, &'static str, u64)>,
+    ) -> Result<Precision> {
+        let s = self.shape;
+        let [a, b, c] = match self.product {
+            Product::Forward => [("x", s.x_len()), ("weight", s.w_len()), ("y", s.y_len())],
+            Product::BackwardInput => [
+                ("grad_y", s.y_len()),
+                ("weight", s.w_len()),
+                ("grad_x", s.x_len()),
+            ],
+            Product::BackwardWeight => [
+                ("grad_y", s.y_len()),
+                ("x", s.x_len()),
+                ("grad_w", s.w_len()),
+            ],
+        };
+        let mut inputs = vec![(self.a, a.0, a.1), (self.b, b.0, b.1)];
+        if let Some(bias) = self.bias {
+            inputs.push((bias, "bias", s.out_features));
+        }
+        inputs.extend(extra);
+        check_tensors(ctx, &inputs, (self.c, c.0, c.1))
+    }
+}
+
 /// The extra pipeline constants and bindings of a family's hooks (none for dense products).
 pub(crate) struct Hooks<'h> {
     pub family: Family,
@@ -602,11 +650,8 @@ impl Context {
         shape: LinearShape,
     ) -> Result<()> {
         shape.validate()?;
-        let mut inputs = vec![(x, "x", shape.x_len()), (weight, "weight", shape.w_len())];
-        if let Some(b) = bias {
-            inputs.push((b, "bias", shape.out_features));
-        }
-        let precision = check_tensors(self, &inputs, (y, "y", shape.y_len()))?;
+        let p = Bound::new(Product::Forward, shape, (x, weight, y), bias);
+        let precision = p.check(self, None)?;
         let (k, n) = (shape.in_features as usize, shape.out_features as usize);
         match &self.backend {
             Backend::Cpu => {
@@ -620,18 +665,7 @@ impl Context {
                 );
                 store_host(y, &out, "y")
             }
-            Backend::Gpu(g) => self.run_product(
-                g,
-                precision,
-                &Bound {
-                    product: Product::Forward,
-                    shape,
-                    a: x,
-                    b: weight,
-                    c: y,
-                    bias,
-                },
-            ),
+            Backend::Gpu(g) => self.run_product(g, precision, &p),
         }
     }
 
@@ -644,14 +678,13 @@ impl Context {
         shape: LinearShape,
     ) -> Result<()> {
         shape.validate()?;
-        let precision = check_tensors(
-            self,
-            &[
-                (grad_y, "grad_y", shape.y_len()),
-                (weight, "weight", shape.w_len()),
-            ],
-            (grad_x, "grad_x", shape.x_len()),
-        )?;
+        let p = Bound::new(
+            Product::BackwardInput,
+            shape,
+            (grad_y, weight, grad_x),
+            None,
+        );
+        let precision = p.check(self, None)?;
         let (k, n) = (shape.in_features as usize, shape.out_features as usize);
         match &self.backend {
             Backend::Cpu => {
@@ -663,18 +696,7 @@ impl Context {
                 );
                 store_host(grad_x, &out, "grad_x")
             }
-            Backend::Gpu(g) => self.run_product(
-                g,
-                precision,
-                &Bound {
-                    product: Product::BackwardInput,
-                    shape,
-                    a: grad_y,
-                    b: weight,
-                    c: grad_x,
-                    bias: None,
-                },
-            ),
+            Backend::Gpu(g) => self.run_product(g, precision, &p),
         }
     }
 
@@ -688,11 +710,8 @@ impl Context {
         shape: LinearShape,
     ) -> Result<()> {
         shape.validate()?;
-        let precision = check_tensors(
-            self,
-            &[(grad_y, "grad_y", shape.y_len()), (x, "x", shape.x_len())],
-            (grad_w, "grad_w", shape.w_len()),
-        )?;
+        let p = Bound::new(Product::BackwardWeight, shape, (grad_y, x, grad_w), None);
+        let precision = p.check(self, None)?;
         let (k, n) = (shape.in_features as usize, shape.out_features as usize);
         match &self.backend {
             Backend::Cpu => {
@@ -704,18 +723,7 @@ impl Context {
                 );
                 store_host(grad_w, &out, "grad_w")
             }
-            Backend::Gpu(g) => self.run_product(
-                g,
-                precision,
-                &Bound {
-                    product: Product::BackwardWeight,
-                    shape,
-                    a: grad_y,
-                    b: x,
-                    c: grad_w,
-                    bias: None,
-                },
-            ),
+            Backend::Gpu(g) => self.run_product(g, precision, &p),
         }
     }
 

@@ -18,7 +18,7 @@
 //! [`Context::ste_backward`].
 
 use crate::error::Result;
-use crate::matmul::{Bound, Hooks, LinearShape, Product, check_tensors, record, with_config};
+use crate::matmul::{Bound, Hooks, LinearShape, Product, record, with_config};
 use crate::noise::{Noise, NoiseSpec, SteMode, chain_params, check_len};
 use crate::philox::NoiseSeed;
 use crate::runtime::batch::Batch;
@@ -178,11 +178,8 @@ impl Context {
         shape.validate()?;
         let wshape = shape.weight_shape();
         spec.validate(&wshape)?;
-        let mut inputs = vec![(x, "x", shape.x_len()), (weight, "weight", shape.w_len())];
-        if let Some(b) = bias {
-            inputs.push((b, "bias", shape.out_features));
-        }
-        let precision = check_tensors(self, &inputs, (y, "y", shape.y_len()))?;
+        let bound = Bound::new(Product::Forward, shape, (x, weight, y), bias);
+        let precision = bound.check(self, None)?;
         if let Some(m) = mask {
             self.check_owned(m, "mask")?;
             check_dtype("mask", DType::U32, m.dtype)?;
@@ -199,14 +196,7 @@ impl Context {
         run_fused(
             g,
             precision,
-            &Bound {
-                product: Product::Forward,
-                shape,
-                a: x,
-                b: weight,
-                c: y,
-                bias,
-            },
+            &bound,
             weight,
             &resolved,
             seed,
@@ -260,26 +250,13 @@ impl Context {
         spec.validate(&wshape)?;
         let resolved = self.resolve(weight, &wshape, spec)?;
         if let Some(gx) = grad_x {
-            let precision = check_tensors(
-                self,
-                &[
-                    (grad_y, "grad_y", shape.y_len()),
-                    (weight, "weight", shape.w_len()),
-                ],
-                (gx, "grad_x", shape.x_len()),
-            )?;
+            let bound = Bound::new(Product::BackwardInput, shape, (grad_y, weight, gx), None);
+            let precision = bound.check(self, None)?;
             match &self.backend {
                 Backend::Gpu(g) if fusable(&resolved) => run_fused(
                     g,
                     precision,
-                    &Bound {
-                        product: Product::BackwardInput,
-                        shape,
-                        a: grad_y,
-                        b: weight,
-                        c: gx,
-                        bias: None,
-                    },
+                    &bound,
                     weight,
                     &resolved,
                     seed,
@@ -294,27 +271,13 @@ impl Context {
             }
         }
         if let Some(gw) = grad_w {
-            let precision = check_tensors(
-                self,
-                &[
-                    (grad_y, "grad_y", shape.y_len()),
-                    (x, "x", shape.x_len()),
-                    (weight, "weight", shape.w_len()),
-                ],
-                (gw, "grad_w", shape.w_len()),
-            )?;
+            let bound = Bound::new(Product::BackwardWeight, shape, (grad_y, x, gw), None);
+            let precision = bound.check(self, Some((weight, "weight", shape.w_len())))?;
             match &self.backend {
                 Backend::Gpu(g) if fusable(&resolved) => run_fused(
                     g,
                     precision,
-                    &Bound {
-                        product: Product::BackwardWeight,
-                        shape,
-                        a: grad_y,
-                        b: x,
-                        c: gw,
-                        bias: None,
-                    },
+                    &bound,
                     weight,
                     &resolved,
                     seed,

@@ -389,6 +389,38 @@ fn whole<'t>(g: &Gpu, t: &'t Tensor, what: &'static str) -> Result<wgpu::Binding
     }))
 }
 
+/// The bias binding, or `dummy` without a bias.
+fn bias_binding<'a>(
+    g: &Gpu,
+    bias: Option<&'a Tensor>,
+    dummy: &'a wgpu::Buffer,
+) -> Result<wgpu::BindingResource<'a>> {
+    match bias {
+        Some(b) => whole(g, b, "bias"),
+        None => Ok(dummy.as_entire_binding()),
+    }
+}
+
+/// Fails when not even one batch row (`row_bytes`, the larger of an `x` and a `y` row) fits
+/// in a bound window (`rows == 0`).
+fn check_rows(rows: u64, row_bytes: u64) -> Result<()> {
+    if rows == 0 {
+        return Err(invalid(
+            "row bytes",
+            row_bytes,
+            "a row of x and of y must fit in one bound window",
+        ));
+    }
+    Ok(())
+}
+
+/// The batch windows `(first row, rows)` that cover `m` rows, `rows` (at least 1) at a time.
+fn windows(m: u64, rows: u64) -> impl Iterator<Item = (u64, u64)> {
+    (0..m)
+        .step_by(rows as usize)
+        .map(move |m0| (m0, rows.min(m - m0)))
+}
+
 /// Batch rows per window so that every `(tensor row bytes)` window plus a 255-byte shift fits
 /// in `max_window` bytes.
 fn rows_per_window(max_window: u64, row_bytes: &[u64]) -> u64 {
@@ -400,6 +432,41 @@ fn rows_per_window(max_window: u64, row_bytes: &[u64]) -> u64 {
 }
 
 impl Context {
+    /// The operand checks shared by the PQ matmuls, in this order: every tensor belongs to
+    /// this context; `x` (`(tensor, name, dtype, len)`) and `y` (`(tensor, dtype, len)`, the
+    /// dtype skipped when `None`) have their dtypes and lengths; the bias has `N` elements;
+    /// `y` aliases no input (`what` names the check in the error).
+    fn check_pq_operands(
+        &self,
+        (x, x_name, x_dtype, x_len): (&Tensor, &'static str, DType, u64),
+        (y, y_dtype, y_len): (&Tensor, Option<DType>, u64),
+        weight: &PqWeight,
+        bias: Option<&Tensor>,
+        what: &'static str,
+    ) -> Result<()> {
+        for (t, name) in [
+            (x, x_name),
+            (y, "y"),
+            (&weight.codebook, "codebook"),
+            (&weight.indices, "indices"),
+        ] {
+            self.check_owned(t, name)?;
+        }
+        if let Some(b) = bias {
+            self.check_owned(b, "bias")?;
+        }
+        check_dtype(x_name, x_dtype, x.dtype)?;
+        if let Some(dt) = y_dtype {
+            check_dtype("y", dt, y.dtype)?;
+        }
+        check_len(x_name, x_len, x.len)?;
+        check_len("y", y_len, y.len)?;
+        check_bias(bias, weight.out_features)?;
+        let mut inputs = vec![x, &weight.codebook, &weight.indices];
+        inputs.extend(bias);
+        no_alias(y, &inputs, what)
+    }
+
     /// `y = x · decode(weight)ᵀ (+ bias)`: `x` f32 `m × K` (row-major), `y` f32 `m × N`,
     /// `bias` f32 `N`. The CPU backend computes the f64 reference. `y` must not share a
     /// buffer with the inputs.
@@ -414,25 +481,13 @@ impl Context {
     ) -> Result<()> {
         weight.validate()?;
         let (n, k) = (weight.out_features, weight.in_features);
-        for (t, what) in [
-            (x, "x"),
-            (y, "y"),
-            (&weight.codebook, "codebook"),
-            (&weight.indices, "indices"),
-        ] {
-            self.check_owned(t, what)?;
-        }
-        if let Some(b) = bias {
-            self.check_owned(b, "bias")?;
-        }
-        check_dtype("x", DType::F32, x.dtype)?;
-        check_dtype("y", DType::F32, y.dtype)?;
-        check_len("x", m * k, x.len)?;
-        check_len("y", m * n, y.len)?;
-        check_bias(bias, n)?;
-        let mut inputs = vec![x, &weight.codebook, &weight.indices];
-        inputs.extend(bias);
-        no_alias(y, &inputs, "pq_matmul inputs/y")?;
+        self.check_pq_operands(
+            (x, "x", DType::F32, m * k),
+            (y, Some(DType::F32), m * n),
+            weight,
+            bias,
+            "pq_matmul inputs/y",
+        )?;
         if m == 0 {
             return Ok(());
         }
@@ -508,24 +563,14 @@ impl Context {
                 (t, true)
             }
         };
-        for (t, what) in [
-            (xq, "xq"),
-            (y, "y"),
-            (&weight.codebook, "codebook"),
-            (&weight.indices, "indices"),
-        ] {
-            self.check_owned(t, what)?;
-        }
-        if let Some(b) = bias {
-            self.check_owned(b, "bias")?;
-        }
-        check_dtype("xq", DType::U32, xq.dtype)?;
-        check_len("xq", m * x_words, xq.len)?;
-        check_len("y", m * n, y.len)?;
-        check_bias(bias, n)?;
-        let mut inputs = vec![xq, &weight.codebook, &weight.indices];
-        inputs.extend(bias);
-        no_alias(y, &inputs, "pq_matmul_int8 inputs/y")?;
+        // `y`'s dtype was checked above (it depends on the output kind).
+        self.check_pq_operands(
+            (xq, "xq", DType::U32, m * x_words),
+            (y, None, m * n),
+            weight,
+            bias,
+            "pq_matmul_int8 inputs/y",
+        )?;
         if m == 0 {
             return Ok(());
         }
@@ -582,21 +627,10 @@ impl Context {
                 let dummy2 = batch.scratch(16);
                 let codebook = whole(g, &weight.codebook, "codebook")?;
                 let indices = whole(g, &weight.indices, "indices")?;
-                let bias_b = match bias {
-                    Some(b) => whole(g, b, "bias")?,
-                    None => dummy.as_entire_binding(),
-                };
+                let bias_b = bias_binding(g, bias, &dummy)?;
                 let rows = rows_per_window(g.max_window, &[x_words * 4, n * 4]);
-                if rows == 0 {
-                    return Err(invalid(
-                        "row bytes",
-                        x_words.max(n) * 4,
-                        "a row of x and of y must fit in one bound window",
-                    ));
-                }
-                let mut m0 = 0;
-                while m0 < m {
-                    let mw = rows.min(m - m0);
+                check_rows(rows, x_words.max(n) * 4)?;
+                for (m0, mw) in windows(m, rows) {
                     let (xb, x_off) = shifted_binding(xq, m0 * x_words, mw * x_words, "xq")?;
                     let (yb, y_off) = shifted_binding(y, m0 * n, mw * n, "y")?;
                     let u = batch.uniform(&Params {
@@ -626,7 +660,6 @@ impl Context {
                     ];
                     let groups = mw.div_ceil(TILE) * n.div_ceil(TILE);
                     batch.dispatch_at(&pipeline, &bindings, groups)?;
-                    m0 += mw;
                 }
                 batch.finish().map(|_| ())
             }
@@ -715,13 +748,7 @@ impl Context {
                     (2, whole(g, weight, "weight")?),
                     (6, whole(g, y, "y")?),
                 ];
-                bindings.push((
-                    5,
-                    match bias {
-                        Some(b) => whole(g, b, "bias")?,
-                        None => dummy.as_entire_binding(),
-                    },
-                ));
+                bindings.push((5, bias_binding(g, bias, &dummy)?));
                 let rows_per_invocation = if mb == 1 { 2 } else { 1 };
                 let groups = n.div_ceil(WG as u64 * rows_per_invocation) * m.div_ceil(mb as u64);
                 batch.dispatch_at(&pipeline, &bindings, groups)?;
@@ -796,10 +823,7 @@ fn record_pq_matmul(
     let dummy = batch.scratch(16);
     let codebook = whole(g, &weight.codebook, "codebook")?;
     let indices = whole(g, &weight.indices, "indices")?;
-    let bias_b = match bias {
-        Some(b) => whole(g, b, "bias")?,
-        None => dummy.as_entire_binding(),
-    };
+    let bias_b = bias_binding(g, bias, &dummy)?;
     // The other codebook binding gets a dummy.
     let cb_bindings = [
         (cb_binding, codebook.clone()),
@@ -809,13 +833,7 @@ fn record_pq_matmul(
     if lut {
         rows = rows.min(g.max_window / (group * lut_row) * group);
     }
-    if rows == 0 {
-        return Err(invalid(
-            "row bytes",
-            k.max(n) * 4,
-            "a row of x and of y must fit in one bound window",
-        ));
-    }
+    check_rows(rows, k.max(n) * 4)?;
     let params = |mw: u64, x_off: u32, y_off: u32| Params {
         m: mw as u32,
         n: n as u32,
@@ -865,9 +883,7 @@ fn record_pq_matmul(
         // Bound as vec4s by the gathers: whole vec4s.
         let table_bytes = |rows: u64| (rows.div_ceil(group) * group * lut_row).next_multiple_of(16);
         let table = batch.scratch(table_bytes(rows.min(m)));
-        let mut m0 = 0;
-        while m0 < m {
-            let mw = rows.min(m - m0);
+        for (m0, mw) in windows(m, rows) {
             let (xb, x_off) = shifted_binding(x, m0 * k, mw * k, "x")?;
             let (yb, y_off) = shifted_binding(y, m0 * n, mw * n, "y")?;
             let u = batch.uniform(&params(mw, x_off, y_off));
@@ -888,60 +904,44 @@ fn record_pq_matmul(
                 (7, lut_b),
             ];
             batch.dispatch_at(&gather, &b, (n * mw.div_ceil(group)).div_ceil(WG as u64))?;
-            m0 += mw;
-        }
-    } else if rows_kernel {
-        let mut o = common();
-        // 512 or 1024 vec4s (8 or 16 KiB): few pipeline variants.
-        let cb4 = (kc * d as u64 / 4).next_power_of_two().max(512);
-        let cb_wg = cb4 * 16 <= wg_limit;
-        for (name, v) in &mut o {
-            if *name == "CB_WG" {
-                *v = cb_wg as u32;
-            }
-            if *name == "CB_LEN" {
-                *v = 1;
-            }
-        }
-        let wg = if m <= 16 { 16 } else { 64 };
-        o.retain(|(name, _)| *name != "WG");
-        o.extend([("WG", wg), ("CB4_LEN", if cb_wg { cb4 as u32 } else { 1 })]);
-        let pipeline = g.pipeline(PipelineKey {
-            family: Family::PqMatmul,
-            precision,
-            entry: "pq_matmul_rows",
-            overrides: o,
-        })?;
-        let mut m0 = 0;
-        while m0 < m {
-            let mw = rows.min(m - m0);
-            let (xb, x_off) = shifted_binding(x, m0 * k, mw * k, "x")?;
-            let (yb, y_off) = shifted_binding(y, m0 * n, mw * n, "y")?;
-            let u = batch.uniform(&params(mw, x_off, y_off));
-            let mut b = vec![
-                (0, u.as_entire_binding()),
-                (1, xb),
-                (4, indices.clone()),
-                (5, bias_b.clone()),
-                (6, yb),
-            ];
-            b.extend(cb_bindings.iter().cloned());
-            let groups = mw.div_ceil(wg as u64) * n.div_ceil(8);
-            batch.dispatch_at(&pipeline, &b, groups)?;
-            m0 += mw;
         }
     } else {
-        let mut o = common();
-        o.extend([("S", s), ("BK", bk), ("TILE_LEN", bk * 8)]);
-        let pipeline = g.pipeline(PipelineKey {
-            family: Family::PqMatmul,
-            precision,
-            entry: "pq_matmul_tiled",
-            overrides: o,
-        })?;
-        let mut m0 = 0;
-        while m0 < m {
-            let mw = rows.min(m - m0);
+        // One output tile of `tile_m` batch rows × `tile_n` outputs per workgroup.
+        let (pipeline, tile_m, tile_n) = if rows_kernel {
+            let mut o = common();
+            // 512 or 1024 vec4s (8 or 16 KiB): few pipeline variants.
+            let cb4 = (kc * d as u64 / 4).next_power_of_two().max(512);
+            let cb_wg = cb4 * 16 <= wg_limit;
+            for (name, v) in &mut o {
+                if *name == "CB_WG" {
+                    *v = cb_wg as u32;
+                }
+                if *name == "CB_LEN" {
+                    *v = 1;
+                }
+            }
+            let wg = if m <= 16 { 16 } else { 64 };
+            o.retain(|(name, _)| *name != "WG");
+            o.extend([("WG", wg), ("CB4_LEN", if cb_wg { cb4 as u32 } else { 1 })]);
+            let pipeline = g.pipeline(PipelineKey {
+                family: Family::PqMatmul,
+                precision,
+                entry: "pq_matmul_rows",
+                overrides: o,
+            })?;
+            (pipeline, wg as u64, 8)
+        } else {
+            let mut o = common();
+            o.extend([("S", s), ("BK", bk), ("TILE_LEN", bk * 8)]);
+            let pipeline = g.pipeline(PipelineKey {
+                family: Family::PqMatmul,
+                precision,
+                entry: "pq_matmul_tiled",
+                overrides: o,
+            })?;
+            (pipeline, TILE, TILE)
+        };
+        for (m0, mw) in windows(m, rows) {
             let (xb, x_off) = shifted_binding(x, m0 * k, mw * k, "x")?;
             let (yb, y_off) = shifted_binding(y, m0 * n, mw * n, "y")?;
             let u = batch.uniform(&params(mw, x_off, y_off));
@@ -953,8 +953,8 @@ fn record_pq_matmul(
                 (6, yb),
             ];
             b.extend(cb_bindings.iter().cloned());
-            batch.dispatch_at(&pipeline, &b, mw.div_ceil(TILE) * n.div_ceil(TILE))?;
-            m0 += mw;
+            let groups = mw.div_ceil(tile_m) * n.div_ceil(tile_n);
+            batch.dispatch_at(&pipeline, &b, groups)?;
         }
     }
     Ok(())

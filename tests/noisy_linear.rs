@@ -58,6 +58,37 @@ fn check(what: &str, got: &[f32], want: &[f64], bound: &[f64], r: u64) -> Result
     })
 }
 
+/// Checks `got` against the f64 `x · noisyᵀ (+ bias)` (`k` in, `n` out features), with the
+/// bound from the absolute values.
+fn check_forward(
+    what: &str,
+    got: &[f32],
+    x: &[f64],
+    noisy: &[f64],
+    bias: Option<&[f64]>,
+    (k, n): (usize, usize),
+) -> Result<(), Failed> {
+    let want = cpu::matmul::linear_forward(x, noisy, bias, k, n);
+    let b_abs = bias.map(abs);
+    let bound = cpu::matmul::linear_forward(&abs(x), &abs(noisy), b_abs.as_deref(), k, n);
+    check(what, got, &want, &bound, k as u64)
+}
+
+/// `noisy_linear_backward` into fresh poisoned `(grad_x, grad_w)`.
+fn backward_both(
+    ctx: &Context,
+    (dy, x, w): (&Tensor, &Tensor, &Tensor),
+    s: LinearShape,
+    resolved: &NoiseSpec,
+    seed: NoiseSeed,
+    mode: SteMode,
+) -> Result<(Tensor, Tensor), Failed> {
+    let dx = poisoned(ctx, s.x_len(), DType::F32);
+    let dw = poisoned(ctx, s.w_len(), DType::F32);
+    ctx.noisy_linear_backward(dy, x, w, Some(&dx), Some(&dw), s, resolved, seed, mode)?;
+    Ok((dx, dw))
+}
+
 /// (batch, rows, in_features, out_features, block_size).
 const SHAPES: [(u64, u64, u64, u64, u32); 5] = [
     (1, 1, 8, 1, 8),
@@ -131,21 +162,13 @@ fn forward(t: &Target) -> Result<(), Failed> {
         })?;
         let (k, n) = (s.in_features as usize, s.out_features as usize);
         let b64 = f64s(&c.b);
-        let want = cpu::matmul::linear_forward(&f64s(&c.x), &noisy, bias.map(|_| &b64[..]), k, n);
-        let b_abs = abs(&b64);
-        let bound = cpu::matmul::linear_forward(
-            &abs(&f64s(&c.x)),
-            &abs(&noisy),
-            bias.map(|_| &b_abs[..]),
-            k,
-            n,
-        );
-        check(
+        check_forward(
             &format!("case {i} {:?} y", c.spec),
             &ctx.read_f32(&y)?,
-            &want,
-            &bound,
-            s.in_features,
+            &f64s(&c.x),
+            &noisy,
+            bias.map(|_| &b64[..]),
+            (k, n),
         )?;
     }
     Ok(())
@@ -166,19 +189,7 @@ fn backward(t: &Target) -> Result<(), Failed> {
         let (k, n) = (s.in_features as usize, s.out_features as usize);
         let (x64, dy64, w64) = (f64s(&c.x), f64s(&c.dy), f64s(&c.w));
         for mode in [SteMode::Identity, SteMode::Masked, SteMode::Clamped] {
-            let dx = poisoned(ctx, s.x_len(), DType::F32);
-            let dw = poisoned(ctx, s.w_len(), DType::F32);
-            ctx.noisy_linear_backward(
-                &dy,
-                &x,
-                &w,
-                Some(&dx),
-                Some(&dw),
-                s,
-                &resolved,
-                c.seed,
-                mode,
-            )?;
+            let (dx, dw) = backward_both(ctx, (&dy, &x, &w), s, &resolved, c.seed, mode)?;
             let want = cpu::matmul::backward_input(&dy64, &noisy, k, n);
             let bound = cpu::matmul::backward_input(&abs(&dy64), &abs(&noisy), k, n);
             check(
@@ -225,23 +236,16 @@ fn pq_chain(t: &Target) -> Result<(), Failed> {
     let noisy = ctx.empty(s.w_len(), DType::F32)?;
     ctx.noise_forward(&w, &noisy, s.weight_shape(), &resolved, seed, None)?;
     let noisy = f64s(&ctx.read_f32(&noisy)?);
-    let want = cpu::matmul::linear_forward(&f64s(&xv), &noisy, None, 16, 9);
-    let bound = cpu::matmul::linear_forward(&abs(&f64s(&xv)), &abs(&noisy), None, 16, 9);
-    check("pq y", &ctx.read_f32(&y)?, &want, &bound, 16)?;
-    let dy = ctx.upload(&rng.weights(s.y_len(), 0.5))?;
-    let dx = poisoned(ctx, s.x_len(), DType::F32);
-    let dw = poisoned(ctx, s.w_len(), DType::F32);
-    ctx.noisy_linear_backward(
-        &dy,
-        &x,
-        &w,
-        Some(&dx),
-        Some(&dw),
-        s,
-        &resolved,
-        seed,
-        SteMode::Masked,
+    check_forward(
+        "pq y",
+        &ctx.read_f32(&y)?,
+        &f64s(&xv),
+        &noisy,
+        None,
+        (16, 9),
     )?;
+    let dy = ctx.upload(&rng.weights(s.y_len(), 0.5))?;
+    let (dx, dw) = backward_both(ctx, (&dy, &x, &w), s, &resolved, seed, SteMode::Masked)?;
     ensure(
         ctx.read_f32(&dx)?
             .iter()
