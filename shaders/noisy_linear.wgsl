@@ -25,8 +25,10 @@ override MODE: u32 = 0u;
 // The clean weight (clamped STE only).
 @group(0) @binding(8) var<storage, read> ste_weight: array<Elem>;
 
+// Block size, stage count and stage kinds come from the BS, STAGES and LAYOUT specialisation
+// constants (noise_chain.wgsl): lavapipe runs a branch on a uniform value like a divergent one.
 fn block_selected(stage: u32, e: u32) -> bool {
-    let block = e / params.block_size;
+    let block = e / block_size();
     let word = mask_bits[stage * params.words_per_stage + block / 32u];
     return ((word >> (block % 32u)) & 1u) != 0u;
 }
@@ -37,7 +39,7 @@ fn b_hook4(w: vec4<f32>, e: vec4<u32>) -> vec4<f32> {
     if NOISE_B == 0u {
         return w;
     }
-    let block = e / vec4<u32>(params.block_size);
+    let block = e / vec4<u32>(block_size());
     let word = block / vec4<u32>(32u);
     // 1 where the element's block lies in the second word (w1).
     let second = vec4<u32>(word != vec4<u32>(word.x));
@@ -49,7 +51,7 @@ fn b_hook4(w: vec4<f32>, e: vec4<u32>) -> vec4<f32> {
         let w1 = (vec4<u32>(mask_bits[base + word.w]) >> shift) & vec4<u32>(1u);
         let selected = (w0 * (vec4<u32>(1u) - second) + w1 * second) != vec4<u32>(0u);
         let st = params.stages[s];
-        if st.kind == KIND_PROXY {
+        if stage_kind(s) == KIND_PROXY {
             v = v * select(vec4<f32>(st.keep_scale), vec4<f32>(0.0), selected);
         } else {
             let q = qp[qp_index(s, e.x)];
@@ -66,7 +68,7 @@ fn ste_factor(w: f32, stage: u32, index: u32, selected: bool) -> f32 {
     if MODE == 1u {
         return select(st.ste_scale, 0.0, selected);
     }
-    if MODE == 2u && st.kind == KIND_INTN {
+    if MODE == 2u && stage_kind(stage) == KIND_INTN {
         let q = qp[qp_index(stage, index)];
         let inside = w >= -q.z * q.x && w <= (st.qmax - q.z) * q.x;
         return select(0.0, 1.0, inside);

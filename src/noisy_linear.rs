@@ -143,6 +143,8 @@ fn run_fused(
                 ("STE_C", ste_c),
                 ("MODE", mode),
                 ("STAGES", resolved.stages.len() as u32),
+                ("BS", resolved.block_size),
+                ("LAYOUT", resolved.layout_bits(0)),
             ],
             bindings: vec![
                 (5, params.as_entire_binding()),
