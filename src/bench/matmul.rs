@@ -5,7 +5,7 @@
 //! `1e-7·(R + 2)·Σ|a·b|` (+ `1e-3·|y|` for f16 outputs) for a reduction of length R.
 //!
 //! Shapes: S = 1024 (256 with `quick`) for the square cases, and X of (batch, 4096) times a
-//! 4096 × 4096 weight (1024 with `quick`) for the `_b32` / `_b512` cases (batch 512 → 128 with
+//! 4096 × 4096 weight (1024 with `quick`) for the `_b16` / `_b32` / `_b512` cases (batch 512 → 128 with
 //! `quick`). The noisy cases use the chain of the noise cases (`intN`, 8 bits, blocks of 8,
 //! p = 0.1, given per-tensor parameters) and the STE `Masked`.
 
@@ -358,7 +358,8 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
                 Data::new(ctx, LinearShape::new(1, s, s, s), dtype, 10)?,
             )?);
         }
-        for b in [32, big] {
+        // Batch 16: the dense side of the PQ matmul's batch-16 comparison.
+        for b in [16, 32, big] {
             let name = format!("matmul_{t}_{wide}x{wide}_b{b}");
             if options.selects(&name) {
                 let d = Data::new(ctx, LinearShape::new(1, b, wide, wide), dtype, 20)?;
