@@ -3,7 +3,7 @@
 //! [`crate::assign`] and a deterministic M-step, repair of empty clusters, early stop.
 //! Shader: `shaders/kmeans.wgsl`; reference: [`crate::cpu::kmeans`].
 //!
-//! One driver runs on both backends through the [`Engine`] steps; on a device every problem's
+//! One driver runs on both backends through the same `Engine` steps; on a device every problem's
 //! step of an iteration is recorded in one submission.
 
 use crate::error::{Error, Result, invalid};
