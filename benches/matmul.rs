@@ -11,7 +11,7 @@
 //! Each measurement submits `iters` ops back to back, then waits for the device.
 //! `cargo bench --bench matmul`; the report with the FMA ceiling is `quantnoise bench`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use quantnoise::bench::pq_values;
@@ -21,14 +21,9 @@ use quantnoise::{
     PqMatmulMethod, PqWeight, WeightShape,
 };
 
-/// Seconds for `iters` ops submitted back to back, then a synchronize.
+/// `iters` ops back to back, then a synchronize ([`quantnoise::bench::time_ops`]).
 fn timed(ctx: &Context, iters: u64, op: impl Fn() -> quantnoise::Result<()>) -> Duration {
-    let t = Instant::now();
-    for _ in 0..iters {
-        op().expect("op failed");
-    }
-    ctx.synchronize().expect("synchronize failed");
-    t.elapsed()
+    quantnoise::bench::time_ops(ctx, iters, op).expect("op failed")
 }
 
 fn linear(c: &mut Criterion) {

@@ -6,7 +6,7 @@
 //!
 //! `cargo bench --bench noise`; for the full report with baselines, `quantnoise bench`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use quantnoise::copy::CopyVariant;
@@ -18,14 +18,9 @@ use quantnoise::{
 const ROWS: u64 = 1024;
 const COLS: u64 = 1024;
 
-/// Seconds for `iters` ops submitted back to back, then a synchronize.
+/// `iters` ops back to back, then a synchronize ([`quantnoise::bench::time_ops`]).
 fn timed(ctx: &Context, iters: u64, op: impl Fn() -> quantnoise::Result<()>) -> Duration {
-    let t = Instant::now();
-    for _ in 0..iters {
-        op().expect("op failed");
-    }
-    ctx.synchronize().expect("synchronize failed");
-    t.elapsed()
+    quantnoise::bench::time_ops(ctx, iters, op).expect("op failed")
 }
 
 fn kernels(c: &mut Criterion) {

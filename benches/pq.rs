@@ -11,7 +11,7 @@
 //! `cargo bench --bench pq`; for the report with the FMA ceiling and the CPU reference,
 //! `quantnoise bench`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use quantnoise::bench::{PQ_DATA_SEED, PQ_DIM, PQ_K, pq_codebook, pq_kmeans_options, pq_values};
@@ -19,14 +19,9 @@ use quantnoise::{AssignProblem, Assignment, Context, DType, KmeansProblem};
 
 const N: u64 = 100_000;
 
-/// Seconds for `iters` ops submitted back to back, then a synchronize.
+/// `iters` ops back to back, then a synchronize ([`quantnoise::bench::time_ops`]).
 fn timed(ctx: &Context, iters: u64, op: impl Fn() -> quantnoise::Result<()>) -> Duration {
-    let t = Instant::now();
-    for _ in 0..iters {
-        op().expect("op failed");
-    }
-    ctx.synchronize().expect("synchronize failed");
-    t.elapsed()
+    quantnoise::bench::time_ops(ctx, iters, op).expect("op failed")
 }
 
 fn pq(c: &mut Criterion) {

@@ -947,14 +947,20 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// One sample: `k` ops back to back, then a synchronize; seconds per op.
-fn sample(ctx: &Context, op: &Op, k: u32) -> Result<f64> {
+/// Wall time of `iters` ops submitted back to back, then a synchronize (the report's samples and
+/// the criterion benches' `iter_custom` measure this way).
+pub fn time_ops(ctx: &Context, iters: u64, op: impl Fn() -> Result<()>) -> Result<Duration> {
     let t = Instant::now();
-    for _ in 0..k {
+    for _ in 0..iters {
         op()?;
     }
     ctx.synchronize()?;
-    Ok(t.elapsed().as_secs_f64() / k as f64)
+    Ok(t.elapsed())
+}
+
+/// One sample: `k` ops back to back, then a synchronize; seconds per op.
+fn sample(ctx: &Context, op: &Op, k: u32) -> Result<f64> {
+    Ok(time_ops(ctx, k as u64, op)?.as_secs_f64() / k as f64)
 }
 
 fn per_sample(min_sample: Duration, per_op: f64) -> u32 {
