@@ -267,17 +267,22 @@ const FIX_KD: u32 = 2560u;
 const FIX_K: u32 = 512u;
 var<workgroup> fix_acc: array<atomic<i32>, FIX_KD>;
 var<workgroup> fix_cnt: array<atomic<u32>, FIX_K>;
-// The largest |x| of each cluster's rows, as f32 bits (ordered like the values when ≥ 0).
-var<workgroup> fix_big: array<atomic<u32>, FIX_K>;
+// Per cluster: during pass 1 the largest |x| of its rows (f32 bits, ordered like the values
+// when >= 0, so atomicMax works); from then on its scale's exponent (i32 bits, see above).
+var<workgroup> fix_scale: array<atomic<u32>, FIX_K>;
 
-// The exponent of cluster c's fixed-point scale (see above).
+// Cluster c's fixed-point exponent from its count and largest magnitude (see above).
 fn fix_exponent(c: u32) -> i32 {
-    let big = bitcast<f32>(atomicLoad(&fix_big[c]));
+    let big = bitcast<f32>(atomicLoad(&fix_scale[c]));
     if big == 0.0 {
         return 0;
     }
     let bound = f32(atomicLoad(&fix_cnt[c])) * big;
     return clamp(30 - frexp(bound).exp, -126, 126);
+}
+
+fn fix_exponent_of(c: u32) -> i32 {
+    return bitcast<i32>(atomicLoad(&fix_scale[c]));
 }
 
 @compute @workgroup_size(WG)
@@ -299,7 +304,7 @@ fn kmeans_partial_fixed(@builtin(local_invocation_index) lid: u32,
     }
     for (var c = lid; c < k; c += WG) {
         atomicStore(&fix_cnt[c], 0u);
-        atomicStore(&fix_big[c], 0u);
+        atomicStore(&fix_scale[c], 0u);
     }
     workgroupBarrier();
     // Pass 1: per cluster, the count and the largest magnitude.
@@ -311,15 +316,20 @@ fn kmeans_partial_fixed(@builtin(local_invocation_index) lid: u32,
                 m = max(m, abs(data[(start + r) * d + j]));
             }
             atomicAdd(&fix_cnt[a], 1u);
-            atomicMax(&fix_big[a], bitcast<u32>(m));
+            atomicMax(&fix_scale[a], bitcast<u32>(m));
         }
+    }
+    workgroupBarrier();
+    // Once per cluster: the largest magnitude becomes the exponent.
+    for (var c = lid; c < k; c += WG) {
+        atomicStore(&fix_scale[c], bitcast<u32>(fix_exponent(c)));
     }
     workgroupBarrier();
     // Pass 2: the fixed-point sums.
     for (var r = lid; r < rows; r += WG) {
         let a = assignments[start + r];
         if a < k {
-            let e = fix_exponent(a);
+            let e = fix_exponent_of(a);
             for (var j = 0u; j < d; j++) {
                 let q = i32(round(ldexp(data[(start + r) * d + j], e)));
                 atomicAdd(&fix_acc[a * d + j], q);
@@ -329,7 +339,7 @@ fn kmeans_partial_fixed(@builtin(local_invocation_index) lid: u32,
     workgroupBarrier();
     let out_tile = params.tile_base + tile;
     for (var i = lid; i < k * d; i += WG) {
-        let e = fix_exponent(i / d);
+        let e = fix_exponent_of(i / d);
         part_sums[out_tile * k * d + i] = ldexp(f32(atomicLoad(&fix_acc[i])), -e);
     }
     for (var c = lid; c < k; c += WG) {
