@@ -235,19 +235,6 @@ impl<'a> GpuEngine<'a> {
         for p in problems {
             let d = p.dim as u64;
             let n = p.data.len / d;
-            // At most one bound window of subvectors, in multiples of 64 (output alignment).
-            let tile = (1024 * (k / 256).max(1))
-                .min(g.max_window / (d * 4) / 64 * 64)
-                .max(64);
-            let n_tiles = n.div_ceil(tile);
-            let part_bytes = n_tiles * k * d * 4;
-            if part_bytes > g.max_binding || k * d * 4 > g.max_binding {
-                return Err(invalid(
-                    "n_centroids",
-                    k,
-                    "partial sums of this problem exceed one storage binding",
-                ));
-            }
             out.push(Problem {
                 data: p.data.clone(),
                 n,
