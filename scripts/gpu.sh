@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Conformance tests and the benchmark report on a machine with a real GPU but no Rust toolchain.
+#
+#   scripts/gpu.sh pack         here (with cargo): build the release test binaries, the
+#                               `quantnoise` binary and the examples, strip them and put them
+#                               in one archive, .gpu/bundle.tar.xz (git-ignored)
+#   scripts/gpu.sh run OUTDIR   there: unpack the archive, run every test binary with
+#                               QUANTNOISE_REQUIRE_GPU=1, the examples, the benchmark report
+#                               (OUTDIR/bench.json) and, where PyTorch with CUDA is installed,
+#                               benches/cublas_compare.py (OUTDIR/cublas.json); logs in OUTDIR
+#
+# `run` unpacks Vulkan/GL loader packages from .gl/*.deb when the system has no libvulkan.
+# Time limits (seconds, from the environment): GPU_TEST_TIMEOUT per test binary (default 90),
+# GPU_TESTS_BUDGET for all of them (240; binaries not started by then are reported as not run),
+# GPU_BENCH_TIMEOUT (240). GPU_BENCH_ROUNDS (5) and GPU_BENCH_ARGS (e.g. `--filter fma`) shape
+# the report.
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+bundle=.gpu/bundle.tar.xz
+
+pack() {
+    set -e
+    local stage
+    stage=$(mktemp -d)
+    mkdir -p "$stage/tests" "$stage/examples" .gpu
+    cargo build --release --bin quantnoise --examples
+    strip -o "$stage/quantnoise" target/release/quantnoise
+    # Every test target (the library's unit tests included), and the examples, by target name.
+    cargo test --release --no-run --lib --tests --examples --message-format=json 2>/dev/null |
+        python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable"):
+        kind = m["target"]["kind"][0]
+        if kind in ("test", "lib", "example"):
+            print(kind, m["target"]["name"], m["executable"])
+' | while read -r kind name exe; do
+            case $kind in
+                example) strip -o "$stage/examples/$name" "$exe" ;;
+                lib) strip -o "$stage/tests/lib_$name" "$exe" ;;
+                *) strip -o "$stage/tests/$name" "$exe" ;;
+            esac
+        done
+    git rev-parse HEAD >"$stage/commit"
+    git status --porcelain --untracked-files=no | grep -q . && echo dirty >>"$stage/commit"
+    tar -C "$stage" -cf - . | xz -9e -T0 >"$bundle"
+    rm -rf "$stage"
+    ls -la "$bundle"
+}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+run() {
+    local out=${1:?usage: scripts/gpu.sh run OUTDIR}
+    mkdir -p "$out"
+    out=$(cd "$out" && pwd)
+    local bin=/tmp/quantnoise-gpu
+    rm -rf "$bin" && mkdir -p "$bin"
+    tar -C "$bin" -xJf "$bundle" || python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$bundle" "$bin" || return 1
+    step "bundle built at commit $(tr '\n' ' ' <"$bin/commit")"
+
+    if ! ldconfig -p | grep -q libvulkan.so.1; then
+        step "no Vulkan loader: unpacking .gl/*.deb"
+        for f in .gl/*.deb; do dpkg -x "$f" /; done
+        ldconfig
+    fi
+    local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+    [[ -e $icd && -z ${VK_DRIVER_FILES:-} ]] && export VK_DRIVER_FILES=$icd
+    local egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+    [[ -e $egl && -z ${__EGL_VENDOR_LIBRARY_FILENAMES:-} ]] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl
+    # tests/shaders.rs reads the WGSL sources from the directory it was built in.
+    local built_in=/work/main
+    if [[ ! -e $built_in/shaders ]]; then mkdir -p "$(dirname "$built_in")" && ln -sfn "$root" "$built_in"; fi
+
+    {
+        date -u +%Y-%m-%dT%H:%M:%SZ
+        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
+        "$bin/quantnoise" info 2>&1
+    } | tee "$out/device.txt"
+
+    export QUANTNOISE_REQUIRE_GPU=1
+    local failed=() t
+    step "tests"
+    local tests_until=$((SECONDS + ${GPU_TESTS_BUDGET:-240}))
+    for t in "$bin"/tests/*; do
+        local name start rc
+        name=$(basename "$t")
+        if ((SECONDS >= tests_until)); then
+            echo "$name: not run (GPU_TESTS_BUDGET spent)" | tee -a "$out/summary.txt"
+            failed+=("$name")
+            continue
+        fi
+        start=$(date +%s%N)
+        timeout "${GPU_TEST_TIMEOUT:-90}" "$t" --test-threads 8 >"$out/test_$name.log" 2>&1
+        rc=$?
+        printf '%-16s rc=%-3s %6d ms  %s\n' "$name" "$rc" "$((($(date +%s%N) - start) / 1000000))" \
+            "$(grep -E '^test result:' "$out/test_$name.log" | tail -1)" | tee -a "$out/summary.txt"
+        ((rc == 0)) || failed+=("$name")
+    done
+    step "examples"
+    for t in "$bin"/examples/*; do
+        timeout 60 "$t" >"$out/example_$(basename "$t").log" 2>&1
+        rc=$?
+        printf 'example %-16s rc=%s  %s\n' "$(basename "$t")" "$rc" "$(grep -v "^\s*$" "$out/example_$(basename "$t").log" | tail -1)" |
+            tee -a "$out/summary.txt"
+        ((rc == 0)) || failed+=("example_$(basename "$t")")
+    done
+    step "benchmark report"
+    timeout "${GPU_BENCH_TIMEOUT:-240}" "$bin/quantnoise" bench --backend vulkan \
+        --rounds "${GPU_BENCH_ROUNDS:-5}" --cpu-rounds 1 ${GPU_BENCH_ARGS:-} --json "$out/bench.json" >"$out/bench.txt" 2>"$out/bench.log"
+    rc=$?
+    echo "bench rc=$rc" | tee -a "$out/summary.txt"
+    ((rc == 0)) || failed+=(bench)
+    if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+        step "vendor BLAS (cuBLAS through PyTorch, TF32 off)"
+        timeout 120 python3 benches/cublas_compare.py --json "$out/cublas.json" 2>&1 | tee "$out/cublas.txt"
+    fi
+    step "summary"
+    cat "$out/summary.txt"
+    if ((${#failed[@]})); then
+        echo "FAILED: ${failed[*]}"
+        return 1
+    fi
+    echo "all passed"
+}
+
+case ${1:-} in
+    pack) pack ;;
+    run) run "${2:-}" ;;
+    *)
+        sed -n '2,15p' "${BASH_SOURCE[0]}"
+        exit 2
+        ;;
+esac
