@@ -7,10 +7,15 @@
 #   scripts/gpu.sh run OUTDIR   there: unpack the archive, run every test binary with
 #                               QUANTNOISE_REQUIRE_GPU=1, the examples, the benchmark report
 #                               (OUTDIR/bench.json) and, where PyTorch with CUDA is installed,
-#                               benches/cublas_compare.py (OUTDIR/cublas.json); logs in OUTDIR
+#                               benches/cublas_compare.py (OUTDIR/cublas.json). OUTDIR gets
+#                               summary.txt, device.txt (adapters), and every log in logs.tar.gz
+#
+# The tests run on the adapters of GPU_TEST_BACKEND (default vulkan; `auto` for every backend):
+# on headless NVIDIA machines wgpu's GL backend finds the GPU through EGL but fails to open a
+# device ("Parent device is lost"), which device.txt shows.
 #
 # `run` unpacks Vulkan/GL loader packages from .gl/*.deb when the system has no libvulkan.
-# Time limits (seconds, from the environment): GPU_TEST_TIMEOUT per test binary (default 90),
+# Time limits (seconds, from the environment): GPU_TEST_TIMEOUT per test binary (default 180),
 # GPU_TESTS_BUDGET for all of them (240; binaries not started by then are reported as not run),
 # GPU_BENCH_TIMEOUT (240). GPU_BENCH_ROUNDS (5) and GPU_BENCH_ARGS (e.g. `--filter fma`) shape
 # the report.
@@ -27,19 +32,22 @@ pack() {
     mkdir -p "$stage/tests" "$stage/examples" .gpu
     cargo build --release --bin quantnoise --examples
     strip -o "$stage/quantnoise" target/release/quantnoise
-    # Every test target (the library's unit tests included), and the examples, by target name.
-    cargo test --release --no-run --lib --tests --examples --message-format=json 2>/dev/null |
+    for f in examples/*.rs; do
+        f=$(basename "$f" .rs)
+        strip -o "$stage/examples/$f" "target/release/examples/$f"
+    done
+    # Every test target, the library's unit tests included, by target name.
+    cargo test --release --no-run --lib --tests --message-format=json 2>/dev/null |
         python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable"):
         kind = m["target"]["kind"][0]
-        if kind in ("test", "lib", "example"):
+        if kind in ("test", "lib"):
             print(kind, m["target"]["name"], m["executable"])
 ' | while read -r kind name exe; do
             case $kind in
-                example) strip -o "$stage/examples/$name" "$exe" ;;
                 lib) strip -o "$stage/tests/lib_$name" "$exe" ;;
                 *) strip -o "$stage/tests/$name" "$exe" ;;
             esac
@@ -55,8 +63,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 run() {
     local out=${1:?usage: scripts/gpu.sh run OUTDIR}
-    mkdir -p "$out"
+    mkdir -p "$out/logs"
     out=$(cd "$out" && pwd)
+    local logs=$out/logs
     local bin=/tmp/quantnoise-gpu
     rm -rf "$bin" && mkdir -p "$bin"
     tar -C "$bin" -xJf "$bundle" || python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$bundle" "$bin" || return 1
@@ -82,8 +91,9 @@ run() {
     } | tee "$out/device.txt"
 
     export QUANTNOISE_REQUIRE_GPU=1
+    local backend=${GPU_TEST_BACKEND:-vulkan}
+    step "tests and examples on backend $backend"
     local failed=() t
-    step "tests"
     local tests_until=$((SECONDS + ${GPU_TESTS_BUDGET:-240}))
     for t in "$bin"/tests/*; do
         local name start rc
@@ -94,32 +104,33 @@ run() {
             continue
         fi
         start=$(date +%s%N)
-        timeout "${GPU_TEST_TIMEOUT:-90}" "$t" --test-threads 8 >"$out/test_$name.log" 2>&1
+        QUANTNOISE_BACKEND=$backend timeout "${GPU_TEST_TIMEOUT:-180}" "$t" --test-threads 8 \
+            >"$logs/test_$name.log" 2>&1
         rc=$?
         printf '%-16s rc=%-3s %6d ms  %s\n' "$name" "$rc" "$((($(date +%s%N) - start) / 1000000))" \
-            "$(grep -E '^test result:' "$out/test_$name.log" | tail -1)" | tee -a "$out/summary.txt"
+            "$(grep -E '^test result:' "$logs/test_$name.log" | tail -1)" | tee -a "$out/summary.txt"
         ((rc == 0)) || failed+=("$name")
     done
-    step "examples"
     for t in "$bin"/examples/*; do
-        timeout 60 "$t" >"$out/example_$(basename "$t").log" 2>&1
+        QUANTNOISE_BACKEND=$backend timeout 60 "$t" >"$logs/example_$(basename "$t").log" 2>&1
         rc=$?
-        printf 'example %-16s rc=%s  %s\n' "$(basename "$t")" "$rc" "$(grep -v "^\s*$" "$out/example_$(basename "$t").log" | tail -1)" |
+        printf 'example %-16s rc=%s  %s\n' "$(basename "$t")" "$rc" "$(grep -v "^\s*$" "$logs/example_$(basename "$t").log" | tail -1)" |
             tee -a "$out/summary.txt"
         ((rc == 0)) || failed+=("example_$(basename "$t")")
     done
     step "benchmark report"
     timeout "${GPU_BENCH_TIMEOUT:-240}" "$bin/quantnoise" bench --backend vulkan \
-        --rounds "${GPU_BENCH_ROUNDS:-5}" --cpu-rounds 1 ${GPU_BENCH_ARGS:-} --json "$out/bench.json" >"$out/bench.txt" 2>"$out/bench.log"
+        --rounds "${GPU_BENCH_ROUNDS:-5}" --cpu-rounds 1 ${GPU_BENCH_ARGS:-} --json "$out/bench.json" >"$logs/bench.txt" 2>"$logs/bench.log"
     rc=$?
     echo "bench rc=$rc" | tee -a "$out/summary.txt"
     ((rc == 0)) || failed+=(bench)
     if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
         step "vendor BLAS (cuBLAS through PyTorch, TF32 off)"
-        timeout 120 python3 benches/cublas_compare.py --json "$out/cublas.json" 2>&1 | tee "$out/cublas.txt"
+        timeout 120 python3 benches/cublas_compare.py --json "$out/cublas.json" 2>&1 | tee "$logs/cublas.txt"
     fi
     step "summary"
     cat "$out/summary.txt"
+    tar -C "$out" -czf "$out/logs.tar.gz" logs && rm -rf "$logs"
     if ((${#failed[@]})); then
         echo "FAILED: ${failed[*]}"
         return 1

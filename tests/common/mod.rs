@@ -4,7 +4,8 @@
 //! small tensors.
 //!
 //! With `QUANTNOISE_REQUIRE_GPU=1` (set by CI) a missing adapter is a failing test; otherwise the
-//! GPU half is skipped with a loud notice.
+//! GPU half is skipped with a loud notice. `QUANTNOISE_BACKEND` (vulkan, gl, ...) limits the
+//! adapters to one backend.
 #![allow(dead_code)]
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -47,7 +48,8 @@ pub fn targets(windowed: bool) -> (Vec<Target>, Vec<String>) {
     }];
     let mut errors = Vec::new();
     let mut add = |window: Option<u64>, suffix: &str| {
-        for ctx in Context::all_adapters(BackendChoice::Auto, window) {
+        let backend = BackendChoice::from_env().expect("QUANTNOISE_BACKEND is valid");
+        for ctx in Context::all_adapters(backend, window) {
             match ctx {
                 Ok(ctx) => out.push(Target {
                     name: format!("{}{suffix}", ctx.describe()),
