@@ -681,3 +681,109 @@ fn dense_matvec(@builtin(local_invocation_index) lid: u32,
         }
     }
 }
+
+// ---- Split-row matrix–vector kernels (the GPU layout) ----
+// The kernels above give each invocation whole output rows: right for CPU-type adapters
+// (lavapipe's SIMD lanes), but on a GPU the lanes of a subgroup then read WG different rows
+// (uncoalesced) and a 4096-row product has too few invocations to hide memory latency. Here
+// SEG consecutive invocations share one output row: they read consecutive words of it (one
+// coalesced transaction per subgroup), and a fixed tree in workgroup memory sums their partials
+// (a fixed order: the same bits on every run). WG / SEG output rows per workgroup; SEG is a
+// power of two ≤ WG.
+
+override SEG: u32 = 32u;
+// One partial per invocation: up to 4 batch rows.
+var<workgroup> partial: array<vec4<f32>, WG>;
+
+// Tree-sums the SEG partials of each segment into its first invocation's slot; every
+// invocation of the workgroup must call it (barriers).
+fn reduce_segments(lid: u32, value: vec4<f32>) -> vec4<f32> {
+    partial[lid] = value;
+    workgroupBarrier();
+    let lane = lid % SEG;
+    for (var s = SEG / 2u; s > 0u; s >>= 1u) {
+        if lane < s {
+            partial[lid] += partial[lid + s];
+        }
+        workgroupBarrier();
+    }
+    return partial[lid];
+}
+
+// pq_lut_gather with the indices of one output row split over SEG invocations (consecutive
+// invocations take consecutive index words); G batch rows per table entry as there.
+@compute @workgroup_size(WG)
+fn pq_lut_gather_split(@builtin(local_invocation_index) lid: u32,
+                       @builtin(workgroup_id) wid: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let rows = WG / SEG;
+    let groups_n = (params.n + rows - 1u) / rows;
+    let g = linear_group(wid, nwg);
+    let b0 = (g / groups_n) * G;
+    let row = (g % groups_n) * rows + lid / SEG;
+    // No early return: every invocation reaches the barriers of the reduction.
+    let valid = b0 < params.m && row < params.n;
+    let n = min(row, params.n - 1u);
+    let base = (min(b0, params.m - 1u) / G) * params.nsub * params.kc;
+    let per = 32u / IDX_BITS;
+    let mask = (1u << IDX_BITS) - 1u;
+    let first = n * params.nsub;
+    let end = first + params.nsub;
+    var acc = vec4<f32>(0.0);
+    for (var wd = first / per + lid % SEG; wd * per < end; wd += SEG) {
+        let word = indices[wd];
+        for (var t = 0u; t < per; t++) {
+            let p = wd * per + t;
+            let inside = p >= first && p < end;
+            let c = min((word >> (t * IDX_BITS)) & mask, params.kc - 1u);
+            let off = base + (min(max(p, first), end - 1u) - first) * params.kc + c;
+            acc += select(vec4<f32>(0.0), lut_entry(off), inside);
+        }
+    }
+    let sum = reduce_segments(lid, acc);
+    if valid && lid % SEG == 0u {
+        store_lut_rows(b0, n, sum);
+    }
+}
+
+// dense_matvec with each output row split over SEG invocations (consecutive invocations read
+// consecutive vec4s of the weight row and of x); MB (1 or 4) batch rows per workgroup.
+@compute @workgroup_size(WG)
+fn dense_matvec_split(@builtin(local_invocation_index) lid: u32,
+                      @builtin(workgroup_id) wid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let rows = WG / SEG;
+    let groups_n = (params.n + rows - 1u) / rows;
+    let g = linear_group(wid, nwg);
+    let b0 = (g / groups_n) * MB;
+    let row = (g % groups_n) * rows + lid / SEG;
+    let valid = b0 < params.m && row < params.n;
+    let n = min(row, params.n - 1u);
+    let k4 = params.k / 4u;
+    let last = params.m - 1u;
+    let bc = min(b0, last);
+    let xb = vec4<u32>(bc, min(bc + 1u, last), min(bc + 2u, last), min(bc + 3u, last)) * k4;
+    let wb = n * k4;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    for (var i = lid % SEG; i < k4; i += SEG) {
+        let w = vec4<f32>(w4[wb + i]);
+        a0 = fma(w, x4[xb.x + i], a0);
+        if MB == 4u {
+            a1 = fma(w, x4[xb.y + i], a1);
+            a2 = fma(w, x4[xb.z + i], a2);
+            a3 = fma(w, x4[xb.w + i], a3);
+        }
+    }
+    let one = vec4<f32>(1.0);
+    let sum = reduce_segments(lid, vec4<f32>(dot(a0, one), dot(a1, one), dot(a2, one), dot(a3, one)));
+    if valid && lid % SEG == 0u {
+        for (var b = 0u; b < MB; b++) {
+            if b0 + b < params.m {
+                y[params.y_off + (b0 + b) * params.n + n] = add_bias(sum[b], n);
+            }
+        }
+    }
+}

@@ -55,7 +55,9 @@ pub use noise::{Noise, NoiseSpec, QuantScheme, SteMode};
 pub use observer::{Observer, QParams};
 pub use philox::NoiseSeed;
 pub use pq::{CentroidFormat, PqLayer, PqSize, PqSizeReport, PqSizeRow};
-pub use pq_matmul::{ActQuant, CodebookFormat, IndexFormat, PqMatmulMethod, PqOutput, PqWeight};
+pub use pq_matmul::{
+    ActQuant, CodebookFormat, IndexFormat, MatvecLayout, PqMatmulMethod, PqOutput, PqWeight,
+};
 pub use runtime::adapter::BackendChoice;
 pub use runtime::context::{Context, ContextOptions};
 pub use runtime::gpu::KernelFeatures;

@@ -31,10 +31,13 @@
 //!   of the `Kc` dot products `x_j · c` of every group of `d` activations (`K/d × Kc` floats
 //!   per batch row in a scratch buffer, 4 batch rows interleaved); the second sums, for every
 //!   output, the table entries its indices select: one byte of weights read per `d` weights
-//!   (u8 indices), one vec4 table load per index for 4 batch rows.
+//!   (u8 indices), one vec4 table load per index for 4 batch rows. The sums are laid out for
+//!   the adapter ([`MatvecLayout`]): one invocation per output row on CPU-type adapters, each
+//!   row split over 32 invocations (coalesced index loads, a fixed-order tree sum) on GPUs.
 //! - [`Context::pq_matmul_int8`]: int8 activations × int8 centroids with `dot4I8Packed` into
 //!   i32, zero-point corrected, then `y = sx·sc·acc (+ b)` or the raw accumulators.
-//! - [`Context::dense_matvec`]: the dense baseline `y = W x (+ b)` (f32 or f16 weights).
+//! - [`Context::dense_matvec`]: the dense baseline `y = W x (+ b)` (f32 or f16 weights), in
+//!   the same two layouts.
 //!
 //! Batch rows are processed in windows when `X` or `Y` exceed one bound window; the codebook
 //! and the indices (and the dense weight) are bound whole.
@@ -61,6 +64,35 @@ const CB_WG_FLOATS: u64 = 2048;
 const LUT_JB: u32 = 16;
 /// Tile rows / columns of the tiled kernels.
 const TILE: u64 = 32;
+/// Invocations per workgroup of the split-row kernels, and invocations sharing one row.
+const SPLIT_WG: u32 = 256;
+const SPLIT_SEG: u32 = 32;
+
+/// How a matrix–vector kernel ([`PqMatmulMethod::Lut`]'s sums, [`Context::dense_matvec`])
+/// spreads output rows over invocations. Both give the same values up to float summation
+/// order; each is deterministic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MatvecLayout {
+    /// [`MatvecLayout::PerRow`] on CPU-type adapters (e.g. lavapipe), [`MatvecLayout::Split`]
+    /// on GPUs.
+    #[default]
+    Auto,
+    /// One invocation per output row: the lanes of a CPU's SIMD unit each stream one row.
+    PerRow,
+    /// 32 consecutive invocations per output row, reading consecutive words of it, summed by a
+    /// fixed tree in workgroup memory: coalesced loads and enough invocations on a GPU.
+    Split,
+}
+
+impl MatvecLayout {
+    fn split(self, g: &Gpu) -> bool {
+        match self {
+            MatvecLayout::Auto => g.device_type != wgpu::DeviceType::Cpu,
+            MatvecLayout::PerRow => false,
+            MatvecLayout::Split => true,
+        }
+    }
+}
 
 /// Storage of the codebook of a [`PqWeight`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -241,8 +273,11 @@ pub enum PqMatmulMethod {
     /// tiled kernel otherwise).
     Rows,
     /// Lookup-table matrix–vector product (falls back to the matmul kernels when the table of
-    /// 4 batch rows, `4 · K/d · Kc` floats, does not fit one bound window).
+    /// 4 batch rows, `4 · K/d · Kc` floats, does not fit one bound window), its sums in the
+    /// adapter's [`MatvecLayout::Auto`] layout.
     Lut,
+    /// [`PqMatmulMethod::Lut`] with the sums in the given layout.
+    LutWith(MatvecLayout),
 }
 
 /// Per-tensor affine int8 quantization of the activations: `x ≈ scale · (q − zero_point)`.
@@ -669,7 +704,8 @@ impl Context {
     /// The dense baseline `y = x · weightᵀ (+ bias)` for small batches: `weight` f32 or f16
     /// (`n × k`, row-major; f16 needs `shader-f16` on a device), `x` f32 `m × k`, `y` f32
     /// `m × n`; `k` must be a multiple of 4. Every tensor is bound whole. Each group of 4
-    /// batch rows reads the whole weight (a matrix–vector kernel, not a matmul).
+    /// batch rows reads the whole weight (a matrix–vector kernel, not a matmul). The rows are
+    /// laid out as [`MatvecLayout::Auto`] chooses.
     #[allow(clippy::too_many_arguments)]
     pub fn dense_matvec(
         &self,
@@ -680,6 +716,22 @@ impl Context {
         k: u64,
         bias: Option<&Tensor>,
         y: &Tensor,
+    ) -> Result<()> {
+        self.dense_matvec_with(x, m, weight, n, k, bias, y, MatvecLayout::Auto)
+    }
+
+    /// [`Context::dense_matvec`] in the given layout (ignored by the CPU backend).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dense_matvec_with(
+        &self,
+        x: &Tensor,
+        m: u64,
+        weight: &Tensor,
+        n: u64,
+        k: u64,
+        bias: Option<&Tensor>,
+        y: &Tensor,
+        layout: MatvecLayout,
     ) -> Result<()> {
         for (t, what) in [(x, "x"), (y, "y"), (weight, "weight")] {
             self.check_owned(t, what)?;
@@ -727,11 +779,18 @@ impl Context {
             }
             Backend::Gpu(g) => {
                 let mb = if m >= 4 { 4 } else { 1 };
+                let split = layout.split(g);
+                let (entry, overrides) = if split {
+                    let o = vec![("WG", SPLIT_WG), ("MB", mb), ("SEG", SPLIT_SEG)];
+                    ("dense_matvec_split", o)
+                } else {
+                    ("dense_matvec", vec![("WG", WG), ("MB", mb)])
+                };
                 let pipeline = g.pipeline(PipelineKey {
                     family: Family::PqMatmul,
                     precision,
-                    entry: "dense_matvec",
-                    overrides: vec![("WG", WG), ("MB", mb)],
+                    entry,
+                    overrides,
                 })?;
                 let mut batch = Batch::new(g, "dense_matvec")?;
                 let dummy = batch.scratch(16);
@@ -749,8 +808,12 @@ impl Context {
                     (6, whole(g, y, "y")?),
                 ];
                 bindings.push((5, bias_binding(g, bias, &dummy)?));
-                let rows_per_invocation = if mb == 1 { 2 } else { 1 };
-                let groups = n.div_ceil(WG as u64 * rows_per_invocation) * m.div_ceil(mb as u64);
+                let rows_per_group = match (split, mb) {
+                    (true, _) => (SPLIT_WG / SPLIT_SEG) as u64,
+                    (false, 1) => 2 * WG as u64,
+                    (false, _) => WG as u64,
+                };
+                let groups = n.div_ceil(rows_per_group) * m.div_ceil(mb as u64);
                 batch.dispatch_at(&pipeline, &bindings, groups)?;
                 batch.finish().map(|_| ())
             }
@@ -793,8 +856,12 @@ fn record_pq_matmul(
         // Beyond small batches the table still wins while building it (M·K·Kc multiply-adds)
         // costs at most a quarter of the matmul (M·N·K): one lookup replaces d multiply-adds.
         PqMatmulMethod::Auto => lut_fits && (m <= LUT_MAX_BATCH || 4 * kc <= n),
-        PqMatmulMethod::Lut => lut_fits,
+        PqMatmulMethod::Lut | PqMatmulMethod::LutWith(_) => lut_fits,
         PqMatmulMethod::Tiled | PqMatmulMethod::Rows => false,
+    };
+    let split = match method {
+        PqMatmulMethod::LutWith(layout) => layout.split(g),
+        _ => MatvecLayout::Auto.split(g),
     };
     let rows_kernel = !lut && d.is_multiple_of(4) && method != PqMatmulMethod::Tiled;
     let s = (32 / d).max(1);
@@ -867,17 +934,26 @@ fn record_pq_matmul(
             overrides: o,
         })?;
         let mut o = common();
-        o.retain(|(name, _)| !matches!(*name, "CB_FMT" | "CB_WG" | "CB_LEN" | "DW" | "D"));
+        o.retain(|(name, _)| !matches!(*name, "CB_FMT" | "CB_WG" | "CB_LEN" | "DW" | "D" | "WG"));
         o.push(("G", group as u32));
         let aligned = nsub.is_multiple_of(4 * weight.index_format.per_word());
+        let (entry, wg, rows_per_group) = match (split, aligned) {
+            (true, _) => {
+                o.push(("SEG", SPLIT_SEG));
+                (
+                    "pq_lut_gather_split",
+                    SPLIT_WG,
+                    (SPLIT_WG / SPLIT_SEG) as u64,
+                )
+            }
+            (false, true) => ("pq_lut_gather4", WG, WG as u64),
+            (false, false) => ("pq_lut_gather", WG, WG as u64),
+        };
+        o.push(("WG", wg));
         let gather = g.pipeline(PipelineKey {
             family: Family::PqMatmul,
             precision: Precision::F32,
-            entry: if aligned {
-                "pq_lut_gather4"
-            } else {
-                "pq_lut_gather"
-            },
+            entry,
             overrides: o,
         })?;
         // Bound as vec4s by the gathers: whole vec4s.
@@ -903,7 +979,12 @@ fn record_pq_matmul(
                 (6, yb),
                 (7, lut_b),
             ];
-            batch.dispatch_at(&gather, &b, (n * mw.div_ceil(group)).div_ceil(WG as u64))?;
+            let groups = if split {
+                n.div_ceil(rows_per_group) * mw.div_ceil(group)
+            } else {
+                (n * mw.div_ceil(group)).div_ceil(rows_per_group)
+            };
+            batch.dispatch_at(&gather, &b, groups)?;
         }
     } else {
         // One output tile of `tile_m` batch rows × `tile_n` outputs per workgroup.

@@ -11,8 +11,8 @@ use libtest_mimic::Failed;
 use proptest::prelude::*;
 use quantnoise::cpu::pq_matmul as reference;
 use quantnoise::{
-    ActQuant, CodebookFormat, Context, DType, Error, IndexFormat, PqLayer, PqMatmulMethod,
-    PqOutput, PqWeight, Tensor, WeightShape,
+    ActQuant, CodebookFormat, Context, DType, Error, IndexFormat, MatvecLayout, PqLayer,
+    PqMatmulMethod, PqOutput, PqWeight, Tensor, WeightShape,
 };
 
 fn main() {
@@ -180,7 +180,9 @@ fn method(i: u8) -> PqMatmulMethod {
         0 => PqMatmulMethod::Auto,
         1 => PqMatmulMethod::Tiled,
         2 => PqMatmulMethod::Lut,
-        _ => PqMatmulMethod::Rows,
+        3 => PqMatmulMethod::Rows,
+        4 => PqMatmulMethod::LutWith(MatvecLayout::Split),
+        _ => PqMatmulMethod::LutWith(MatvecLayout::PerRow),
     }
 }
 
@@ -192,7 +194,7 @@ fn random_shapes(t: &Target) -> Result<(), Failed> {
         1u64..12,
         1u32..300,
         0u8..3,
-        0u8..4,
+        0u8..6,
         any::<bool>(),
         any::<u64>(),
     );
@@ -227,7 +229,7 @@ fn codebook_sizes(t: &Target) -> Result<(), Failed> {
     ];
     let mut combo = 0usize;
     for (i, &(kc, u16, d, nsub)) in cases.iter().enumerate() {
-        for (m, meth) in [(1, 2u8), (3, 0), (70, 1), (9, 3)] {
+        for (m, meth) in [(1, 2u8), (3, 0), (70, 1), (9, 3), (6, 4), (2, 5)] {
             for cb in [0u8, 2] {
                 combo += 1;
                 if slow_compile(t) && !combo.is_multiple_of(3) {
@@ -348,10 +350,15 @@ fn int8_bit_exact(t: &Target) -> Result<(), Failed> {
 
 fn dense_matvec(t: &Target) -> Result<(), Failed> {
     let ctx = &t.ctx;
-    for (i, &(m, n, k)) in [(1u64, 1u64, 4u64), (1, 37, 260), (3, 101, 64), (2, 9, 1028)]
-        .iter()
-        .enumerate()
-    {
+    let cases = [
+        (1u64, 1u64, 4u64),
+        (1, 37, 260),
+        (3, 101, 64),
+        (2, 9, 1028),
+        (5, 33, 68),
+        (4, 7, 132),
+    ];
+    for (i, &(m, n, k)) in cases.iter().enumerate() {
         let mut rng = Rng(50 + i as u64);
         let x = rng.weights(m * k, 1.0);
         let w = rng.weights(n * k, 1.0);
@@ -381,6 +388,12 @@ fn dense_matvec(t: &Target) -> Result<(), Failed> {
             let y = poisoned(ctx, m * n, DType::F32);
             let xt = ctx.upload(&x)?;
             let bt = ctx.upload(&b)?;
+            for layout in [MatvecLayout::PerRow, MatvecLayout::Split] {
+                let y = poisoned(ctx, m * n, DType::F32);
+                ctx.dense_matvec_with(&xt, m, &wt, n, k, Some(&bt), &y, layout)?;
+                check_close(&ctx.read_f32(&y)?, &want, &mag, k)
+                    .map_err(|e| format!("m={m} n={n} k={k} f16={f16} {layout:?}: {e:?}"))?;
+            }
             ctx.dense_matvec(&xt, m, &wt, n, k, Some(&bt), &y)?;
             check_close(&ctx.read_f32(&y)?, &want, &mag, k)
                 .map_err(|e| format!("m={m} n={n} k={k} f16={f16}: {e:?}"))?;

@@ -56,6 +56,9 @@ pub(crate) struct Gpu {
     pub queue: wgpu::Queue,
     pub description: String,
     pub backend: wgpu::Backend,
+    /// The adapter's type: CPU-type adapters (lavapipe) prefer kernels that give each
+    /// invocation whole rows; GPUs prefer rows split over a subgroup.
+    pub device_type: wgpu::DeviceType,
     pub features: KernelFeatures,
     pub limits: wgpu::Limits,
     /// Bytes of one bound window (at most the storage binding limit).
@@ -107,6 +110,7 @@ impl Gpu {
         Self {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             features: KernelFeatures::from_wgpu(device.features()),
+            device_type: device.adapter_info().device_type,
             device,
             queue,
             description,

@@ -177,6 +177,8 @@ impl Family {
                 "pq_lut_gather4",
                 "pq_matmul_rows",
                 "pq_lut_build4",
+                "pq_lut_gather_split",
+                "dense_matvec_split",
             ],
         }
     }
