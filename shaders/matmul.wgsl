@@ -24,6 +24,11 @@ override VN: u32 = 2u;
 // K-tile (a multiple of 4).
 override BK: u32 = 16u;
 override TRANS_A: u32 = 0u;
+// 1: the A tile (when TRANS_A = 0) and the B tile (when TRANS_B = 1) are staged 4 consecutive
+// k of one stored row per slot, consecutive invocations taking consecutive k: a GPU subgroup
+// then reads whole 32-byte sectors. 0: A one k of 4 rows per slot, B consecutive invocations
+// along the rows (what suits lavapipe's per-lane loads).
+override K_FAST: u32 = 0u;
 override TRANS_B: u32 = 1u;
 override HAS_BIAS: u32 = 0u;
 // 1: add the output's current value (dW over windows of rows: the hook is linear, so applying
@@ -73,6 +78,17 @@ fn a_at(i: u32, p: u32) -> f32 {
         e = pc * mm.m + ic;
     }
     return select(0.0, f32(mat_a[mm.a_off + e]), inside);
+}
+
+// op(A)(i, p .. p + 3) of an A stored M × K (TRANS_A = 0): 4 consecutive elements of one row;
+// 0 outside M × K.
+fn a_row4(i: u32, p: u32) -> vec4<f32> {
+    let ps = vec4<u32>(p) + vec4<u32>(0u, 1u, 2u, 3u);
+    let e = vec4<u32>(min(i, mm.m - 1u) * mm.k) + min(ps, vec4<u32>(mm.k - 1u));
+    let raw = vec4<f32>(f32(mat_a[mm.a_off + e.x]), f32(mat_a[mm.a_off + e.y]),
+                        f32(mat_a[mm.a_off + e.z]), f32(mat_a[mm.a_off + e.w]));
+    let v = select(vec4<f32>(0.0), raw, ps < vec4<u32>(mm.k));
+    return select(vec4<f32>(0.0), v, i < mm.m);
 }
 
 // op(B)(p .. p + 3, j) of a B stored N × K (TRANS_B = 1): 4 consecutive elements of one row
@@ -185,13 +201,31 @@ fn matmul(@builtin(local_invocation_index) lid: u32,
     var c15_2 = vec4<f32>(0.0);
     var c15_3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < mm.k; k0 += BK) {
-        for (var s = 0u; s < A_PER; s++) {
-            let slot = s * THREADS + lid;
-            if slot < A_SLOTS {
-                let p = slot / (BM / 4u);
-                let i = row0 + 4u * (slot % (BM / 4u));
-                tile_a[slot] = vec4<f32>(a_at(i, k0 + p), a_at(i + 1u, k0 + p),
-                                         a_at(i + 2u, k0 + p), a_at(i + 3u, k0 + p));
+        if K_FAST == 1u && TRANS_A == 0u {
+            // Slot: 4 consecutive k of row il, into component il % 4 of 4 k-rows of the tile.
+            for (var s = 0u; s < A_PER; s++) {
+                let slot = s * THREADS + lid;
+                if slot < A_SLOTS {
+                    let p4 = slot % (BK / 4u);
+                    let il = slot / (BK / 4u);
+                    let v = a_row4(row0 + il, k0 + 4u * p4);
+                    let base = 4u * p4 * (BM / 4u) + il / 4u;
+                    let c = il % 4u;
+                    tile_a[base][c] = v.x;
+                    tile_a[base + BM / 4u][c] = v.y;
+                    tile_a[base + 2u * (BM / 4u)][c] = v.z;
+                    tile_a[base + 3u * (BM / 4u)][c] = v.w;
+                }
+            }
+        } else {
+            for (var s = 0u; s < A_PER; s++) {
+                let slot = s * THREADS + lid;
+                if slot < A_SLOTS {
+                    let p = slot / (BM / 4u);
+                    let i = row0 + 4u * (slot % (BM / 4u));
+                    tile_a[slot] = vec4<f32>(a_at(i, k0 + p), a_at(i + 1u, k0 + p),
+                                             a_at(i + 2u, k0 + p), a_at(i + 3u, k0 + p));
+                }
             }
         }
         if TRANS_B == 1u {
@@ -200,8 +234,12 @@ fn matmul(@builtin(local_invocation_index) lid: u32,
             for (var s = 0u; s < B_PER; s++) {
                 let slot = s * THREADS + lid;
                 if slot < B_SLOTS {
-                    let jl = slot % BN;
-                    let p4 = slot / BN;
+                    var jl = slot % BN;
+                    var p4 = slot / BN;
+                    if K_FAST == 1u {
+                        jl = slot / (BK / 4u);
+                        p4 = slot % (BK / 4u);
+                    }
                     let v = b_row4(k0 + 4u * p4, col0 + jl);
                     let base = 4u * p4 * (BN / 4u) + jl / 4u;
                     let c = jl % 4u;

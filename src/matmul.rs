@@ -141,6 +141,9 @@ pub struct MatmulConfig {
     pub vn: u32,
     /// K-tile depth (a multiple of 4).
     pub bk: u32,
+    /// Stage row-major tiles 4 consecutive k per slot with consecutive invocations along k
+    /// (coalesced global loads on GPUs) instead of along the rows (the `K_FAST` override).
+    pub k_fast: bool,
 }
 
 impl MatmulConfig {
@@ -152,10 +155,11 @@ impl MatmulConfig {
         vm: 4,
         vn: 4,
         bk: 8,
+        k_fast: false,
     };
 
     /// The candidates [`Tuning::Auto`] times.
-    pub const CANDIDATES: [MatmulConfig; 5] = [
+    pub const CANDIDATES: [MatmulConfig; 7] = [
         MatmulConfig::DEFAULT,
         MatmulConfig {
             wg_m: 8,
@@ -163,6 +167,7 @@ impl MatmulConfig {
             vm: 4,
             vn: 4,
             bk: 16,
+            k_fast: false,
         },
         MatmulConfig {
             wg_m: 8,
@@ -170,6 +175,7 @@ impl MatmulConfig {
             vm: 2,
             vn: 4,
             bk: 16,
+            k_fast: false,
         },
         MatmulConfig {
             wg_m: 16,
@@ -177,6 +183,24 @@ impl MatmulConfig {
             vm: 2,
             vn: 2,
             bk: 8,
+            k_fast: false,
+        },
+        // GPU-shaped: 128 × 128 tiles of 256 invocations, coalesced staging.
+        MatmulConfig {
+            wg_m: 16,
+            wg_n: 16,
+            vm: 2,
+            vn: 2,
+            bk: 16,
+            k_fast: true,
+        },
+        MatmulConfig {
+            wg_m: 8,
+            wg_n: 8,
+            vm: 4,
+            vn: 4,
+            bk: 8,
+            k_fast: true,
         },
         // Few rows (a small batch): 32 × 256 tiles.
         MatmulConfig {
@@ -185,6 +209,7 @@ impl MatmulConfig {
             vm: 4,
             vn: 2,
             bk: 8,
+            k_fast: false,
         },
     ];
 
@@ -234,6 +259,7 @@ impl MatmulConfig {
             ("VM", self.vm),
             ("VN", self.vn),
             ("BK", self.bk),
+            ("K_FAST", self.k_fast as u32),
         ]
     }
 }
