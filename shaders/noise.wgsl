@@ -16,14 +16,26 @@ override WG: u32 = 64u;
 @group(0) @binding(1) var<storage, read> pq_codebook: array<f32>;
 @group(0) @binding(2) var<storage, read_write> pq_values: array<Elem>;
 
-// Each invocation takes `gpt` consecutive Philox groups: one Philox call per stage and group,
-// then block_size contiguous vec4s.
+// Each invocation takes `gpt` Philox groups: consecutive ones, one Philox call per stage and
+// group, then block_size contiguous vec4s; or, with COALESCED, the same number of vec4s
+// interleaved with the workgroup's other invocations.
 @compute @workgroup_size(WG)
 fn noise_vec4(@builtin(local_invocation_index) lid: u32,
               @builtin(workgroup_id) wid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
     let bs = block_size();
     let first_group = params.offset / (4u * bs);
+    if COALESCED == 1u {
+        for (var j = 0u; j < groups_per_invocation() * bs; j++) {
+            let v4 = coalesced_vec4(lid, wid, nwg, j);
+            let g = v4 / bs;
+            if g >= window_groups() {
+                return;
+            }
+            noise_at(v4, group_mask(first_group + g), v4 % bs, bs);
+        }
+        return;
+    }
     for (var gi = 0u; gi < groups_per_invocation(); gi++) {
         let g = group_index(lid, wid, nwg, gi);
         if g >= window_groups() {
@@ -31,15 +43,19 @@ fn noise_vec4(@builtin(local_invocation_index) lid: u32,
         }
         let mask = group_mask(first_group + g);
         for (var k = 0u; k < bs; k++) {
-            let v4 = g * bs + k;
-            let first = params.offset + v4 * 4u;
-            var v = vec4<f32>(src[v4]);
-            for (var s = 0u; s < stage_count(); s++) {
-                v = noise4(v, s, first, selected4(mask, s, k, bs));
-            }
-            dst[v4] = vec4<Elem>(v);
+            noise_at(g * bs + k, mask, k, bs);
         }
     }
+}
+
+// Vec4 v4 of the window, the k-th of its group, whose blocks' selections are in `mask`.
+fn noise_at(v4: u32, mask: u32, k: u32, bs: u32) {
+    let first = params.offset + v4 * 4u;
+    var v = vec4<f32>(src[v4]);
+    for (var s = 0u; s < stage_count(); s++) {
+        v = noise4(v, s, first, selected4(mask, s, k, bs));
+    }
+    dst[v4] = vec4<Elem>(v);
 }
 
 // The window's last n mod 4·block_size elements, one Philox call per element and stage.

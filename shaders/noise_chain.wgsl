@@ -38,6 +38,18 @@ fn block_size() -> u32 {
     return select(params.block_size, BS, BS != 0u);
 }
 
+// 1 (the coalesced access pattern): the vec4s of a workgroup's groups are interleaved, the j-th
+// vec4 of invocation `lid` being vec4 j·WG + lid of the workgroup's span, so that consecutive
+// invocations read consecutive vec4s; each vec4 then draws its group's Philox numbers itself.
+// 0: each invocation takes its groups' vec4s in a row, one Philox call per group and stage.
+override COALESCED: u32 = 0u;
+
+// Window vec4 of the j-th vec4 of invocation `lid` under the coalesced pattern.
+fn coalesced_vec4(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, j: u32) -> u32 {
+    let span = WG * groups_per_invocation() * block_size();
+    return (wid.y * nwg.x + wid.x) * span + j * WG + lid;
+}
+
 fn groups_per_invocation() -> u32 {
     return select(params.gpt, GPT, GPT != 0u);
 }

@@ -56,6 +56,22 @@ fn ste_vec4(@builtin(local_invocation_index) lid: u32,
             @builtin(num_workgroups) nwg: vec3<u32>) {
     let bs = block_size();
     let first_group = params.offset / (4u * bs);
+    if COALESCED == 1u {
+        // As noise_vec4: the workgroup's vec4s interleaved, Philox drawn per vec4.
+        for (var j = 0u; j < groups_per_invocation() * bs; j++) {
+            let v4 = coalesced_vec4(lid, wid, nwg, j);
+            let g = v4 / bs;
+            if g >= window_groups() {
+                return;
+            }
+            var mask = 0u;
+            if ste_mode() != MODE_IDENTITY {
+                mask = group_mask(first_group + g);
+            }
+            ste_at(v4, mask, v4 % bs, bs);
+        }
+        return;
+    }
     for (var gi = 0u; gi < groups_per_invocation(); gi++) {
         let g = group_index(lid, wid, nwg, gi);
         if g >= window_groups() {
@@ -66,21 +82,25 @@ fn ste_vec4(@builtin(local_invocation_index) lid: u32,
             mask = group_mask(first_group + g);
         }
         for (var k = 0u; k < bs; k++) {
-            let v4 = g * bs + k;
-            var grad_v = vec4<f32>(grad[v4]);
-            if ste_mode() != MODE_IDENTITY {
-                let first = params.offset + v4 * 4u;
-                var w = vec4<f32>(0.0);
-                if ste_mode() == MODE_CLAMPED {
-                    w = vec4<f32>(weight[v4]);
-                }
-                for (var s = 0u; s < stage_count(); s++) {
-                    grad_v *= ste4(w, s, first, selected4(mask, s, k, bs));
-                }
-            }
-            out[v4] = vec4<Elem>(grad_v);
+            ste_at(g * bs + k, mask, k, bs);
         }
     }
+}
+
+// Vec4 v4 of the window, the k-th of its group, whose blocks' selections are in `mask`.
+fn ste_at(v4: u32, mask: u32, k: u32, bs: u32) {
+    var grad_v = vec4<f32>(grad[v4]);
+    if ste_mode() != MODE_IDENTITY {
+        let first = params.offset + v4 * 4u;
+        var w = vec4<f32>(0.0);
+        if ste_mode() == MODE_CLAMPED {
+            w = vec4<f32>(weight[v4]);
+        }
+        for (var s = 0u; s < stage_count(); s++) {
+            grad_v *= ste4(w, s, first, selected4(mask, s, k, bs));
+        }
+    }
+    out[v4] = vec4<Elem>(grad_v);
 }
 
 @compute @workgroup_size(64)

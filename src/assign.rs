@@ -378,7 +378,7 @@ mod tests {
             .iter()
             .map(|&(n, k, d)| (values(n * d as u64), values(k * d as u64)))
             .collect();
-        for ctx in Context::all_adapters(crate::BackendChoice::Auto, None) {
+        for ctx in Context::all_adapters(crate::BackendChoice::from_env().unwrap(), None) {
             let ctx = ctx.unwrap();
             if ctx.wgpu_backend() == Some(wgpu::Backend::Gl) {
                 continue;

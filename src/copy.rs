@@ -235,7 +235,7 @@ mod tests {
             CopyVariant::Grid { vpt: 1 },
             CopyVariant::Strided { vpt: 16 },
         ]);
-        for ctx in Context::all_adapters(crate::BackendChoice::Auto, Some(4096)) {
+        for ctx in Context::all_adapters(crate::BackendChoice::from_env().unwrap(), Some(4096)) {
             let ctx = ctx.unwrap();
             let src = ctx.upload(&data).unwrap();
             let dst = ctx.empty(n as u64, DType::F32).unwrap();

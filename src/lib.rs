@@ -59,7 +59,7 @@ pub use pq_matmul::{
     ActQuant, CodebookFormat, IndexFormat, MatvecLayout, PqMatmulMethod, PqOutput, PqWeight,
 };
 pub use runtime::adapter::BackendChoice;
-pub use runtime::context::{Context, ContextOptions};
+pub use runtime::context::{AccessPattern, Context, ContextOptions};
 pub use runtime::gpu::KernelFeatures;
 pub use runtime::shaders;
 pub use shape::WeightShape;

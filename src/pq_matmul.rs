@@ -73,8 +73,8 @@ const SPLIT_SEG: u32 = 32;
 /// order; each is deterministic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum MatvecLayout {
-    /// [`MatvecLayout::PerRow`] on CPU-type adapters (e.g. lavapipe), [`MatvecLayout::Split`]
-    /// on GPUs.
+    /// [`MatvecLayout::Split`] when the context uses the coalesced
+    /// [`crate::AccessPattern`] (by default on GPUs), else [`MatvecLayout::PerRow`].
     #[default]
     Auto,
     /// One invocation per output row: the lanes of a CPU's SIMD unit each stream one row.
@@ -87,7 +87,7 @@ pub enum MatvecLayout {
 impl MatvecLayout {
     fn split(self, g: &Gpu) -> bool {
         match self {
-            MatvecLayout::Auto => g.device_type != wgpu::DeviceType::Cpu,
+            MatvecLayout::Auto => g.coalesced,
             MatvecLayout::PerRow => false,
             MatvecLayout::Split => true,
         }

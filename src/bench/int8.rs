@@ -203,7 +203,7 @@ mod tests {
             quick: true,
             ..Default::default()
         };
-        for ctx in Context::all_adapters(crate::BackendChoice::Auto, None) {
+        for ctx in Context::all_adapters(crate::BackendChoice::from_env().unwrap(), None) {
             let ctx = ctx.unwrap();
             let cases = cases(&ctx, &options).unwrap();
             let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();

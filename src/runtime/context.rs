@@ -18,6 +18,25 @@ pub struct ContextOptions {
     pub max_window_bytes: Option<u64>,
     /// Fall back to the CPU reference (with a one-line notice) when no adapter exists.
     pub cpu_fallback: bool,
+    /// How memory-bound kernels spread elements over invocations (default: by adapter type).
+    pub access: AccessPattern,
+}
+
+/// How the memory-bound kernels (noise forward, STE backward, matrix–vector products) spread
+/// elements over invocations. Both patterns compute the same values with the same random
+/// numbers; only the speed differs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AccessPattern {
+    /// [`AccessPattern::PerInvocation`] on CPU-type adapters (lavapipe),
+    /// [`AccessPattern::Coalesced`] on GPUs.
+    #[default]
+    Auto,
+    /// Each invocation takes a contiguous run of elements (whole Philox groups, whole rows):
+    /// what a CPU's SIMD lanes stream best, and the least random-number work.
+    PerInvocation,
+    /// Consecutive invocations take consecutive words (GPU subgroups then read whole memory
+    /// transactions), at the cost of one Philox call per vec4 instead of per group of blocks.
+    Coalesced,
 }
 
 impl Default for ContextOptions {
@@ -26,6 +45,7 @@ impl Default for ContextOptions {
             backend: BackendChoice::Auto,
             max_window_bytes: None,
             cpu_fallback: true,
+            access: AccessPattern::Auto,
         }
     }
 }
@@ -74,7 +94,7 @@ impl Context {
             return Ok(Self::cpu());
         }
         match adapters(options.backend).into_iter().next() {
-            Some(adapter) => Self::from_adapter(&adapter, options.max_window_bytes),
+            Some(adapter) => Self::open(&adapter, &options),
             None if options.cpu_fallback => {
                 eprintln!(
                     "quantnoise: no GPU adapter found ({:?}); using the CPU reference backend",
@@ -92,15 +112,33 @@ impl Context {
         backend: BackendChoice,
         max_window_bytes: Option<u64>,
     ) -> Vec<Result<Self>> {
-        adapters(backend)
+        Self::all_adapters_with(ContextOptions {
+            backend,
+            max_window_bytes,
+            ..Default::default()
+        })
+    }
+
+    /// [`Context::all_adapters`] with every option of [`ContextOptions`] (`cpu_fallback` is
+    /// not used).
+    pub fn all_adapters_with(options: ContextOptions) -> Vec<Result<Self>> {
+        adapters(options.backend)
             .iter()
-            .map(|a| Self::from_adapter(a, max_window_bytes))
+            .map(|a| Self::open(a, &options))
             .collect()
     }
 
     /// Creates a device on `adapter` with every optional feature the kernels can use and the
     /// adapter's full limits (wgpu's defaults cap buffers at 256 MiB).
     pub fn from_adapter(adapter: &wgpu::Adapter, max_window_bytes: Option<u64>) -> Result<Self> {
+        let options = ContextOptions {
+            max_window_bytes,
+            ..Default::default()
+        };
+        Self::open(adapter, &options)
+    }
+
+    fn open(adapter: &wgpu::Adapter, options: &ContextOptions) -> Result<Self> {
         let info = adapter.get_info();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("quantnoise"),
@@ -116,7 +154,8 @@ impl Context {
             description,
             info.backend,
             true,
-            max_window_bytes,
+            options.max_window_bytes,
+            options.access,
         );
         Ok(Self {
             backend: Backend::Gpu(Arc::new(gpu)),
@@ -136,6 +175,7 @@ impl Context {
                 info.backend,
                 false,
                 None,
+                AccessPattern::Auto,
             ))),
         }
     }

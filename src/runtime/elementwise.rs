@@ -1,7 +1,8 @@
 //! The one dispatch path of the element-wise noise kernels: every tensor of equal length is cut
 //! into the same bound windows, which start on Philox-group boundaries (a group is 4 blocks, so
 //! one Philox call per stage serves `4·block_size` elements). Each window runs the kernel's vec4
-//! entry point over its whole groups, `gpt` contiguous groups per invocation, and its scalar
+//! entry point over its whole groups, `gpt` groups per invocation (contiguous, or interleaved
+//! with the workgroup's other invocations under the coalesced access pattern), and its scalar
 //! tail entry point over the rest.
 
 use bytemuck::Pod;
@@ -96,6 +97,7 @@ impl Elementwise {
                 ("GPT", groups_per_invocation(self.block_size)),
                 ("STAGES", self.stages),
                 ("LAYOUT", self.layout),
+                ("COALESCED", gpu.coalesced as u32),
             ],
             ..key(self.vec4_entry)
         })?;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::runtime::context::AccessPattern;
 use crate::runtime::shaders::{Family, Precision};
 
 /// Optional adapter features the kernels can use, as enabled on the device.
@@ -56,9 +57,9 @@ pub(crate) struct Gpu {
     pub queue: wgpu::Queue,
     pub description: String,
     pub backend: wgpu::Backend,
-    /// The adapter's type: CPU-type adapters (lavapipe) prefer kernels that give each
-    /// invocation whole rows; GPUs prefer rows split over a subgroup.
-    pub device_type: wgpu::DeviceType,
+    /// Memory-bound kernels use the coalesced access pattern (see
+    /// [`crate::runtime::context::AccessPattern`]).
+    pub coalesced: bool,
     pub features: KernelFeatures,
     pub limits: wgpu::Limits,
     /// Bytes of one bound window (at most the storage binding limit).
@@ -89,7 +90,14 @@ impl Gpu {
         backend: wgpu::Backend,
         owned: bool,
         max_window: Option<u64>,
+        access: AccessPattern,
     ) -> Self {
+        let device_type = device.adapter_info().device_type;
+        let coalesced = match access {
+            AccessPattern::Auto => device_type != wgpu::DeviceType::Cpu,
+            AccessPattern::PerInvocation => false,
+            AccessPattern::Coalesced => true,
+        };
         let lost = Arc::new(Mutex::new(None));
         if owned {
             // Our own device: errors outside scopes and device loss are recorded, never panics.
@@ -110,7 +118,7 @@ impl Gpu {
         Self {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             features: KernelFeatures::from_wgpu(device.features()),
-            device_type: device.adapter_info().device_type,
+            coalesced,
             device,
             queue,
             description,

@@ -1,7 +1,8 @@
 //! The conformance harness: every test body runs once per target — the CPU reference and every
 //! adapter wgpu finds (named like `[Vulkan/llvmpipe] noise_forward_random`, as in wgpu's own
 //! harness), plus a copy of each adapter with a tiny bound window so the chunked path runs on
-//! small tensors.
+//! small tensors, and with the coalesced [`AccessPattern`] (so that lavapipe, which defaults to
+//! the per-invocation pattern, tests both).
 //!
 //! With `QUANTNOISE_REQUIRE_GPU=1` (set by CI) a missing adapter is a failing test; otherwise the
 //! GPU half is skipped with a loud notice. `QUANTNOISE_BACKEND` (vulkan, gl, ...) limits the
@@ -9,7 +10,7 @@
 #![allow(dead_code)]
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use quantnoise::{BackendChoice, Context, DType, Tensor};
+use quantnoise::{AccessPattern, BackendChoice, Context, ContextOptions, DType, Tensor};
 
 /// One test body.
 pub type Body = fn(&Target) -> Result<(), Failed>;
@@ -47,9 +48,15 @@ pub fn targets(windowed: bool) -> (Vec<Target>, Vec<String>) {
         cpu: cpu.clone(),
     }];
     let mut errors = Vec::new();
-    let mut add = |window: Option<u64>, suffix: &str| {
+    let mut add = |window: Option<u64>, access: AccessPattern, suffix: &str| {
         let backend = BackendChoice::from_env().expect("QUANTNOISE_BACKEND is valid");
-        for ctx in Context::all_adapters(backend, window) {
+        let options = ContextOptions {
+            backend,
+            max_window_bytes: window,
+            access,
+            cpu_fallback: false,
+        };
+        for ctx in Context::all_adapters_with(options) {
             match ctx {
                 Ok(ctx) => out.push(Target {
                     name: format!("{}{suffix}", ctx.describe()),
@@ -60,9 +67,15 @@ pub fn targets(windowed: bool) -> (Vec<Target>, Vec<String>) {
             }
         }
     };
-    add(None, "");
+    add(None, AccessPattern::Auto, "");
     if windowed {
-        add(Some(SMALL_WINDOW), " window=16KiB");
+        // The coalesced access pattern (the GPU default) here, so that CPU-type adapters test
+        // both patterns.
+        add(
+            Some(SMALL_WINDOW),
+            AccessPattern::Coalesced,
+            " window=16KiB coalesced",
+        );
     }
     (out, errors)
 }
