@@ -12,7 +12,10 @@
 //! weights read per output.
 //!
 //! Cases (`{n}` = 4096 or 1024): `pq_matvec_lut_{n}_b1`, `dense_matvec_f32_{n}_b1`,
-//! `dense_matvec_f16_{n}_b1` (with shader-f16), `pq_matvec_lut_{n}_b16`, `pq_matmul_{n}_b16`
+//! `dense_matvec_f16_{n}_b1` (with shader-f16; these three in the adapter's
+//! [`MatvecLayout::Auto`] layout), the same LUT and f16 cases in each layout
+//! (`pq_matvec_lut_perrow_{n}_b1`, `pq_matvec_lut_split_{n}_b1`, `dense_matvec_f16_perrow_…`,
+//! `dense_matvec_f16_split_…`), `pq_matvec_lut_{n}_b16`, `pq_matmul_{n}_b16`
 //! and `pq_matmul_{n}_b512` ([`PqMatmulMethod::Auto`]: the LUT at both), `pq_matmul_rows_{n}_b512`
 //! (the rows kernel), `dense_matvec_f32_{n}_b16` (the dense matrix–vector kernel on 16 rows, reading the
 //! weight once per 4 rows: not a tiled matmul; the dense matmul comparison is the `matmul`
@@ -26,7 +29,9 @@ use half::f16;
 use super::{BenchOptions, Case, CaseKind};
 use crate::Context;
 use crate::error::Result;
-use crate::pq_matmul::{ActQuant, CodebookFormat, IndexFormat, PqMatmulMethod, PqOutput, PqWeight};
+use crate::pq_matmul::{
+    ActQuant, CodebookFormat, IndexFormat, MatvecLayout, PqMatmulMethod, PqOutput, PqWeight,
+};
 use crate::tensor::{DType, Tensor};
 
 /// Index buffers the PQ cases rotate among.
@@ -173,6 +178,17 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
     // PQ float cases.
     for (base, m, method) in [
         ("pq_matvec_lut", 1usize, PqMatmulMethod::Lut),
+        // Both layouts of the sums, whatever the adapter's default.
+        (
+            "pq_matvec_lut_perrow",
+            1,
+            PqMatmulMethod::LutWith(MatvecLayout::PerRow),
+        ),
+        (
+            "pq_matvec_lut_split",
+            1,
+            PqMatmulMethod::LutWith(MatvecLayout::Split),
+        ),
         ("pq_matvec_lut", 16, PqMatmulMethod::Lut),
         ("pq_matmul", 16, PqMatmulMethod::Auto),
         ("pq_matmul", 512, PqMatmulMethod::Auto),
@@ -187,7 +203,7 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
         let counter = Cell::new(0usize);
         let (ws2, y2, h) = (ws.clone(), y.clone(), host.clone());
         let x2 = x.clone();
-        let tiled = method != PqMatmulMethod::Lut;
+        let tiled = !matches!(method, PqMatmulMethod::Lut | PqMatmulMethod::LutWith(_));
         // The rows kernel reads the indices once per workgroup of up to 64 batch rows, the LUT
         // gather once per group of 4 batch rows (1 row below batch 4).
         let reads = if method == PqMatmulMethod::Rows {
@@ -218,10 +234,12 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
     }
 
     // Dense f32 / f16 matvec.
-    for (base, m, half) in [
-        ("dense_matvec_f32", 1usize, false),
-        ("dense_matvec_f16", 1, true),
-        ("dense_matvec_f32", 16, false),
+    for (base, m, half, layout) in [
+        ("dense_matvec_f32", 1usize, false, MatvecLayout::Auto),
+        ("dense_matvec_f16", 1, true, MatvecLayout::Auto),
+        ("dense_matvec_f16_perrow", 1, true, MatvecLayout::PerRow),
+        ("dense_matvec_f16_split", 1, true, MatvecLayout::Split),
+        ("dense_matvec_f32", 16, false, MatvecLayout::Auto),
     ] {
         if !sel(base, m) || (half && !f16_ok) {
             continue;
@@ -254,11 +272,11 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
             items: Some((mm * nn, "outputs")),
             op: Box::new(move || {
                 let w = &ws[next(&counter, rot)];
-                ctx.dense_matvec(&x, mm, w, nn, nn, None, &y)
+                ctx.dense_matvec_with(&x, mm, w, nn, nn, None, &y, layout)
             }),
             check: Box::new(move || {
                 ctx.write(&y2, &vec![f32::NAN; m * n])?;
-                ctx.dense_matvec(&x2, mm, &ws2[0], nn, nn, None, &y2)?;
+                ctx.dense_matvec_with(&x2, mm, &ws2[0], nn, nn, None, &y2, layout)?;
                 Ok(check_sampled(
                     &ctx.read_f32(&y2)?,
                     &h,
