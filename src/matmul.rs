@@ -159,7 +159,7 @@ impl MatmulConfig {
     };
 
     /// The candidates [`Tuning::Auto`] times.
-    pub const CANDIDATES: [MatmulConfig; 7] = [
+    pub const CANDIDATES: [MatmulConfig; 10] = [
         MatmulConfig::DEFAULT,
         MatmulConfig {
             wg_m: 8,
@@ -200,6 +200,32 @@ impl MatmulConfig {
             vm: 4,
             vn: 4,
             bk: 8,
+            k_fast: true,
+        },
+        // Smaller tiles: enough workgroups to fill a GPU of 100+ multiprocessors at 1024²
+        // outputs (64 × 64: 256 workgroups) and for few rows (32 × 32).
+        MatmulConfig {
+            wg_m: 16,
+            wg_n: 16,
+            vm: 1,
+            vn: 1,
+            bk: 16,
+            k_fast: true,
+        },
+        MatmulConfig {
+            wg_m: 8,
+            wg_n: 8,
+            vm: 2,
+            vn: 2,
+            bk: 16,
+            k_fast: true,
+        },
+        MatmulConfig {
+            wg_m: 8,
+            wg_n: 8,
+            vm: 1,
+            vn: 1,
+            bk: 16,
             k_fast: true,
         },
         // Few rows (a small batch): 32 × 256 tiles.
