@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""The issues' speed goals as ratios, read from one `quantnoise bench --json` report (and, for a
+GPU run, the `benches/cublas_compare.py --json` file of the same run).
+
+    python3 benches/goal_ratios.py bench-results/2026-11-27-h200-2.json \
+        [--cublas bench-results/2026-11-27-h200-2-cublas.json]
+
+Prints one line per goal whose cases are in the report: the two medians and their ratio. Only
+the standard library is needed.
+"""
+
+import argparse
+import json
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("report", help="a `quantnoise bench --json` file")
+    ap.add_argument("--cublas", help="a `benches/cublas_compare.py --json` file of the same run")
+    args = ap.parse_args()
+    with open(args.report) as f:
+        r = json.load(f)
+    blas = {}
+    if args.cublas:
+        with open(args.cublas) as f:
+            blas = json.load(f)
+    meta = r["_meta"]
+    print(f"{meta['adapter']} ({meta['driver']}), {meta['date_utc']}")
+    ceiling = meta.get("compute_baseline")
+
+    def ms(name):
+        return r[name]["median_s"] * 1e3 if name in r else None
+
+    def line(what, num, den, goal, num_ms=None, den_ms=None):
+        a = num_ms if num_ms is not None else ms(num)
+        b = den_ms if den_ms is not None else ms(den)
+        if a is None or b is None:
+            return
+        print(f"{what:58} {a:10.4f} / {b:10.4f} ms = {a / b:7.3f}   goal {goal}")
+
+    if ceiling in r:
+        for case in ("matmul_f32_1024", "assign_1000000x8_k256"):
+            if case in r:
+                frac = r[case]["gflops"] / r[ceiling]["gflops"]
+                print(f"{case + ' / FMA ceiling (GFLOP/s)':58} {frac:7.3f}   goal >= 0.5 (lavapipe)")
+    for shape in ("1024", "4096x4096_b32", "4096x4096_b512"):
+        ours, theirs = f"matmul_f32_{shape}", f"cublas_matmul_f32_{shape}"
+        if ours in r and theirs in blas:
+            frac = r[ours]["gflops"] / blas[theirs]["gflops"]
+            print(f"{ours + ' / cuBLAS fp32 (GFLOP/s)':58} {frac:7.3f}   goal >= 0.5 (GPU)")
+    line("fused noisy forward / plain forward", "noisy_linear_fwd_1024", "matmul_f32_1024", "<= 1.03")
+    line("unfused noisy forward / plain forward", "noisy_linear_unfused_fwd_1024", "matmul_f32_1024", "(reported)")
+    line("fused noisy backward / plain backward", "noisy_linear_bwd_1024", "matmul_bwd_f32_1024", "<= 1.03")
+    if "matmul_int8_dp4a_1024" in r and "matmul_f32_1024" in r:
+        x = r["matmul_int8_dp4a_1024"]["gflops"] / r["matmul_f32_1024"]["gflops"]
+        print(f"{'int8 dp4a / f32 matmul at 1024^3 (ops/s)':58} {x:7.3f}   goal >= 2 (GPU)")
+    line("dense f32 matvec / PQ LUT matvec, batch 1", "dense_matvec_f32_4096_b1", "pq_matvec_lut_4096_b1", ">= 4 (lavapipe)")
+    line("dense f16 matvec / PQ LUT matvec, batch 1", "dense_matvec_f16_4096_b1", "pq_matvec_lut_4096_b1", ">= 4 (GPU)")
+    line("PQ matmul / dense f32 matmul, batch 16", "pq_matmul_4096_b16", "matmul_f32_4096x4096_b16", "<= 1.2")
+    line("PQ matmul / dense f32 matmul, batch 512", "pq_matmul_4096_b512", "matmul_f32_4096x4096_b512", "<= 1.2")
+    if "kmeans_20iter_1000000x8_k256" in r:
+        print(f"{'k-means 20 iterations, 1M x 8, K = 256 (s)':58} {ms('kmeans_20iter_1000000x8_k256') / 1e3:7.3f}")
+
+
+if __name__ == "__main__":
+    main()
