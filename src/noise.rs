@@ -603,22 +603,35 @@ fn forward_gpu(
         );
     }
     if let Some(m) = mask {
-        let pipeline = g.pipeline(crate::runtime::gpu::PipelineKey {
-            family: Family::Noise,
-            precision,
-            entry: "noise_mask",
-            overrides: vec![("WG", WG)],
-        })?;
-        for w in windows(m.len, 4, 1, g.max_window)? {
-            let uniform = batch.uniform(&base.window(w.start, w.len, 0));
-            let bindings = [
-                (0, uniform.as_entire_binding()),
-                (2, window_binding(m, &w, w.len * 4, "mask")?),
-            ];
-            batch.dispatch_at(&pipeline, &bindings, w.len.div_ceil(WG as u64))?;
-        }
+        record_mask(g, &mut batch, precision, &base, m)?;
     }
     batch.finish().map(|_| ())
+}
+
+/// Records the `noise_mask` pass of the chain `base` into `mask` (u32, [`NoiseSpec::mask_words`]
+/// words), window by window.
+pub(crate) fn record_mask(
+    g: &crate::runtime::gpu::Gpu,
+    batch: &mut Batch,
+    precision: Precision,
+    base: &ChainParams,
+    mask: &Tensor,
+) -> Result<()> {
+    let pipeline = g.pipeline(crate::runtime::gpu::PipelineKey {
+        family: Family::Noise,
+        precision,
+        entry: "noise_mask",
+        overrides: vec![("WG", WG)],
+    })?;
+    for w in windows(mask.len, 4, 1, g.max_window)? {
+        let uniform = batch.uniform(&base.window(w.start, w.len, 0));
+        let bindings = [
+            (0, uniform.as_entire_binding()),
+            (2, window_binding(mask, &w, w.len * 4, "mask")?),
+        ];
+        batch.dispatch_at(&pipeline, &bindings, w.len.div_ceil(WG as u64))?;
+    }
+    Ok(())
 }
 
 /// Records ϕ_PQ of the single stage of `params` in place on `values`, window by window (whole
