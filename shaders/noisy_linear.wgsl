@@ -104,7 +104,11 @@ fn b_hook4(w: vec4<f32>, e: vec4<u32>) -> vec4<f32> {
         } else if stage_kind(s) == KIND_PROXY {
             v = v * select(vec4<f32>(st.keep_scale), vec4<f32>(0.0), selected);
         } else {
-            let q = qp[qp_index(s, e.x)];
+            // Per-tensor parameters (a constant): one uniform load, not a gather.
+            var q = qp[st.qp_base];
+            if stage_per_channel(s) {
+                q = qp[qp_index(s, e.x)];
+            }
             let quantized = (clamp(round(v * q.y + q.z), vec4<f32>(0.0), vec4<f32>(st.qmax)) - q.z) * q.x;
             v = select(v, quantized, selected);
         }
