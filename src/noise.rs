@@ -608,6 +608,20 @@ fn forward_gpu(
     batch.finish().map(|_| ())
 }
 
+/// The pipeline of a scalar entry point of the noise family (workgroups of [`WG`]).
+fn noise_pipeline(
+    g: &crate::runtime::gpu::Gpu,
+    precision: Precision,
+    entry: &'static str,
+) -> Result<wgpu::ComputePipeline> {
+    g.pipeline(crate::runtime::gpu::PipelineKey {
+        family: Family::Noise,
+        precision,
+        entry,
+        overrides: vec![("WG", WG)],
+    })
+}
+
 /// Records the `noise_mask` pass of the chain `base` into `mask` (u32, [`NoiseSpec::mask_words`]
 /// words), window by window.
 pub(crate) fn record_mask(
@@ -617,12 +631,7 @@ pub(crate) fn record_mask(
     base: &ChainParams,
     mask: &Tensor,
 ) -> Result<()> {
-    let pipeline = g.pipeline(crate::runtime::gpu::PipelineKey {
-        family: Family::Noise,
-        precision,
-        entry: "noise_mask",
-        overrides: vec![("WG", WG)],
-    })?;
+    let pipeline = noise_pipeline(g, precision, "noise_mask")?;
     for w in windows(mask.len, 4, 1, g.max_window)? {
         let uniform = batch.uniform(&base.window(w.start, w.len, 0));
         let bindings = [
@@ -645,12 +654,7 @@ fn record_pq_noise(
     block_size: u32,
     params: &ChainParams,
 ) -> Result<()> {
-    let pipeline = g.pipeline(crate::runtime::gpu::PipelineKey {
-        family: Family::Noise,
-        precision,
-        entry: "pq_noise",
-        overrides: vec![("WG", WG)],
-    })?;
+    let pipeline = noise_pipeline(g, precision, "pq_noise")?;
     let bs = block_size as u64;
     if codebook.len * 4 > g.max_binding {
         return Err(invalid(

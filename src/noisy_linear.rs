@@ -4,8 +4,8 @@
 //! `dW = STE(dYᵀ·X)` (the straight-through factor of [`SteMode`] in the epilogue). ψ(W) is
 //! never written to memory.
 //!
-//! **Mask.** The loader takes the selection of every block from one of two [`MaskSource`]s,
-//! chosen per pipeline (a specialisation constant, not a branch): the bit-packed mask that the
+//! **Mask.** The loader takes the selection of every block from one of two [`MaskSource`]s
+//! ([`Context::with_mask_source`]; a specialisation constant of the pipeline, not a branch): the bit-packed mask that the
 //! standalone kernel's `noise_mask` entry point (`shaders/noise.wgsl`) writes for the same
 //! `(seed, step)` in the same submission (one bit per block and stage, `1/(32·block_size)` of
 //! the weight's size), or the same Philox4x32-10 draws regenerated in the loader from
@@ -51,8 +51,8 @@ pub enum MaskSource {
 }
 
 impl MaskSource {
-    /// The source of [`Context::noisy_linear_forward`] and [`Context::noisy_linear_backward`]:
-    /// the faster one on lavapipe (`noisy_linear_fwd_1024` vs `noisy_linear_fwd_regen_1024`
+    /// The source of a new [`Context`] (see [`Context::with_mask_source`]): the faster one on
+    /// lavapipe (`noisy_linear_fwd_1024` vs `noisy_linear_fwd_regen_1024`
     /// in the bench report).
     pub const DEFAULT: MaskSource = MaskSource::Precomputed;
 }
@@ -155,7 +155,10 @@ fn run_fused(
         };
         let params = batch.uniform(&base.window(0, shape.w_len(), mode));
         let whole = |t: &'_ Tensor| {
-            let w = Window { start: 0, len: t.len };
+            let w = Window {
+                start: 0,
+                len: t.len,
+            };
             (w, (t.len * t.dtype.size()).next_multiple_of(4))
         };
         let bind = |t, what| {
@@ -198,9 +201,23 @@ fn run_fused(
 }
 
 impl Context {
+    /// A handle on the same device whose fused noisy Linear ops take the loader's mask from
+    /// `source` (contexts start with [`MaskSource::DEFAULT`]).
+    pub fn with_mask_source(&self, source: MaskSource) -> Context {
+        Context {
+            mask_source: source,
+            ..self.clone()
+        }
+    }
+
+    /// Where this handle's fused noisy Linear ops take the loader's mask from.
+    pub fn mask_source(&self) -> MaskSource {
+        self.mask_source
+    }
+
     /// The forward of a noisy Linear layer: `y = x · ψ(weight)ᵀ (+ bias)` with the noise chain
     /// `spec` drawn from `seed` (shapes and dtypes as [`Context::linear_forward`]), ψ fused
-    /// into the weight loader with the mask of [`MaskSource::DEFAULT`]. Observers run first;
+    /// into the weight loader with the mask of [`Context::mask_source`]. Observers run first;
     /// the returned spec carries their parameters (pass it to
     /// [`Context::noisy_linear_backward`]). If `mask` is given (u32,
     /// [`NoiseSpec::mask_words`] words), the bit-packed selection mask is written there, as by
@@ -217,47 +234,16 @@ impl Context {
         seed: NoiseSeed,
         mask: Option<&Tensor>,
     ) -> Result<NoiseSpec> {
-        let bound = Bound::new(Product::Forward, shape, (x, weight, y), bias);
-        self.forward_bound(bound, spec, seed, mask, MaskSource::DEFAULT)
-    }
-
-    /// [`Context::noisy_linear_forward`] with the loader's mask taken from `source`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn noisy_linear_forward_with_source(
-        &self,
-        x: &Tensor,
-        weight: &Tensor,
-        bias: Option<&Tensor>,
-        y: &Tensor,
-        shape: LinearShape,
-        spec: &NoiseSpec,
-        seed: NoiseSeed,
-        mask: Option<&Tensor>,
-        source: MaskSource,
-    ) -> Result<NoiseSpec> {
-        let bound = Bound::new(Product::Forward, shape, (x, weight, y), bias);
-        self.forward_bound(bound, spec, seed, mask, source)
-    }
-
-    fn forward_bound(
-        &self,
-        bound: Bound<'_>,
-        spec: &NoiseSpec,
-        seed: NoiseSeed,
-        mask: Option<&Tensor>,
-        source: MaskSource,
-    ) -> Result<NoiseSpec> {
-        let shape = bound.shape;
         shape.validate()?;
         let wshape = shape.weight_shape();
         spec.validate(&wshape)?;
+        let bound = Bound::new(Product::Forward, shape, (x, weight, y), bias);
         let precision = bound.check(self, None)?;
         if let Some(m) = mask {
             self.check_owned(m, "mask")?;
             check_dtype("mask", DType::U32, m.dtype)?;
             check_len("mask", spec.mask_words(&wshape)?, m.len)?;
         }
-        let (x, weight, y, bias) = (bound.a, bound.b, bound.c, bound.bias);
         let Backend::Gpu(g) = &self.backend else {
             return self.noisy_linear_forward_unfused(x, weight, bias, y, shape, spec, seed, mask);
         };
@@ -272,7 +258,7 @@ impl Context {
             resolved: &resolved,
             seed,
         };
-        run_fused(g, precision, &op, Fused::Noise, source, mask)?;
+        run_fused(g, precision, &op, Fused::Noise, self.mask_source, mask)?;
         Ok(resolved)
     }
 
@@ -299,7 +285,7 @@ impl Context {
     }
 
     /// The backward of a noisy Linear layer: `grad_x = grad_y · ψ(weight)` (ψ fused into the
-    /// weight loader with the mask of [`MaskSource::DEFAULT`], drawn again from `seed`) and
+    /// weight loader with the mask of [`Context::mask_source`], drawn again from `seed`) and
     /// `grad_w = STE(grad_yᵀ · x)` (the factor of `mode` fused into the epilogue), each
     /// computed if its output is given. `spec` must be the one the forward returned (resolved),
     /// `seed` the forward's.
@@ -316,34 +302,6 @@ impl Context {
         seed: NoiseSeed,
         mode: SteMode,
     ) -> Result<()> {
-        self.noisy_linear_backward_with_source(
-            grad_y,
-            x,
-            weight,
-            (grad_x, grad_w),
-            shape,
-            spec,
-            seed,
-            mode,
-            MaskSource::DEFAULT,
-        )
-    }
-
-    /// [`Context::noisy_linear_backward`] with `(grad_x, grad_w)` and the dX loader's mask
-    /// taken from `source`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn noisy_linear_backward_with_source(
-        &self,
-        grad_y: &Tensor,
-        x: &Tensor,
-        weight: &Tensor,
-        (grad_x, grad_w): (Option<&Tensor>, Option<&Tensor>),
-        shape: LinearShape,
-        spec: &NoiseSpec,
-        seed: NoiseSeed,
-        mode: SteMode,
-        source: MaskSource,
-    ) -> Result<()> {
         shape.validate()?;
         let wshape = shape.weight_shape();
         spec.validate(&wshape)?;
@@ -359,7 +317,7 @@ impl Context {
                         resolved: &resolved,
                         seed,
                     };
-                    run_fused(g, precision, &op, Fused::Noise, source, None)?
+                    run_fused(g, precision, &op, Fused::Noise, self.mask_source, None)?
                 }
                 _ => {
                     let noisy = self.empty(shape.w_len(), weight.dtype)?;
@@ -379,7 +337,7 @@ impl Context {
                         resolved: &resolved,
                         seed,
                     };
-                    run_fused(g, precision, &op, Fused::Ste(mode), source, None)?
+                    run_fused(g, precision, &op, Fused::Ste(mode), self.mask_source, None)?
                 }
                 Backend::Cpu => {
                     let noisy_grad = self.empty(shape.w_len(), weight.dtype)?;

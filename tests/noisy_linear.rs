@@ -14,8 +14,8 @@ use common::*;
 use libtest_mimic::Failed;
 use quantnoise::matmul::{LinearShape, Tuning, set_tuning};
 use quantnoise::{
-    Context, DType, Error, MaskSource, Noise, NoiseSeed, NoiseSpec, Observer, QuantScheme,
-    SteMode, Tensor, cpu,
+    Context, DType, Error, MaskSource, Noise, NoiseSeed, NoiseSpec, Observer, QuantScheme, SteMode,
+    Tensor, cpu,
 };
 
 fn main() {
@@ -25,7 +25,10 @@ fn main() {
             ("backward_matches_standalone_ops", backward),
             ("regenerated_mask_matches_precomputed", regenerated),
             ("fused_pq_first_stage_matches_standalone", fused_pq),
-            ("pq_chains_the_loader_cannot_express_take_the_unfused_path", pq_chain),
+            (
+                "pq_chains_the_loader_cannot_express_take_the_unfused_path",
+                pq_chain,
+            ),
             ("bad_inputs_are_typed_errors", bad_inputs),
         ],
         true,
@@ -309,23 +312,14 @@ fn regenerated(t: &Target) -> Result<(), Failed> {
         let (mut ys, mut dxs) = (Vec::new(), Vec::new());
         let mut resolved = c.spec.clone();
         for source in [MaskSource::Precomputed, MaskSource::Regenerated] {
+            let cx = ctx.with_mask_source(source);
             let y = poisoned(ctx, s.y_len(), DType::F32);
-            resolved = ctx
-                .noisy_linear_forward_with_source(&x, &w, None, &y, s, &c.spec, c.seed, None, source)?;
+            resolved = cx.noisy_linear_forward(&x, &w, None, &y, s, &c.spec, c.seed, None)?;
             ys.push(ctx.read_f32(&y)?);
             if i != 1 {
                 let dx = poisoned(ctx, s.x_len(), DType::F32);
-                ctx.noisy_linear_backward_with_source(
-                    &dy,
-                    &x,
-                    &w,
-                    (Some(&dx), None),
-                    s,
-                    &resolved,
-                    c.seed,
-                    SteMode::Identity,
-                    source,
-                )?;
+                let id = SteMode::Identity;
+                cx.noisy_linear_backward(&dy, &x, &w, Some(&dx), None, s, &resolved, c.seed, id)?;
                 dxs.push(ctx.read_f32(&dx)?);
             }
         }
@@ -353,7 +347,13 @@ fn regenerated(t: &Target) -> Result<(), Failed> {
 /// near-tie of a selected block's f64 distances (the assignment kernel and `pq_noise` may
 /// pick either centroid) the largest difference between the tied centroids, times `later`
 /// (the rescaling of the later stages).
-fn pq_tie_slack(w: &[f64], codebook: &[f64], spec: &NoiseSpec, seed: NoiseSeed, later: f64) -> Vec<f64> {
+fn pq_tie_slack(
+    w: &[f64],
+    codebook: &[f64],
+    spec: &NoiseSpec,
+    seed: NoiseSeed,
+    later: f64,
+) -> Vec<f64> {
     let d = spec.block_size as usize;
     let mut slack = vec![0.0; w.len()];
     for (b, x) in w.chunks(d).enumerate() {
@@ -372,9 +372,11 @@ fn pq_tie_slack(w: &[f64], codebook: &[f64], spec: &NoiseSpec, seed: NoiseSeed, 
             .map(|(c, _)| c)
             .collect();
         for j in 0..d {
-            let (lo, hi) = tied.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), c| {
-                (l.min(c[j]), h.max(c[j]))
-            });
+            let (lo, hi) = tied
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), c| {
+                    (l.min(c[j]), h.max(c[j]))
+                });
             slack[b * d + j] = (hi - lo) * later;
         }
     }
@@ -439,17 +441,8 @@ fn fused_pq(t: &Target) -> Result<(), Failed> {
         let ws = s.weight_shape();
         let y = poisoned(ctx, s.y_len(), DType::F32);
         let mask = poisoned(ctx, spec.mask_words(&ws)?, DType::U32);
-        let resolved = ctx.noisy_linear_forward_with_source(
-            &x,
-            &w,
-            None,
-            &y,
-            s,
-            &spec,
-            seed,
-            Some(&mask),
-            source,
-        )?;
+        let cx = ctx.with_mask_source(source);
+        let resolved = cx.noisy_linear_forward(&x, &w, None, &y, s, &spec, seed, Some(&mask))?;
         let c = Case {
             shape: s,
             spec: spec.clone(),
@@ -474,16 +467,17 @@ fn fused_pq(t: &Target) -> Result<(), Failed> {
         )?;
         let dx = poisoned(ctx, s.x_len(), DType::F32);
         let dw = poisoned(ctx, s.w_len(), DType::F32);
-        ctx.noisy_linear_backward_with_source(
+        let masked = SteMode::Masked;
+        cx.noisy_linear_backward(
             &dy,
             &x,
             &w,
-            (Some(&dx), Some(&dw)),
+            Some(&dx),
+            Some(&dw),
             s,
             &resolved,
             seed,
-            SteMode::Masked,
-            source,
+            masked,
         )?;
         check_dx(
             &format!("pq case {case} dx"),

@@ -252,17 +252,32 @@ fn noisy_cases<'a>(ctx: &'a Context, options: &BenchOptions, s: u64) -> Result<V
     let shape = LinearShape::new(1, s, s, s);
     let int = [
         (format!("noisy_linear_fwd_{s}"), NoisyOp::Fused(Precomputed)),
-        (format!("noisy_linear_fwd_regen_{s}"), NoisyOp::Fused(Regenerated)),
-        (format!("noisy_linear_bwd_{s}"), NoisyOp::Backward(Precomputed)),
-        (format!("noisy_linear_bwd_regen_{s}"), NoisyOp::Backward(Regenerated)),
+        (
+            format!("noisy_linear_fwd_regen_{s}"),
+            NoisyOp::Fused(Regenerated),
+        ),
+        (
+            format!("noisy_linear_bwd_{s}"),
+            NoisyOp::Backward(Precomputed),
+        ),
+        (
+            format!("noisy_linear_bwd_regen_{s}"),
+            NoisyOp::Backward(Regenerated),
+        ),
         (format!("noisy_linear_unfused_fwd_{s}"), NoisyOp::Unfused),
     ];
     let pq = [
-        (format!("noisy_linear_pq_fwd_{s}"), NoisyOp::Fused(MaskSource::DEFAULT)),
+        (
+            format!("noisy_linear_pq_fwd_{s}"),
+            NoisyOp::Fused(MaskSource::DEFAULT),
+        ),
         (format!("noisy_linear_pq_unfused_fwd_{s}"), NoisyOp::Unfused),
     ];
     let selected = |ops: &[(String, NoisyOp)]| -> Vec<(String, NoisyOp)> {
-        ops.iter().filter(|o| options.selects(&o.0)).cloned().collect()
+        ops.iter()
+            .filter(|o| options.selects(&o.0))
+            .cloned()
+            .collect()
     };
     let mut cases = Vec::new();
     let ops = selected(&int);
@@ -324,24 +339,25 @@ fn noisy_group<'a>(
                 let (x, w, s) = (&d.xt, &d.wt, d.shape);
                 match op {
                     NoisyOp::Fused(source) => ctx
-                        .noisy_linear_forward_with_source(
-                            x, w, None, &y, s, &spec, seed, None, source,
-                        )
+                        .with_mask_source(source)
+                        .noisy_linear_forward(x, w, None, &y, s, &spec, seed, None)
                         .map(|_| ()),
                     NoisyOp::Unfused => ctx
                         .noisy_linear_forward_unfused(x, w, None, &y, s, &spec, seed, None)
                         .map(|_| ()),
-                    NoisyOp::Backward(source) => ctx.noisy_linear_backward_with_source(
-                        &d.dyt,
-                        x,
-                        w,
-                        (Some(&gx), Some(&gw)),
-                        s,
-                        &spec,
-                        seed,
-                        SteMode::Masked,
-                        source,
-                    ),
+                    NoisyOp::Backward(source) => {
+                        ctx.with_mask_source(source).noisy_linear_backward(
+                            &d.dyt,
+                            x,
+                            w,
+                            Some(&gx),
+                            Some(&gw),
+                            s,
+                            &spec,
+                            seed,
+                            SteMode::Masked,
+                        )
+                    }
                 }
             })
         };
@@ -354,7 +370,11 @@ fn noisy_group<'a>(
             spec.clone(),
             noisy_w.clone(),
         );
-        let products = if matches!(op, NoisyOp::Backward(_)) { 2 } else { 1 };
+        let products = if matches!(op, NoisyOp::Backward(_)) {
+            2
+        } else {
+            1
+        };
         cases.push(Case {
             name,
             kind: CaseKind::Device,

@@ -41,6 +41,8 @@ pub(crate) enum Backend {
 #[derive(Clone)]
 pub struct Context {
     pub(crate) backend: Backend,
+    /// Where the fused noisy Linear loader takes its mask from ([`Context::with_mask_source`]).
+    pub(crate) mask_source: crate::noisy_linear::MaskSource,
 }
 
 impl std::fmt::Debug for Context {
@@ -120,6 +122,7 @@ impl Context {
         );
         Ok(Self {
             backend: Backend::Gpu(Arc::new(gpu)),
+            mask_source: crate::noisy_linear::MaskSource::DEFAULT,
         })
     }
 
@@ -137,6 +140,7 @@ impl Context {
                 false,
                 None,
             ))),
+            mask_source: crate::noisy_linear::MaskSource::DEFAULT,
         }
     }
 
@@ -144,6 +148,7 @@ impl Context {
     pub fn cpu() -> Self {
         Self {
             backend: Backend::Cpu,
+            mask_source: crate::noisy_linear::MaskSource::DEFAULT,
         }
     }
 
