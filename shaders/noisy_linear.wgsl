@@ -74,6 +74,10 @@ fn selected4_of(s: u32, block: vec4<u32>) -> vec4<bool> {
     let shift = block % vec4<u32>(32u);
     let base = s * params.words_per_stage;
     let w0 = (vec4<u32>(mask_bits[base + word.x]) >> shift) & vec4<u32>(1u);
+    if BS % 4u == 0u && BS != 0u {
+        // One block, one word.
+        return w0 != vec4<u32>(0u);
+    }
     let w1 = (vec4<u32>(mask_bits[base + word.w]) >> shift) & vec4<u32>(1u);
     return (w0 * (vec4<u32>(1u) - second) + w1 * second) != vec4<u32>(0u);
 }
