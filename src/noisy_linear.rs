@@ -109,12 +109,6 @@ fn run_fused(
     let wshape = shape.weight_shape();
     let words = resolved.mask_words(&wshape)?;
     let (base, table) = chain_params(&wshape, resolved, op.seed);
-    let s = shape;
-    let mnk = match bound.product {
-        Product::Forward => (s.total_rows(), s.out_features, s.in_features),
-        Product::BackwardInput => (s.total_rows(), s.in_features, s.out_features),
-        Product::BackwardWeight => (s.out_features, s.in_features, s.total_rows()),
-    };
     let (noise_b, ste_c, mode, source) = match fused {
         Fused::Noise => (1, 0, 0, source),
         Fused::Ste(m) => (0, 1, ste_code(m), MaskSource::Precomputed),
@@ -125,7 +119,7 @@ fn run_fused(
         _ => None,
     };
     let blocks = shape.w_len() / resolved.block_size as u64;
-    with_config(g, bound.product, mnk, |config| {
+    with_config(g, Family::NoisyLinear, bound, |config| {
         let mut batch = Batch::new(g, "noisy_linear")?;
         let dummy = batch.scratch(16);
         let qp = batch.storage_init(bytemuck::cast_slice(&table));
