@@ -52,6 +52,7 @@ pub use int8::{Int8Linear, MatmulVariant, QScheme, QTensor, QType};
 pub use kmeans::{KmeansInit, KmeansOptions, KmeansProblem, KmeansResult};
 pub use matmul::{LinearShape, MatmulConfig, Tuning};
 pub use noise::{Noise, NoiseSpec, QuantScheme, SteMode};
+pub use noisy_linear::MaskSource;
 pub use observer::{Observer, QParams};
 pub use philox::NoiseSeed;
 pub use pq::{CentroidFormat, PqLayer, PqSize, PqSizeReport, PqSizeRow};

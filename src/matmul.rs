@@ -19,7 +19,8 @@
 //! **Autotuning.** With [`Tuning::Auto`] (the default) the first call of each product on a
 //! device and shape bucket (powers of two of M, N, K) times every candidate of
 //! [`MatmulConfig::CANDIDATES`] once and keeps the fastest for later calls (cached in this
-//! module, keyed by the device and the bucket). [`set_tuning`] turns it off
+//! module, keyed by the device, the kernel family — dense or fused noisy Linear — and the
+//! bucket). [`set_tuning`] turns it off
 //! ([`Tuning::Off`]: always [`MatmulConfig::DEFAULT`]) or forces one configuration. Every
 //! candidate accumulates in f32 in the same order (k ascending), so they give the same results
 //! up to the rounding of fused versus unfused multiply-adds; the tests check each one against
@@ -303,8 +304,10 @@ pub enum Tuning {
 
 static TUNING: Mutex<Tuning> = Mutex::new(Tuning::Auto);
 
-/// Winners of [`Tuning::Auto`]: (device id, product, log2 bucket of M, N, K).
-type TuneKey = (u64, Product, [u32; 3]);
+/// Winners of [`Tuning::Auto`]: (device id, kernel family, product, log2 bucket of M, N, K).
+/// The family is part of the key: the fused noisy Linear loader does more work per staged
+/// weight, which favours taller tiles than the dense product.
+type TuneKey = (u64, Family, Product, [u32; 3]);
 static WINNERS: Mutex<Option<HashMap<TuneKey, MatmulConfig>>> = Mutex::new(None);
 
 /// Sets how every later product chooses its configuration (process-wide).
@@ -321,15 +324,15 @@ pub fn tuning() -> Tuning {
     *TUNING.lock().unwrap()
 }
 
-/// The configuration [`Tuning::Auto`] picked for a product on `ctx`'s device and the bucket
-/// of (M, N, K), if it ran.
+/// The configuration [`Tuning::Auto`] picked for a dense product on `ctx`'s device and the
+/// bucket of (M, N, K), if it ran.
 pub fn tuned(ctx: &Context, product: Product, m: u64, n: u64, k: u64) -> Option<MatmulConfig> {
     let g = ctx.gpu()?;
     WINNERS
         .lock()
         .unwrap()
         .as_ref()?
-        .get(&(g.id, product, bucket(m, n, k)))
+        .get(&(g.id, Family::Matmul, product, bucket(m, n, k)))
         .copied()
 }
 
@@ -373,6 +376,16 @@ pub(crate) struct Bound<'t> {
 }
 
 impl<'t> Bound<'t> {
+    /// (M, N, K) of the product: C is M × N, the reduction K long.
+    pub(crate) fn mnk(&self) -> (u64, u64, u64) {
+        let s = self.shape;
+        match self.product {
+            Product::Forward => (s.total_rows(), s.out_features, s.in_features),
+            Product::BackwardInput => (s.total_rows(), s.in_features, s.out_features),
+            Product::BackwardWeight => (s.out_features, s.in_features, s.total_rows()),
+        }
+    }
+
     /// Binds `product` to `a`, `b` (inputs), `c` (output) and the bias (forward only).
     pub(crate) fn new(
         product: Product,
@@ -603,15 +616,17 @@ pub(crate) fn record(
     Ok(())
 }
 
-/// Runs `op(config)` (one whole product, submitted) with the configuration the current
-/// [`Tuning`] gives, timing the candidates first under [`Tuning::Auto`].
+/// Runs `op(config)` (one whole product `p` of kernel `family`, submitted) with the
+/// configuration the current [`Tuning`] gives, timing the candidates first under
+/// [`Tuning::Auto`].
 pub(crate) fn with_config(
     g: &Gpu,
-    product: Product,
-    mnk: (u64, u64, u64),
+    family: Family,
+    p: &Bound<'_>,
     op: impl Fn(MatmulConfig) -> Result<()>,
 ) -> Result<()> {
-    let key = (g.id, product, bucket(mnk.0, mnk.1, mnk.2));
+    let (m, n, k) = p.mnk();
+    let key = (g.id, family, p.product, bucket(m, n, k));
     let config = match tuning() {
         Tuning::Off => MatmulConfig::DEFAULT,
         Tuning::Fixed(c) => c,
@@ -780,13 +795,7 @@ impl Context {
     }
 
     fn run_product(&self, g: &Gpu, precision: Precision, p: &Bound<'_>) -> Result<()> {
-        let s = p.shape;
-        let mnk = match p.product {
-            Product::Forward => (s.total_rows(), s.out_features, s.in_features),
-            Product::BackwardInput => (s.total_rows(), s.in_features, s.out_features),
-            Product::BackwardWeight => (s.out_features, s.in_features, s.total_rows()),
-        };
-        with_config(g, p.product, mnk, |config| {
+        with_config(g, Family::Matmul, p, |config| {
             let mut batch = Batch::new(g, "matmul")?;
             let dummy = batch.scratch(16);
             record(g, &mut batch, precision, config, p, &Hooks::dense(), &dummy)?;

@@ -603,22 +603,44 @@ fn forward_gpu(
         );
     }
     if let Some(m) = mask {
-        let pipeline = g.pipeline(crate::runtime::gpu::PipelineKey {
-            family: Family::Noise,
-            precision,
-            entry: "noise_mask",
-            overrides: vec![("WG", WG)],
-        })?;
-        for w in windows(m.len, 4, 1, g.max_window)? {
-            let uniform = batch.uniform(&base.window(w.start, w.len, 0));
-            let bindings = [
-                (0, uniform.as_entire_binding()),
-                (2, window_binding(m, &w, w.len * 4, "mask")?),
-            ];
-            batch.dispatch_at(&pipeline, &bindings, w.len.div_ceil(WG as u64))?;
-        }
+        record_mask(g, &mut batch, precision, &base, m)?;
     }
     batch.finish().map(|_| ())
+}
+
+/// The pipeline of a scalar entry point of the noise family (workgroups of [`WG`]).
+fn noise_pipeline(
+    g: &crate::runtime::gpu::Gpu,
+    precision: Precision,
+    entry: &'static str,
+) -> Result<wgpu::ComputePipeline> {
+    g.pipeline(crate::runtime::gpu::PipelineKey {
+        family: Family::Noise,
+        precision,
+        entry,
+        overrides: vec![("WG", WG)],
+    })
+}
+
+/// Records the `noise_mask` pass of the chain `base` into `mask` (u32, [`NoiseSpec::mask_words`]
+/// words), window by window.
+pub(crate) fn record_mask(
+    g: &crate::runtime::gpu::Gpu,
+    batch: &mut Batch,
+    precision: Precision,
+    base: &ChainParams,
+    mask: &Tensor,
+) -> Result<()> {
+    let pipeline = noise_pipeline(g, precision, "noise_mask")?;
+    for w in windows(mask.len, 4, 1, g.max_window)? {
+        let uniform = batch.uniform(&base.window(w.start, w.len, 0));
+        let bindings = [
+            (0, uniform.as_entire_binding()),
+            (2, window_binding(mask, &w, w.len * 4, "mask")?),
+        ];
+        batch.dispatch_at(&pipeline, &bindings, w.len.div_ceil(WG as u64))?;
+    }
+    Ok(())
 }
 
 /// Records ϕ_PQ of the single stage of `params` in place on `values`, window by window (whole
@@ -632,12 +654,7 @@ fn record_pq_noise(
     block_size: u32,
     params: &ChainParams,
 ) -> Result<()> {
-    let pipeline = g.pipeline(crate::runtime::gpu::PipelineKey {
-        family: Family::Noise,
-        precision,
-        entry: "pq_noise",
-        overrides: vec![("WG", WG)],
-    })?;
+    let pipeline = noise_pipeline(g, precision, "pq_noise")?;
     let bs = block_size as u64;
     if codebook.len * 4 > g.max_binding {
         return Err(invalid(

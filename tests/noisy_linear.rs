@@ -14,7 +14,8 @@ use common::*;
 use libtest_mimic::Failed;
 use quantnoise::matmul::{LinearShape, Tuning, set_tuning};
 use quantnoise::{
-    Context, DType, Error, Noise, NoiseSeed, NoiseSpec, Observer, SteMode, Tensor, cpu,
+    Context, DType, Error, MaskSource, Noise, NoiseSeed, NoiseSpec, Observer, QuantScheme, SteMode,
+    Tensor, cpu,
 };
 
 fn main() {
@@ -22,7 +23,12 @@ fn main() {
         &[
             ("forward_matches_standalone_noise", forward),
             ("backward_matches_standalone_ops", backward),
-            ("pq_chains_take_the_unfused_path", pq_chain),
+            ("regenerated_mask_matches_precomputed", regenerated),
+            ("fused_pq_first_stage_matches_standalone", fused_pq),
+            (
+                "pq_chains_the_loader_cannot_express_take_the_unfused_path",
+                pq_chain,
+            ),
             ("bad_inputs_are_typed_errors", bad_inputs),
         ],
         true,
@@ -37,10 +43,17 @@ fn abs(v: &[f64]) -> Vec<f64> {
     v.iter().map(|x| x.abs()).collect()
 }
 
-fn check(what: &str, got: &[f32], want: &[f64], bound: &[f64], r: u64) -> Result<(), Failed> {
+/// `got` within `1e-7·(r + 2)·bound` (+ `slack`, where given) of `want`.
+fn check(
+    what: &str,
+    got: &[f32],
+    want: &[f64],
+    (bound, slack): (&[f64], &[f64]),
+    r: u64,
+) -> Result<(), Failed> {
     let mut bad = Vec::new();
     for i in 0..got.len() {
-        let tol = 1e-7 * (r + 2) as f64 * bound[i] + 1e-30;
+        let tol = 1e-7 * (r + 2) as f64 * bound[i] + slack.get(i).copied().unwrap_or(0.0) + 1e-30;
         let err = (got[i] as f64 - want[i]).abs();
         if err.is_nan() || err > tol {
             bad.push(format!(
@@ -59,19 +72,63 @@ fn check(what: &str, got: &[f32], want: &[f64], bound: &[f64], r: u64) -> Result
 }
 
 /// Checks `got` against the f64 `x · noisyᵀ (+ bias)` (`k` in, `n` out features), with the
-/// bound from the absolute values.
+/// bound from the absolute values; `slack` (per weight, may be empty) is how far a weight may
+/// be from `noisy`.
 fn check_forward(
     what: &str,
     got: &[f32],
-    x: &[f64],
-    noisy: &[f64],
+    (x, noisy, slack): (&[f64], &[f64], &[f64]),
     bias: Option<&[f64]>,
     (k, n): (usize, usize),
 ) -> Result<(), Failed> {
     let want = cpu::matmul::linear_forward(x, noisy, bias, k, n);
     let b_abs = bias.map(abs);
     let bound = cpu::matmul::linear_forward(&abs(x), &abs(noisy), b_abs.as_deref(), k, n);
-    check(what, got, &want, &bound, k as u64)
+    let slack = if slack.is_empty() {
+        Vec::new()
+    } else {
+        cpu::matmul::linear_forward(&abs(x), slack, None, k, n)
+    };
+    check(what, got, &want, (&bound, &slack), k as u64)
+}
+
+/// Checks `got` against the f64 `dy · noisy`, as [`check_forward`].
+fn check_dx(
+    what: &str,
+    got: &[f32],
+    (dy, noisy, slack): (&[f64], &[f64], &[f64]),
+    (k, n): (usize, usize),
+) -> Result<(), Failed> {
+    let want = cpu::matmul::backward_input(dy, noisy, k, n);
+    let bound = cpu::matmul::backward_input(&abs(dy), &abs(noisy), k, n);
+    let slack = if slack.is_empty() {
+        Vec::new()
+    } else {
+        cpu::matmul::backward_input(&abs(dy), slack, k, n)
+    };
+    check(what, got, &want, (&bound, &slack), n as u64)
+}
+
+/// Checks `got` against the f64 `dyᵀ·x` times the reference STE factor of `mode`.
+fn check_dw(
+    what: &str,
+    got: &[f32],
+    (dy, x, w): (&[f64], &[f64], &[f64]),
+    s: LinearShape,
+    (resolved, seed, mode): (&NoiseSpec, NoiseSeed, SteMode),
+) -> Result<(), Failed> {
+    let (k, n) = (s.in_features as usize, s.out_features as usize);
+    let plain = cpu::matmul::backward_weight(dy, x, k, n);
+    let bound = cpu::matmul::backward_weight(&abs(dy), &abs(x), k, n);
+    let ws = s.weight_shape();
+    let factor = cpu::ste::ste_backward(&vec![1.0; plain.len()], w, &ws, resolved, seed, mode);
+    let want: Vec<f64> = plain.iter().zip(&factor).map(|(a, f)| a * f).collect();
+    let bound: Vec<f64> = bound
+        .iter()
+        .zip(&factor)
+        .map(|(a, f)| a * f.abs())
+        .collect();
+    check(what, got, &want, (&bound, &[]), s.total_rows())
 }
 
 /// `noisy_linear_backward` into fresh poisoned `(grad_x, grad_w)`.
@@ -165,8 +222,7 @@ fn forward(t: &Target) -> Result<(), Failed> {
         check_forward(
             &format!("case {i} {:?} y", c.spec),
             &ctx.read_f32(&y)?,
-            &f64s(&c.x),
-            &noisy,
+            (&f64s(&c.x), &noisy, &[]),
             bias.map(|_| &b64[..]),
             (k, n),
         )?;
@@ -181,7 +237,6 @@ fn backward(t: &Target) -> Result<(), Failed> {
     for i in 0..SHAPES.len() {
         let c = case(&mut rng, i);
         let s = c.shape;
-        let ws = s.weight_shape();
         let (x, w, dy) = (ctx.upload(&c.x)?, ctx.upload(&c.w)?, ctx.upload(&c.dy)?);
         let y = ctx.empty(s.y_len(), DType::F32)?;
         let resolved = ctx.noisy_linear_forward(&x, &w, None, &y, s, &c.spec, c.seed, None)?;
@@ -190,31 +245,18 @@ fn backward(t: &Target) -> Result<(), Failed> {
         let (x64, dy64, w64) = (f64s(&c.x), f64s(&c.dy), f64s(&c.w));
         for mode in [SteMode::Identity, SteMode::Masked, SteMode::Clamped] {
             let (dx, dw) = backward_both(ctx, (&dy, &x, &w), s, &resolved, c.seed, mode)?;
-            let want = cpu::matmul::backward_input(&dy64, &noisy, k, n);
-            let bound = cpu::matmul::backward_input(&abs(&dy64), &abs(&noisy), k, n);
-            check(
+            check_dx(
                 &format!("case {i} {mode:?} dx"),
                 &ctx.read_f32(&dx)?,
-                &want,
-                &bound,
-                s.out_features,
+                (&dy64, &noisy, &[]),
+                (k, n),
             )?;
-            let plain = cpu::matmul::backward_weight(&dy64, &x64, k, n);
-            let bound = cpu::matmul::backward_weight(&abs(&dy64), &abs(&x64), k, n);
-            let factor =
-                cpu::ste::ste_backward(&vec![1.0; plain.len()], &w64, &ws, &resolved, c.seed, mode);
-            let want: Vec<f64> = plain.iter().zip(&factor).map(|(a, f)| a * f).collect();
-            let bound: Vec<f64> = bound
-                .iter()
-                .zip(&factor)
-                .map(|(a, f)| a * f.abs())
-                .collect();
-            check(
+            check_dw(
                 &format!("case {i} {mode:?} dw"),
                 &ctx.read_f32(&dw)?,
-                &want,
-                &bound,
-                s.total_rows(),
+                (&dy64, &x64, &w64),
+                s,
+                (&resolved, c.seed, mode),
             )?;
         }
     }
@@ -239,8 +281,7 @@ fn pq_chain(t: &Target) -> Result<(), Failed> {
     check_forward(
         "pq y",
         &ctx.read_f32(&y)?,
-        &f64s(&xv),
-        &noisy,
+        (&f64s(&xv), &noisy, &[]),
         None,
         (16, 9),
     )?;
@@ -253,6 +294,206 @@ fn pq_chain(t: &Target) -> Result<(), Failed> {
             .all(|v| v.is_finite()),
         || "non-finite gradients".into(),
     )
+}
+
+/// The loader's regenerated mask is the precomputed one bit for bit: the forward and dX of
+/// both sources are identical (same tiles, same arithmetic), and match the standalone ψ(W).
+/// Few shapes (each is new pipelines): blocks of 4 (one Philox call per loaded vec4), 9 and 5
+/// (4 elements straddle two Philox groups), chains of 1..=3 stages.
+fn regenerated(t: &Target) -> Result<(), Failed> {
+    set_tuning(Tuning::Off)?;
+    let ctx = &t.ctx;
+    let mut rng = Rng(21);
+    let cases: Vec<Case> = (0..SHAPES.len()).map(|i| case(&mut rng, i)).collect();
+    for i in [1, 2, 4] {
+        let c = &cases[i];
+        let s = c.shape;
+        let (x, w, dy) = (ctx.upload(&c.x)?, ctx.upload(&c.w)?, ctx.upload(&c.dy)?);
+        let (mut ys, mut dxs) = (Vec::new(), Vec::new());
+        let mut resolved = c.spec.clone();
+        for source in [MaskSource::Precomputed, MaskSource::Regenerated] {
+            let cx = ctx.with_mask_source(source);
+            let y = poisoned(ctx, s.y_len(), DType::F32);
+            resolved = cx.noisy_linear_forward(&x, &w, None, &y, s, &c.spec, c.seed, None)?;
+            ys.push(ctx.read_f32(&y)?);
+            if i != 1 {
+                let dx = poisoned(ctx, s.x_len(), DType::F32);
+                let id = SteMode::Identity;
+                cx.noisy_linear_backward(&dy, &x, &w, Some(&dx), None, s, &resolved, c.seed, id)?;
+                dxs.push(ctx.read_f32(&dx)?);
+            }
+        }
+        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
+        ensure(same(&ys[0], &ys[1]), || {
+            format!("case {i} {:?}: y differs between the mask sources", c.spec)
+        })?;
+        ensure(dxs.is_empty() || same(&dxs[0], &dxs[1]), || {
+            format!("case {i} {:?}: dx differs between the mask sources", c.spec)
+        })?;
+        let (noisy, _) = standalone(t, c, &w, &resolved)?;
+        let (k, n) = (s.in_features as usize, s.out_features as usize);
+        check_forward(
+            &format!("case {i} regenerated y"),
+            &ys[1],
+            (&f64s(&c.x), &noisy, &[]),
+            None,
+            (k, n),
+        )?;
+    }
+    Ok(())
+}
+
+/// Per weight, how far ψ(W) may be from the standalone kernel's where stage 0 is ϕ_PQ: at a
+/// near-tie of a selected block's f64 distances (the assignment kernel and `pq_noise` may
+/// pick either centroid) the largest difference between the tied centroids, times `later`
+/// (the rescaling of the later stages).
+fn pq_tie_slack(
+    w: &[f64],
+    codebook: &[f64],
+    spec: &NoiseSpec,
+    seed: NoiseSeed,
+    later: f64,
+) -> Vec<f64> {
+    let d = spec.block_size as usize;
+    let mut slack = vec![0.0; w.len()];
+    for (b, x) in w.chunks(d).enumerate() {
+        if !cpu::noise::selected(&seed, spec, 0, (b * d) as u64) {
+            continue;
+        }
+        let dist: Vec<f64> = codebook
+            .chunks(d)
+            .map(|c| x.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum())
+            .collect();
+        let best = dist.iter().copied().fold(f64::INFINITY, f64::min);
+        let tied: Vec<&[f64]> = codebook
+            .chunks(d)
+            .zip(&dist)
+            .filter(|(_, e)| **e <= best + 1e-5 * (1.0 + best))
+            .map(|(c, _)| c)
+            .collect();
+        for j in 0..d {
+            let (lo, hi) = tied
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), c| {
+                    (l.min(c[j]), h.max(c[j]))
+                });
+            slack[b * d + j] = (hi - lo) * later;
+        }
+    }
+    slack
+}
+
+/// A chain whose first stage is ϕ_PQ runs in the fused loader (the assignment kernel's indices,
+/// the codebook rows substituted while loading): y and dX equal the products with the
+/// standalone ψ(W) (up to near-ties of the assignment), the mask the standalone one, dW the
+/// STE of the reference. Both mask sources, one each.
+fn fused_pq(t: &Target) -> Result<(), Failed> {
+    set_tuning(Tuning::Off)?;
+    let ctx = &t.ctx;
+    let mut rng = Rng(24);
+    for case in 0..2u64 {
+        let (s, bs) = match case {
+            0 => (LinearShape::new(2, 5, 16, 9), 4),
+            _ => (LinearShape::new(1, 7, 24, 6), 8),
+        };
+        let codebook_host = rng.weights(13 * bs as u64, 0.5);
+        let codebook = ctx.upload(&codebook_host)?;
+        let (stages, later, source) = match case {
+            0 => (
+                vec![
+                    Noise::Pq {
+                        p: 0.6,
+                        codebook: codebook.clone(),
+                    },
+                    Noise::Proxy {
+                        p: 0.3,
+                        rescale: true,
+                    },
+                ],
+                1.0 / 0.7,
+                MaskSource::Precomputed,
+            ),
+            _ => (
+                vec![
+                    Noise::PqMean { p: 0.5 },
+                    Noise::IntN {
+                        p: 0.5,
+                        bits: 8,
+                        scheme: QuantScheme::Observe(Observer::MinMax),
+                    },
+                ],
+                // One centroid: no ties.
+                0.0,
+                MaskSource::Regenerated,
+            ),
+        };
+        let spec = NoiseSpec {
+            block_size: bs,
+            stages,
+        };
+        let seed = NoiseSeed::new(40 + case, 2);
+        let (xv, wv, dyv) = (
+            rng.weights(s.x_len(), 0.5),
+            rng.weights(s.w_len(), 0.5),
+            rng.weights(s.y_len(), 0.5),
+        );
+        let (x, w, dy) = (ctx.upload(&xv)?, ctx.upload(&wv)?, ctx.upload(&dyv)?);
+        let ws = s.weight_shape();
+        let y = poisoned(ctx, s.y_len(), DType::F32);
+        let mask = poisoned(ctx, spec.mask_words(&ws)?, DType::U32);
+        let cx = ctx.with_mask_source(source);
+        let resolved = cx.noisy_linear_forward(&x, &w, None, &y, s, &spec, seed, Some(&mask))?;
+        let c = Case {
+            shape: s,
+            spec: spec.clone(),
+            seed,
+            x: xv.clone(),
+            w: wv.clone(),
+            b: Vec::new(),
+            dy: dyv.clone(),
+        };
+        let (noisy, want_mask) = standalone(t, &c, &w, &resolved)?;
+        ensure(ctx.read_u32(&mask)? == want_mask, || {
+            format!("pq case {case}: mask vs standalone")
+        })?;
+        let slack = pq_tie_slack(&f64s(&wv), &f64s(&codebook_host), &resolved, seed, later);
+        let (k, n) = (s.in_features as usize, s.out_features as usize);
+        check_forward(
+            &format!("pq case {case} y"),
+            &ctx.read_f32(&y)?,
+            (&f64s(&xv), &noisy, &slack),
+            None,
+            (k, n),
+        )?;
+        let dx = poisoned(ctx, s.x_len(), DType::F32);
+        let dw = poisoned(ctx, s.w_len(), DType::F32);
+        let masked = SteMode::Masked;
+        cx.noisy_linear_backward(
+            &dy,
+            &x,
+            &w,
+            Some(&dx),
+            Some(&dw),
+            s,
+            &resolved,
+            seed,
+            masked,
+        )?;
+        check_dx(
+            &format!("pq case {case} dx"),
+            &ctx.read_f32(&dx)?,
+            (&f64s(&dyv), &noisy, &slack),
+            (k, n),
+        )?;
+        check_dw(
+            &format!("pq case {case} dw"),
+            &ctx.read_f32(&dw)?,
+            (&f64s(&dyv), &f64s(&xv), &f64s(&wv)),
+            s,
+            (&resolved, seed, SteMode::Masked),
+        )?;
+    }
+    Ok(())
 }
 
 fn bad_inputs(t: &Target) -> Result<(), Failed> {

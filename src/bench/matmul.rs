@@ -7,15 +7,20 @@
 //! Shapes: S = 1024 (256 with `quick`) for the square cases, and X of (batch, 4096) times a
 //! 4096 × 4096 weight (1024 with `quick`) for the `_b16` / `_b32` / `_b512` cases (batch 512 → 128 with
 //! `quick`). The noisy cases use the chain of the noise cases (`intN`, 8 bits, blocks of 8,
-//! p = 0.1, given per-tensor parameters) and the STE `Masked`.
+//! p = 0.1, given per-tensor parameters) and the STE `Masked`: `noisy_linear_fwd` / `_bwd`
+//! with the precomputed mask, `_regen` with the mask regenerated in the loader, `_unfused`
+//! the standalone noise kernel then the dense product. `noisy_linear_pq_*` use one ϕ_PQ stage
+//! (p = 0.1, K = 256 centroids of 8, a weight whose blocks lie near centroids): fused (the
+//! assignment kernel, then the loader) and unfused (the standalone `pq_noise` kernel).
 
 use std::rc::Rc;
 
-use super::{BenchOptions, Case, CaseKind, int_spec, values};
+use super::{BLOCK, BenchOptions, Case, CaseKind, P, int_spec, values};
 use crate::Context;
 use crate::error::Result;
 use crate::matmul::LinearShape;
-use crate::noise::SteMode;
+use crate::noise::{Noise, NoiseSpec, SteMode};
+use crate::noisy_linear::MaskSource;
 use crate::philox::NoiseSeed;
 use crate::tensor::{DType, Tensor};
 
@@ -63,8 +68,18 @@ fn read(ctx: &Context, t: &Tensor) -> Result<Vec<f32>> {
 
 impl Data {
     fn new(ctx: &Context, shape: LinearShape, dtype: DType, seed: u64) -> Result<Rc<Data>> {
+        Self::with_weight(ctx, shape, dtype, seed, values(shape.w_len(), seed + 1))
+    }
+
+    fn with_weight(
+        ctx: &Context,
+        shape: LinearShape,
+        dtype: DType,
+        seed: u64,
+        w: Vec<f32>,
+    ) -> Result<Rc<Data>> {
         let x = stored(values(shape.x_len(), seed), dtype);
-        let w = stored(values(shape.w_len(), seed + 1), dtype);
+        let w = stored(w, dtype);
         let dy = stored(values(shape.y_len(), seed + 2), dtype);
         Ok(Rc::new(Data {
             xt: upload(ctx, &x, dtype)?,
@@ -220,116 +235,184 @@ fn backward_case<'a>(
     })
 }
 
-/// The noisy cases: fused forward, fused backward (dX and dW), unfused forward.
+/// What a noisy-Linear case times.
+#[derive(Clone, Copy)]
+enum NoisyOp {
+    /// The fused forward, the loader's mask from this source.
+    Fused(MaskSource),
+    /// ψ(W) by the standalone kernel, then the dense forward.
+    Unfused,
+    /// The fused backward: dX (the loader's mask from this source) and dW (masked STE).
+    Backward(MaskSource),
+}
+
+/// The noisy cases of the intN chain (`noisy_linear_*`) and of ϕ_PQ (`noisy_linear_pq_*`).
 fn noisy_cases<'a>(ctx: &'a Context, options: &BenchOptions, s: u64) -> Result<Vec<Case<'a>>> {
-    let mut cases = Vec::new();
-    let names = [
-        format!("noisy_linear_fwd_{s}"),
-        format!("noisy_linear_bwd_{s}"),
-        format!("noisy_linear_unfused_fwd_{s}"),
-    ];
-    if !names.iter().any(|n| options.selects(n)) {
-        return Ok(cases);
-    }
+    use MaskSource::{Precomputed, Regenerated};
     let shape = LinearShape::new(1, s, s, s);
-    let d = Data::new(ctx, shape, DType::F32, 40)?;
-    let spec = int_spec(8);
+    let int = [
+        (format!("noisy_linear_fwd_{s}"), NoisyOp::Fused(Precomputed)),
+        (
+            format!("noisy_linear_fwd_regen_{s}"),
+            NoisyOp::Fused(Regenerated),
+        ),
+        (
+            format!("noisy_linear_bwd_{s}"),
+            NoisyOp::Backward(Precomputed),
+        ),
+        (
+            format!("noisy_linear_bwd_regen_{s}"),
+            NoisyOp::Backward(Regenerated),
+        ),
+        (format!("noisy_linear_unfused_fwd_{s}"), NoisyOp::Unfused),
+    ];
+    let pq = [
+        (
+            format!("noisy_linear_pq_fwd_{s}"),
+            NoisyOp::Fused(MaskSource::DEFAULT),
+        ),
+        (format!("noisy_linear_pq_unfused_fwd_{s}"), NoisyOp::Unfused),
+    ];
+    let selected = |ops: &[(String, NoisyOp)]| -> Vec<(String, NoisyOp)> {
+        ops.iter()
+            .filter(|o| options.selects(&o.0))
+            .cloned()
+            .collect()
+    };
+    let mut cases = Vec::new();
+    let ops = selected(&int);
+    if !ops.is_empty() {
+        let d = Data::new(ctx, shape, DType::F32, 40)?;
+        cases.extend(noisy_group(ctx, d, &int_spec(8), ops)?);
+    }
+    let ops = selected(&pq);
+    if !ops.is_empty() {
+        // K = 256 centroids of 8; every weight block a centroid plus a little noise (as after
+        // PQ training), so that no assignment is a near-tie and the check is exact.
+        let k = 256;
+        let codebook = values(k * BLOCK as u64, 50);
+        let jitter = values(shape.w_len(), 51);
+        let w: Vec<f32> = (0..shape.w_len() as usize)
+            .map(|i| {
+                let c = (i / BLOCK as usize).wrapping_mul(2_654_435_761) % k as usize;
+                codebook[c * BLOCK as usize + i % BLOCK as usize] + 0.01 * jitter[i]
+            })
+            .collect();
+        let spec = NoiseSpec {
+            block_size: BLOCK,
+            stages: vec![Noise::Pq {
+                p: P,
+                codebook: ctx.upload(&codebook)?,
+            }],
+        };
+        let d = Data::with_weight(ctx, shape, DType::F32, 40, w)?;
+        cases.extend(noisy_group(ctx, d, &spec, ops)?);
+    }
+    Ok(cases)
+}
+
+/// The cases `ops` of one chain on one weight, checked against the products with the
+/// standalone kernel's ψ(W).
+fn noisy_group<'a>(
+    ctx: &'a Context,
+    d: Rc<Data>,
+    spec: &NoiseSpec,
+    ops: Vec<(String, NoisyOp)>,
+) -> Result<Vec<Case<'a>>> {
+    let shape = d.shape;
     let seed = NoiseSeed::new(7, 3);
     // ψ(W) by the standalone kernel, for the checks.
     let noisy_w = {
         let t = ctx.empty(shape.w_len(), DType::F32)?;
-        ctx.noise_forward(&d.wt, &t, shape.weight_shape(), &spec, seed, None)?;
+        ctx.noise_forward(&d.wt, &t, shape.weight_shape(), spec, seed, None)?;
         Rc::new(ctx.read_f32(&t)?)
     };
     let y = Rc::new(ctx.empty(shape.y_len(), DType::F32)?);
+    let gx = Rc::new(ctx.empty(shape.x_len(), DType::F32)?);
+    let gw = Rc::new(ctx.empty(shape.w_len(), DType::F32)?);
     let bytes = (shape.x_len() + shape.w_len() + shape.y_len()) * 4;
-    for (idx, name) in names.into_iter().enumerate() {
-        if !options.selects(&name) {
-            continue;
-        }
-        let (d, y, spec, nw) = (d.clone(), y.clone(), spec.clone(), noisy_w.clone());
-        let fwd = {
-            let (d, y, spec) = (d.clone(), y.clone(), spec.clone());
+    let mut cases = Vec::new();
+    for (name, op) in ops {
+        let run = {
+            let (d, y, gx, gw, spec) = (d.clone(), y.clone(), gx.clone(), gw.clone(), spec.clone());
             Rc::new(move || -> Result<()> {
-                if idx == 0 {
-                    ctx.noisy_linear_forward(&d.xt, &d.wt, None, &y, d.shape, &spec, seed, None)?;
-                } else {
-                    ctx.noisy_linear_forward_unfused(
-                        &d.xt, &d.wt, None, &y, d.shape, &spec, seed, None,
-                    )?;
+                let (x, w, s) = (&d.xt, &d.wt, d.shape);
+                match op {
+                    NoisyOp::Fused(source) => ctx
+                        .with_mask_source(source)
+                        .noisy_linear_forward(x, w, None, &y, s, &spec, seed, None)
+                        .map(|_| ()),
+                    NoisyOp::Unfused => ctx
+                        .noisy_linear_forward_unfused(x, w, None, &y, s, &spec, seed, None)
+                        .map(|_| ()),
+                    NoisyOp::Backward(source) => {
+                        ctx.with_mask_source(source).noisy_linear_backward(
+                            &d.dyt,
+                            x,
+                            w,
+                            Some(&gx),
+                            Some(&gw),
+                            s,
+                            &spec,
+                            seed,
+                            SteMode::Masked,
+                        )
+                    }
                 }
-                Ok(())
             })
         };
-        if idx == 1 {
-            let gx = Rc::new(ctx.empty(shape.x_len(), DType::F32)?);
-            let gw = Rc::new(ctx.empty(shape.w_len(), DType::F32)?);
-            let bwd = {
-                let (d, gx, gw, spec) = (d.clone(), gx.clone(), gw.clone(), spec.clone());
-                Rc::new(move || {
-                    ctx.noisy_linear_backward(
-                        &d.dyt,
-                        &d.xt,
-                        &d.wt,
-                        Some(&gx),
-                        Some(&gw),
-                        d.shape,
-                        &spec,
-                        seed,
-                        SteMode::Masked,
-                    )
-                })
-            };
-            let bwd2 = bwd.clone();
-            let ws = shape.weight_shape();
-            cases.push(Case {
-                name,
-                kind: CaseKind::Device,
-                bytes: 2 * bytes,
-                flops: Some(2 * shape.flops()),
-                items: None,
-                op: Box::new(move || bwd()),
-                check: Box::new(move || {
-                    bwd2()?;
-                    let w64: Vec<f64> = d.w.iter().map(|&v| v as f64).collect();
-                    let factor = crate::cpu::ste::ste_backward(
-                        &vec![1.0; w64.len()],
-                        &w64,
-                        &ws,
-                        &spec,
-                        seed,
-                        SteMode::Masked,
-                    );
-                    let dx = sample_check(&ctx.read_f32(&gx)?, shape.out_features, false, |i| {
-                        dx_want(&d, &nw, i)
-                    });
-                    let dw = sample_check(&ctx.read_f32(&gw)?, shape.total_rows(), false, |i| {
-                        let (v, b) = dw_want(&d, i);
-                        (v * factor[i], b * factor[i].abs())
-                    });
-                    Ok(match (dx, dw) {
-                        (Ok(a), Ok(b)) => Ok(format!("dx: {a}; dw (masked STE): {b}")),
-                        (Err(e), _) => Err(format!("dx: {e}")),
-                        (_, Err(e)) => Err(format!("dw: {e}")),
-                    })
-                }),
-            });
-            continue;
-        }
-        let fwd2 = fwd.clone();
+        let run2 = run.clone();
+        let (d, y, gx, gw, spec, nw) = (
+            d.clone(),
+            y.clone(),
+            gx.clone(),
+            gw.clone(),
+            spec.clone(),
+            noisy_w.clone(),
+        );
+        let products = if matches!(op, NoisyOp::Backward(_)) {
+            2
+        } else {
+            1
+        };
         cases.push(Case {
             name,
             kind: CaseKind::Device,
-            bytes,
-            flops: Some(shape.flops()),
+            bytes: products * bytes,
+            flops: Some(products * shape.flops()),
             items: None,
-            op: Box::new(move || fwd()),
+            op: Box::new(move || run()),
             check: Box::new(move || {
-                fwd2()?;
-                let got = ctx.read_f32(&y)?;
-                Ok(sample_check(&got, shape.in_features, false, |i| {
-                    forward_want(&d, &nw, i)
-                }))
+                run2()?;
+                if !matches!(op, NoisyOp::Backward(_)) {
+                    return Ok(sample_check(
+                        &ctx.read_f32(&y)?,
+                        shape.in_features,
+                        false,
+                        |i| forward_want(&d, &nw, i),
+                    ));
+                }
+                let w64: Vec<f64> = d.w.iter().map(|&v| v as f64).collect();
+                let factor = crate::cpu::ste::ste_backward(
+                    &vec![1.0; w64.len()],
+                    &w64,
+                    &shape.weight_shape(),
+                    &spec,
+                    seed,
+                    SteMode::Masked,
+                );
+                let dx = sample_check(&ctx.read_f32(&gx)?, shape.out_features, false, |i| {
+                    dx_want(&d, &nw, i)
+                });
+                let dw = sample_check(&ctx.read_f32(&gw)?, shape.total_rows(), false, |i| {
+                    let (v, b) = dw_want(&d, i);
+                    (v * factor[i], b * factor[i].abs())
+                });
+                Ok(match (dx, dw) {
+                    (Ok(a), Ok(b)) => Ok(format!("dx: {a}; dw (masked STE): {b}")),
+                    (Err(e), _) => Err(format!("dx: {e}")),
+                    (_, Err(e)) => Err(format!("dw: {e}")),
+                })
             }),
         });
     }

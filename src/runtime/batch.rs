@@ -8,6 +8,7 @@ use bytemuck::Pod;
 use crate::error::{Error, Result};
 use crate::runtime::gpu::{DeviceGuard, ErrorScopes, Gpu};
 use crate::runtime::window::grid;
+use crate::tensor::{DType, Storage, Tensor};
 
 /// Usage of scratch buffers: written by kernels, copied to staging for readback.
 pub(crate) const SCRATCH: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -79,6 +80,19 @@ impl<'g> Batch<'g> {
         self.encoder.clear_buffer(&buffer, 0, None);
         self.pooled.push(buffer.clone());
         buffer
+    }
+
+    /// [`Batch::scratch`] as a tensor of `len` elements of `dtype` (a kernel's temporary output).
+    pub(crate) fn scratch_tensor(&mut self, len: u64, dtype: DType) -> Tensor {
+        Tensor {
+            storage: Storage::Gpu {
+                buffer: self.scratch(len * dtype.size()),
+                offset: 0,
+                device: self.gpu.id,
+            },
+            len,
+            dtype,
+        }
     }
 
     /// A pooled device-only buffer holding `bytes`.

@@ -61,6 +61,8 @@ pub(crate) enum Backend {
 #[derive(Clone)]
 pub struct Context {
     pub(crate) backend: Backend,
+    /// Where the fused noisy Linear loader takes its mask from ([`Context::with_mask_source`]).
+    pub(crate) mask_source: crate::noisy_linear::MaskSource,
 }
 
 impl std::fmt::Debug for Context {
@@ -159,6 +161,7 @@ impl Context {
         );
         Ok(Self {
             backend: Backend::Gpu(Arc::new(gpu)),
+            mask_source: crate::noisy_linear::MaskSource::DEFAULT,
         })
     }
 
@@ -177,6 +180,7 @@ impl Context {
                 None,
                 AccessPattern::Auto,
             ))),
+            mask_source: crate::noisy_linear::MaskSource::DEFAULT,
         }
     }
 
@@ -184,6 +188,7 @@ impl Context {
     pub fn cpu() -> Self {
         Self {
             backend: Backend::Cpu,
+            mask_source: crate::noisy_linear::MaskSource::DEFAULT,
         }
     }
 
