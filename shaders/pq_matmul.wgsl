@@ -710,21 +710,33 @@ fn reduce_segments(lid: u32, value: vec4<f32>) -> vec4<f32> {
     return partial[lid];
 }
 
+// The output row and first batch row of an invocation of a split-row kernel taking `batch`
+// batch rows per workgroup; `row` is clamped to a real one, `valid` says whether it was one.
+// (No early return in these kernels: every invocation reaches the reduction's barriers.)
+struct SplitRow {
+    b0: u32,
+    row: u32,
+    valid: bool,
+}
+
+fn split_row(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, batch: u32) -> SplitRow {
+    let rows = WG / SEG;
+    let groups_n = (params.n + rows - 1u) / rows;
+    let g = linear_group(wid, nwg);
+    let b0 = (g / groups_n) * batch;
+    let row = (g % groups_n) * rows + lid / SEG;
+    return SplitRow(b0, min(row, params.n - 1u), b0 < params.m && row < params.n);
+}
+
 // pq_lut_gather with the indices of one output row split over SEG invocations (consecutive
 // invocations take consecutive index words); G batch rows per table entry as there.
 @compute @workgroup_size(WG)
 fn pq_lut_gather_split(@builtin(local_invocation_index) lid: u32,
                        @builtin(workgroup_id) wid: vec3<u32>,
                        @builtin(num_workgroups) nwg: vec3<u32>) {
-    let rows = WG / SEG;
-    let groups_n = (params.n + rows - 1u) / rows;
-    let g = linear_group(wid, nwg);
-    let b0 = (g / groups_n) * G;
-    let row = (g % groups_n) * rows + lid / SEG;
-    // No early return: every invocation reaches the barriers of the reduction.
-    let valid = b0 < params.m && row < params.n;
-    let n = min(row, params.n - 1u);
-    let base = (min(b0, params.m - 1u) / G) * params.nsub * params.kc;
+    let sr = split_row(lid, wid, nwg, G);
+    let n = sr.row;
+    let base = (min(sr.b0, params.m - 1u) / G) * params.nsub * params.kc;
     let per = 32u / IDX_BITS;
     let mask = (1u << IDX_BITS) - 1u;
     let first = n * params.nsub;
@@ -741,8 +753,8 @@ fn pq_lut_gather_split(@builtin(local_invocation_index) lid: u32,
         }
     }
     let sum = reduce_segments(lid, acc);
-    if valid && lid % SEG == 0u {
-        store_lut_rows(b0, n, sum);
+    if sr.valid && lid % SEG == 0u {
+        store_lut_rows(sr.b0, n, sum);
     }
 }
 
@@ -752,13 +764,9 @@ fn pq_lut_gather_split(@builtin(local_invocation_index) lid: u32,
 fn dense_matvec_split(@builtin(local_invocation_index) lid: u32,
                       @builtin(workgroup_id) wid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
-    let rows = WG / SEG;
-    let groups_n = (params.n + rows - 1u) / rows;
-    let g = linear_group(wid, nwg);
-    let b0 = (g / groups_n) * MB;
-    let row = (g % groups_n) * rows + lid / SEG;
-    let valid = b0 < params.m && row < params.n;
-    let n = min(row, params.n - 1u);
+    let sr = split_row(lid, wid, nwg, MB);
+    let b0 = sr.b0;
+    let n = sr.row;
     let k4 = params.k / 4u;
     let last = params.m - 1u;
     let bc = min(b0, last);
@@ -779,7 +787,7 @@ fn dense_matvec_split(@builtin(local_invocation_index) lid: u32,
     }
     let one = vec4<f32>(1.0);
     let sum = reduce_segments(lid, vec4<f32>(dot(a0, one), dot(a1, one), dot(a2, one), dot(a3, one)));
-    if valid && lid % SEG == 0u {
+    if sr.valid && lid % SEG == 0u {
         for (var b = 0u; b < MB; b++) {
             if b0 + b < params.m {
                 y[params.y_off + (b0 + b) * params.n + n] = add_bias(sum[b], n);
