@@ -27,12 +27,16 @@ override D4: u32 = (D + 3u) / 4u;
 override ROW: u32 = D4 + 1u;
 // Centroids per tile of the bound `assign_tile{N}` (N).
 override TILE_ROWS: u32 = 16u;
+// `rescan_tile{N}`: also track the second-lowest score (see `score`).
+override SECOND: bool = false;
 
 // Larger than any real score: the initial best, and the norm of padding centroids.
 const FAR: f32 = 3.0e38;
 // AssignParams::flags.
 const FIRST_TILE: u32 = 1u;
 const LAST_TILE: u32 = 2u;
+// bound_check: only write each subvector's distance to its centroid.
+const DISTANCES: u32 = 4u;
 
 struct AssignParams {
     // Subvectors in this window (`assign_prepare`: prepared rows to write).
@@ -43,6 +47,8 @@ struct AssignParams {
     base: u32,
     // FIRST_TILE: no running best yet; LAST_TILE: write distances, not raw scores.
     flags: u32,
+    // Bounds kernels: index of the bound window (its list count and dispatch arguments).
+    window: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: AssignParams;
@@ -109,6 +115,8 @@ var<private> x1: mat4x4<f32>;
 var<private> x2: mat4x4<f32>;
 var<private> x3: mat4x4<f32>;
 var<private> best: vec4<f32>;
+// Rescans: the lowest score of the other centroids (SECOND).
+var<private> second: vec4<f32>;
 // Bit patterns of the u32 indices: a select of u32 vectors is `mix` on uvec4 in GLSL, which core
 // GL lacks (GL_EXT_shader_integer_mix); bitcasts are free.
 var<private> best_index: vec4<f32>;
@@ -126,37 +134,47 @@ fn data_chunks(i: vec4<u32>, j: u32) -> mat4x4<f32> {
                                  data_chunk(i.w, j)));
 }
 
-// acc + Σ_k x[k]·m[k] over the components 4j + k < d.
-fn dot_chunk(acc: vec4<f32>, x: mat4x4<f32>, m: vec4<f32>, j: u32) -> vec4<f32> {
-    var a = fma(x[0], vec4<f32>(m.x), acc);
+// acc + Σ_k x[k]·m[k] over the components 4j + k < d: column k of m holds, per subvector,
+// its multiplier of component 4j + k (the same centroid for all 4: `splat`).
+fn dot_chunk(acc: vec4<f32>, x: mat4x4<f32>, m: mat4x4<f32>, j: u32) -> vec4<f32> {
+    var a = fma(x[0], m[0], acc);
     if 4u * j + 1u < D {
-        a = fma(x[1], vec4<f32>(m.y), a);
+        a = fma(x[1], m[1], a);
     }
     if 4u * j + 2u < D {
-        a = fma(x[2], vec4<f32>(m.z), a);
+        a = fma(x[2], m[2], a);
     }
     if 4u * j + 3u < D {
-        a = fma(x[3], vec4<f32>(m.w), a);
+        a = fma(x[3], m[3], a);
     }
     return a;
+}
+
+// One centroid chunk as the multipliers of all 4 subvectors.
+fn splat(m: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(vec4<f32>(m.x), vec4<f32>(m.y), vec4<f32>(m.z), vec4<f32>(m.w));
 }
 
 // Scores centroid c of the tile for the invocation's 4 subvectors; c must be a constant.
 fn score(c: u32) {
     let row = c * ROW;
     var s = vec4<f32>(tile[row + D4].x);
-    s = dot_chunk(s, x0, tile[row], 0u);
+    s = dot_chunk(s, x0, splat(tile[row]), 0u);
     if D4 > 1u {
-        s = dot_chunk(s, x1, tile[row + 1u], 1u);
+        s = dot_chunk(s, x1, splat(tile[row + 1u]), 1u);
     }
     if D4 > 2u {
-        s = dot_chunk(s, x2, tile[row + 2u], 2u);
+        s = dot_chunk(s, x2, splat(tile[row + 2u]), 2u);
     }
     if D4 > 3u {
-        s = dot_chunk(s, x3, tile[row + 3u], 3u);
+        s = dot_chunk(s, x3, splat(tile[row + 3u]), 3u);
     }
     // Strictly less: of equal scores the lower index stays.
     let better = s < best;
+    if SECOND {
+        // The lowest score of the other centroids: the old best when s wins; a tie counts.
+        second = select(min(second, s), best, better);
+    }
     best = select(best, s, better);
     best_index = select(best_index, bitcast<vec4<f32>>(vec4<u32>(params.base + c)), better);
 }
@@ -195,12 +213,8 @@ fn score256(c: u32) {
     score128(c + 128u);
 }
 
-// Loads the invocation's 4 subvectors and the running best, and stages the bound tile of `kt`
-// centroids in workgroup memory.
-fn begin_tile(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, kt: u32) {
-    rows = (wid.y * nwg.x + wid.x) * WG * 4u + lid + vec4<u32>(0u, 1u, 2u, 3u) * WG;
-    // Rows past the window load the last row instead of branching; they are never stored.
-    let r = min(rows, vec4<u32>(params.n - 1u));
+// Loads the 4 subvectors `r` into x0..x3.
+fn load_rows(r: vec4<u32>) {
     x0 = data_chunks(r, 0u);
     if D4 > 1u {
         x1 = data_chunks(r, 1u);
@@ -211,6 +225,10 @@ fn begin_tile(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, kt: u32) {
     if D4 > 3u {
         x3 = data_chunks(r, 3u);
     }
+}
+
+// The running best of the 4 subvectors `r` (none on the first tile).
+fn load_best(r: vec4<u32>) {
     best = vec4<f32>(FAR);
     best_index = vec4<f32>(0.0);
     if (params.flags & FIRST_TILE) == 0u {
@@ -218,6 +236,21 @@ fn begin_tile(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, kt: u32) {
         best_index = bitcast<vec4<f32>>(
             vec4<u32>(indices[r.x], indices[r.y], indices[r.z], indices[r.w]));
     }
+}
+
+// Loads the invocation's 4 subvectors and the running best, and stages the bound tile of `kt`
+// centroids in workgroup memory.
+fn begin_tile(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, kt: u32) {
+    rows = (wid.y * nwg.x + wid.x) * WG * 4u + lid + vec4<u32>(0u, 1u, 2u, 3u) * WG;
+    // Rows past the window load the last row instead of branching; they are never stored.
+    let r = min(rows, vec4<u32>(params.n - 1u));
+    load_rows(r);
+    load_best(r);
+    stage_tile(lid, kt);
+}
+
+// Stages the bound tile of `kt` centroids in workgroup memory.
+fn stage_tile(lid: u32, kt: u32) {
     // A constant trip count: the loop unrolls.
     for (var t = 0u; t < (kt * ROW + WG - 1u) / WG; t++) {
         let e = t * WG + lid;
@@ -325,7 +358,7 @@ fn assign_wide(@builtin(local_invocation_index) lid: u32,
         let row = c * ROW;
         var s = vec4<f32>(prepared[row + D4].x);
         for (var j = 0u; j < D4; j++) {
-            s = dot_chunk(s, x[j], prepared[row + j], j);
+            s = dot_chunk(s, x[j], splat(prepared[row + j]), j);
         }
         let better = s < wide_best;
         wide_best = select(wide_best, s, better);
@@ -337,4 +370,273 @@ fn assign_wide(@builtin(local_invocation_index) lid: u32,
     store(i.y, index.y, out.y);
     store(i.z, index.z, out.z);
     store(i.w, index.w, out.w);
+}
+
+// ---- Hamerly bounds of the k-means E-step (host: `src/kmeans/bounds.rs`) ----
+//
+// Per subvector, `lower` holds a lower bound on the true distance (not squared) to every
+// centroid but its own. Per E-step: `bound_drift` measures how far each centroid moved since
+// the codebook the bounds hold for (`last`, then updated); `bound_check` computes the squared
+// distance to the own centroid, lowers `lower` by the largest drift of the other centroids,
+// and lists the subvectors whose bound does not prove the own centroid still wins;
+// `bound_args` turns each window's list count into indirect dispatch arguments;
+// `rescan_tile{N}` score the listed subvectors against every tile (SECOND on) and reset `lower`
+// from the second-lowest score. The list's order (atomic appends) does not matter: each listed
+// subvector is scored on its own. Last, `bound_check` with DISTANCES writes every subvector's
+// distance to its final centroid — in the plain k-means E-step too: compilers may contract or
+// reassociate the same float expression differently in different kernels (Mesa's NIR does),
+// so one pipeline computing all the distances keeps the objectives of both equal bit for bit.
+//
+// Rounding (all bounds are conservative): with u = 2^-24, the computed fl(||x||² + s_c) of any
+// centroid c differs from the exact ||x − c||² of the stored f32 values by at most
+// E = (8d + 16)·u·(||x||² + R²) + 4e-36, R² the largest computed ||c||²: ||c||², the FMA chain
+// of s_c and ||x||² carry at most 3d + 1 roundings of terms bounded by (||x|| + ||c||)² ≤
+// 2(||x||² + ||c||²) (twice as many if FMA is split, still within 8d + 16); 4e-36 covers flushed
+// subnormals. Every derived quantity is shrunk by 1 − 2^-18 (or 2^-20), far more than the few
+// roundings (and the few-ulp sqrt) it takes. Drifts are inflated by 1 + 2^-16 (2d + 8 roundings)
+// plus 2e-18 (subnormal squares).
+
+// 1 − 2^-18 and 1 − 2^-20 (exact in f32).
+const SHRINK: f32 = 0.999996185302734375;
+const SHRINK_SQ: f32 = 0.99999904632568359375;
+
+@group(0) @binding(7) var<storage, read_write> lower: array<f32>;
+@group(0) @binding(8) var<storage, read_write> list_out: array<u32>;
+@group(0) @binding(8) var<storage, read> list: array<u32>;
+@group(0) @binding(9) var<storage, read_write> list_count: array<atomic<u32>>;
+@group(0) @binding(9) var<storage, read> listed_count: array<u32>;
+// [largest drift, second largest, its centroid, R²] (f32 bits but the index).
+@group(0) @binding(10) var<storage, read_write> bounds_out: array<u32, 4>;
+@group(0) @binding(10) var<storage, read> bounds: array<u32, 4>;
+@group(0) @binding(11) var<storage, read_write> last: array<f32>;
+@group(0) @binding(12) var<storage, read_write> dispatch_args: array<u32>;
+
+// The rounding margin E of the 4 subvectors (see above).
+fn margin(norm_x: vec4<f32>) -> vec4<f32> {
+    let r2 = bitcast<f32>(bounds[3]);
+    return f32(8u * D + 16u) * 5.9604644775390625e-8 * (norm_x + vec4<f32>(r2)) + 4e-36;
+}
+
+// Top two drifts (ties to the lower centroid), their centroid, and the largest ||c||².
+var<workgroup> red_drift: array<vec3<f32>, WG>;
+var<workgroup> red_arg: array<u32, WG>;
+
+// One workgroup: the drift of every centroid from `last` (then `last` ← the codebook).
+@compute @workgroup_size(WG)
+fn bound_drift(@builtin(local_invocation_index) lid: u32) {
+    var top = vec3<f32>(0.0);
+    var arg = 0u;
+    for (var c = lid; c < params.k; c += WG) {
+        var sq = 0.0;
+        for (var j = 0u; j < D; j++) {
+            let v = f32(codebook[c * D + j]);
+            let diff = v - last[c * D + j];
+            sq = fma(diff, diff, sq);
+            last[c * D + j] = v;
+        }
+        let drift = sqrt(sq);
+        // Strictly greater: of equal drifts the lower centroid (seen first) stays.
+        if drift > top.x {
+            top.y = top.x;
+            top.x = drift;
+            arg = c;
+        } else {
+            top.y = max(top.y, drift);
+        }
+        top.z = max(top.z, prepared[c * ROW + D4].x);
+    }
+    red_drift[lid] = top;
+    red_arg[lid] = arg;
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        workgroupBarrier();
+        if lid < stride {
+            let a = red_drift[lid];
+            let b = red_drift[lid + stride];
+            let ia = red_arg[lid];
+            let ib = red_arg[lid + stride];
+            let b_wins = b.x > a.x || (b.x == a.x && ib < ia);
+            let hi = select(a, b, b_wins);
+            let lo = select(b, a, b_wins);
+            red_drift[lid] = vec3<f32>(hi.x, max(hi.y, lo.x), max(a.z, b.z));
+            red_arg[lid] = select(ia, ib, b_wins);
+        }
+    }
+    if lid == 0u {
+        let t = red_drift[0];
+        bounds_out[0] = bitcast<u32>(t.x * 1.0000152587890625 + 2e-18);
+        bounds_out[1] = bitcast<u32>(t.y * 1.0000152587890625 + 2e-18);
+        bounds_out[2] = red_arg[0];
+        bounds_out[3] = bitcast<u32>(t.z);
+    }
+}
+
+// Chunk j of each of the 4 subvectors' own centroid `a`, as `dot_chunk` multipliers.
+fn own_chunk(a: vec4<u32>, j: u32) -> mat4x4<f32> {
+    return transpose(mat4x4<f32>(prepared[a.x * ROW + j], prepared[a.y * ROW + j],
+                                 prepared[a.z * ROW + j], prepared[a.w * ROW + j]));
+}
+
+// Rows appended by this workgroup, and where they start in the window's list.
+var<workgroup> wg_listed: atomic<u32>;
+var<workgroup> wg_base: u32;
+
+@compute @workgroup_size(WG)
+fn bound_check(@builtin(local_invocation_index) lid: u32,
+               @builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    rows = (wid.y * nwg.x + wid.x) * WG * 4u + lid + vec4<u32>(0u, 1u, 2u, 3u) * WG;
+    let valid = rows < vec4<u32>(params.n);
+    let r = min(rows, vec4<u32>(params.n - 1u));
+    load_rows(r);
+    let a = vec4<u32>(indices[r.x], indices[r.y], indices[r.z], indices[r.w]);
+    // The own centroid's score, in the order of `score`.
+    var s = vec4<f32>(prepared[a.x * ROW + D4].x, prepared[a.y * ROW + D4].x,
+                      prepared[a.z * ROW + D4].x, prepared[a.w * ROW + D4].x);
+    s = dot_chunk(s, x0, own_chunk(a, 0u), 0u);
+    if D4 > 1u {
+        s = dot_chunk(s, x1, own_chunk(a, 1u), 1u);
+    }
+    if D4 > 2u {
+        s = dot_chunk(s, x2, own_chunk(a, 2u), 2u);
+    }
+    if D4 > 3u {
+        s = dot_chunk(s, x3, own_chunk(a, 3u), 3u);
+    }
+    let norm_x = norms(x3, norms(x2, norms(x1, norms(x0, vec4<f32>(0.0)))));
+    let dist = max(norm_x + s, vec4<f32>(0.0));
+    if (params.flags & DISTANCES) != 0u {
+        for (var k = 0u; k < 4u; k++) {
+            if valid[k] {
+                distances[rows[k]] = dist[k];
+            }
+        }
+        return;
+    }
+    // Hamerly: every other centroid moved at most the largest drift but the own one.
+    let drift = select(vec4<f32>(bitcast<f32>(bounds[0])), vec4<f32>(bitcast<f32>(bounds[1])),
+                       a == vec4<u32>(bounds[2]));
+    let old = vec4<f32>(lower[r.x], lower[r.y], lower[r.z], lower[r.w]);
+    let lo = max((old - drift) * SHRINK, vec4<f32>(0.0));
+    // Proven: every other centroid's computed distance exceeds `dist` (see E above).
+    let kept = lo * lo * SHRINK_SQ > dist + 2.0 * margin(norm_x);
+    let need = valid & !kept;
+    let count = u32(need.x) + u32(need.y) + u32(need.z) + u32(need.w);
+    var at = 0u;
+    if count > 0u {
+        at = atomicAdd(&wg_listed, count);
+    }
+    workgroupBarrier();
+    if lid == 0u {
+        wg_base = atomicAdd(&list_count[params.window], atomicLoad(&wg_listed));
+    }
+    workgroupBarrier();
+    at += wg_base;
+    for (var k = 0u; k < 4u; k++) {
+        if valid[k] {
+            lower[rows[k]] = lo[k];
+        }
+        if need[k] {
+            list_out[at] = rows[k];
+            at += 1u;
+        }
+    }
+}
+
+// One invocation per window: the list's count as `dispatch_workgroups_indirect` arguments
+// (a 2-D grid, like the host's).
+@compute @workgroup_size(WG)
+fn bound_args(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let w = gid.x;
+    if w < params.n {
+        let groups = (atomicLoad(&list_count[w]) + WG * 4u - 1u) / (WG * 4u);
+        let x = min(groups, 65535u);
+        dispatch_args[3u * w] = x;
+        dispatch_args[3u * w + 1u] = max((groups + 65534u) / 65535u, 1u);
+        dispatch_args[3u * w + 2u] = 1u;
+    }
+}
+
+// Rescans: which of the invocation's 4 list positions hold a subvector.
+var<private> listed: vec4<bool>;
+
+// Like `begin_tile` for the listed subvectors of the window; the running second-lowest score
+// is carried in `lower`.
+fn begin_rescan(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, kt: u32) {
+    let count = listed_count[params.window];
+    let pos = (wid.y * nwg.x + wid.x) * WG * 4u + lid + vec4<u32>(0u, 1u, 2u, 3u) * WG;
+    listed = pos < vec4<u32>(count);
+    let p = min(pos, vec4<u32>(max(count, 1u) - 1u));
+    rows = vec4<u32>(list[p.x], list[p.y], list[p.z], list[p.w]);
+    load_rows(rows);
+    load_best(rows);
+    second = vec4<f32>(FAR);
+    if (params.flags & FIRST_TILE) == 0u {
+        second = vec4<f32>(lower[rows.x], lower[rows.y], lower[rows.z], lower[rows.w]);
+    }
+    stage_tile(lid, kt);
+}
+
+fn end_rescan() {
+    var out = best;
+    var lo = second;
+    if (params.flags & LAST_TILE) != 0u {
+        let norm_x = norms(x3, norms(x2, norms(x1, norms(x0, vec4<f32>(0.0)))));
+        out = max(norm_x + best, vec4<f32>(0.0));
+        // Every other centroid c: ||x − c||² ≥ fl(||x||² + second) − E.
+        let sq = (norm_x + second - margin(norm_x)) * SHRINK_SQ;
+        lo = sqrt(max(sq, vec4<f32>(0.0))) * SHRINK;
+    }
+    let index = bitcast<vec4<u32>>(best_index);
+    for (var k = 0u; k < 4u; k++) {
+        if listed[k] {
+            indices[rows[k]] = index[k];
+            distances[rows[k]] = out[k];
+            lower[rows[k]] = lo[k];
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn rescan_tile16(@builtin(local_invocation_index) lid: u32,
+                 @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    begin_rescan(lid, wid, nwg, 16u);
+    score16(0u);
+    end_rescan();
+}
+
+@compute @workgroup_size(WG)
+fn rescan_tile32(@builtin(local_invocation_index) lid: u32,
+                 @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    begin_rescan(lid, wid, nwg, 32u);
+    score32(0u);
+    end_rescan();
+}
+
+@compute @workgroup_size(WG)
+fn rescan_tile64(@builtin(local_invocation_index) lid: u32,
+                 @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    begin_rescan(lid, wid, nwg, 64u);
+    score64(0u);
+    end_rescan();
+}
+
+@compute @workgroup_size(WG)
+fn rescan_tile128(@builtin(local_invocation_index) lid: u32,
+                  @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    begin_rescan(lid, wid, nwg, 128u);
+    score128(0u);
+    end_rescan();
+}
+
+@compute @workgroup_size(WG)
+fn rescan_tile256(@builtin(local_invocation_index) lid: u32,
+                  @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    begin_rescan(lid, wid, nwg, 256u);
+    score256(0u);
+    end_rescan();
 }

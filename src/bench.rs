@@ -525,6 +525,7 @@ pub fn pq_kmeans_options(n_iter: u32) -> KmeansOptions {
         init: KmeansInit::Uniform,
         seed: PQ_KMEANS_SEED,
         tol: 0.0,
+        bounds: true,
     }
 }
 

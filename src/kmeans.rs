@@ -40,10 +40,14 @@ pub struct KmeansOptions {
     pub seed: u64,
     /// Early stop when the objective's relative decrease falls below this (0 disables).
     pub tol: f64,
+    /// Hamerly bounds in the device E-step (default on): only the subvectors whose nearest
+    /// centroid may have changed are scored against the whole codebook. The results are the
+    /// same bits either way; used for dim ≤ 16, ignored by the CPU reference.
+    pub bounds: bool,
 }
 
 impl KmeansOptions {
-    /// `n_centroids` centroids, 20 iterations, k-means++, seed 0, tol 1e-6.
+    /// `n_centroids` centroids, 20 iterations, k-means++, seed 0, tol 1e-6, bounds on.
     pub fn new(n_centroids: u32) -> Self {
         Self {
             n_centroids,
@@ -51,6 +55,7 @@ impl KmeansOptions {
             init: KmeansInit::PlusPlus,
             seed: 0,
             tol: 1e-6,
+            bounds: true,
         }
     }
 }
@@ -187,7 +192,7 @@ impl Context {
                 engine.into_results(self, runs)
             }
             Backend::Gpu(g) => {
-                let mut engine = gpu::GpuEngine::new(self, g, problems, options.n_centroids)?;
+                let mut engine = gpu::GpuEngine::new(self, g, problems, options)?;
                 let runs = drive(&mut engine, &ns, options, progress)?;
                 Ok(engine.into_results(runs))
             }
@@ -409,4 +414,5 @@ pub(crate) fn drive(
     Ok(runs)
 }
 
+mod bounds;
 pub(crate) mod gpu;

@@ -16,6 +16,7 @@ fn main() {
             ("same_seed_same_bits", same_seed_same_bits),
             ("duplicates_are_repaired", duplicates_repaired),
             ("bad_inputs_are_typed_errors", bad_inputs),
+            ("bounds_give_the_plain_bits", bounds_match_plain),
         ],
         true,
     )
@@ -294,4 +295,82 @@ fn bad_inputs(t: &Target) -> Result<(), Failed> {
         &KmeansOptions::new(3),
     );
     expect_err(ctx, r, |e| matches!(e, Error::NonFinite { count: 1, .. }))
+}
+
+/// Hamerly bounds (the default) against the plain E-step: the same codebook bits, assignments,
+/// counts, objectives and repairs, on problems full of exact ties (points on a small integer
+/// lattice), near-duplicates (copies a few ulps apart), blobs several tiles of centroids wide,
+/// d = 1 and mixed magnitudes, batched together.
+fn bounds_match_plain(t: &Target) -> Result<(), Failed> {
+    let mut rng = Rng(77);
+    let lattice: Vec<f32> = (0..2000 * 3).map(|_| rng.below(4) as f32).collect();
+    let mut near = Vec::new();
+    for base in rng.weights(150 * 8, 1.0).chunks(8) {
+        for copy in 0..8u32 {
+            near.extend(base.iter().map(|&v| f32::from_bits(v.to_bits() + copy % 3)));
+        }
+    }
+    let mut mixed = blobs(&mut rng, 1500, 2, 10);
+    for (i, row) in mixed.chunks_mut(2).enumerate() {
+        let scale = if i % 3 == 0 { 1e3 } else { 1e-2 };
+        row.iter_mut().for_each(|v| *v *= scale);
+    }
+    let cases = [
+        (lattice, 3u32),
+        (near, 8),
+        (blobs(&mut rng, 3000, 4, 50), 4),
+        (blobs(&mut rng, 900, 1, 7), 1),
+        (mixed, 2),
+        (blobs(&mut rng, 1000, 16, 30), 16),
+    ];
+    let tensors: Vec<_> = cases
+        .iter()
+        .map(|(x, _)| t.ctx.upload(x))
+        .collect::<Result<_, _>>()?;
+    let problems: Vec<_> = tensors
+        .iter()
+        .zip(&cases)
+        .map(|(x, &(_, dim))| KmeansProblem { data: x, dim })
+        .collect();
+    for (k, init) in [(40u32, KmeansInit::Uniform), (7, KmeansInit::PlusPlus)] {
+        let options = KmeansOptions {
+            init,
+            seed: 3,
+            n_iter: 15,
+            tol: 0.0,
+            ..KmeansOptions::new(k)
+        };
+        let bounded = t.ctx.kmeans(&problems, &options)?;
+        let plain = t.ctx.kmeans(
+            &problems,
+            &KmeansOptions {
+                bounds: false,
+                ..options
+            },
+        )?;
+        for (i, (b, p)) in bounded.iter().zip(&plain).enumerate() {
+            let what = |f: &str| format!("K={k} problem {i}: {f} differ");
+            ensure(b.objective == p.objective, || {
+                format!(
+                    "{}: {:?} vs {:?}",
+                    what("objectives"),
+                    b.objective,
+                    p.objective
+                )
+            })?;
+            ensure(
+                t.ctx.read_raw(&b.codebook)? == t.ctx.read_raw(&p.codebook)?,
+                || what("codebooks"),
+            )?;
+            ensure(
+                t.ctx.read_raw(&b.assignments)? == t.ctx.read_raw(&p.assignments)?,
+                || what("assignments"),
+            )?;
+            ensure(
+                b.counts == p.counts && b.repairs == p.repairs && b.iterations == p.iterations,
+                || what("counts, repairs or iterations"),
+            )?;
+        }
+    }
+    Ok(())
 }

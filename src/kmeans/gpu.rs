@@ -2,7 +2,8 @@
 
 use crate::assign::{AssignProblem, Assignment, record_assign};
 use crate::error::{Result, invalid};
-use crate::kmeans::{Engine, KmeansProblem, KmeansResult, Run, SUM_TILE, StepOut};
+use crate::kmeans::bounds::Bounds;
+use crate::kmeans::{Engine, KmeansOptions, KmeansProblem, KmeansResult, Run, SUM_TILE, StepOut};
 use crate::runtime::batch::{Batch, sized};
 use crate::runtime::context::Context;
 use crate::runtime::elementwise::{device_buffer, window_binding};
@@ -215,6 +216,8 @@ struct Problem {
     partials: Partials,
     sums: Tensor,
     mins: Option<Tensor>,
+    /// Bound state of the E-step (dim ≤ 16), and whether Hamerly's bounds are used.
+    bounds: Option<(Bounds, bool)>,
 }
 
 pub(crate) struct GpuEngine<'a> {
@@ -228,9 +231,9 @@ impl<'a> GpuEngine<'a> {
         ctx: &'a Context,
         g: &'a Gpu,
         problems: &[KmeansProblem<'_>],
-        k: u32,
+        options: &KmeansOptions,
     ) -> Result<Self> {
-        let k = k as u64;
+        let k = options.n_centroids as u64;
         let mut out = Vec::with_capacity(problems.len());
         for p in problems {
             let d = p.dim as u64;
@@ -250,6 +253,11 @@ impl<'a> GpuEngine<'a> {
                 partials: Partials::new(ctx, g, n, d, k)?,
                 sums: ctx.empty(n.div_ceil(SUM_TILE), DType::F32)?,
                 mins: None,
+                bounds: if d <= 16 {
+                    Some((Bounds::new(ctx, n, k, d)?, options.bounds))
+                } else {
+                    None
+                },
             });
         }
         Ok(Self {
@@ -294,7 +302,8 @@ impl<'a> GpuEngine<'a> {
     }
 }
 
-fn whole(t: &Tensor) -> Result<wgpu::BindingResource<'_>> {
+/// A binding of all of `t` (at least 4 bytes).
+pub(crate) fn whole(t: &Tensor) -> Result<wgpu::BindingResource<'_>> {
     window_binding(
         t,
         &Window {
@@ -388,16 +397,15 @@ impl Engine for GpuEngine<'_> {
         let mut reads = Vec::with_capacity(active.len());
         for &p in active {
             let pr = &self.problems[p];
-            record_assign(
-                g,
-                &mut batch,
-                &AssignProblem {
-                    data: &pr.data,
-                    codebook: &pr.codebook,
-                    dim: pr.d as u32,
-                },
-                &pr.assignment,
-            )?;
+            let problem = AssignProblem {
+                data: &pr.data,
+                codebook: &pr.codebook,
+                dim: pr.d as u32,
+            };
+            match &pr.bounds {
+                Some((b, on)) => b.record(g, &mut batch, &problem, &pr.assignment, *on)?,
+                None => record_assign(g, &mut batch, &problem, &pr.assignment)?,
+            }
             pr.partials.record(
                 g,
                 &mut batch,
