@@ -35,8 +35,10 @@ const FAR: f32 = 3.0e38;
 // AssignParams::flags.
 const FIRST_TILE: u32 = 1u;
 const LAST_TILE: u32 = 2u;
-// bound_check: only write each subvector's distance to its centroid.
+// bound_check: only write each subvector's distance to its centroid; LISTED: of the window's
+// listed subvectors (an indirect dispatch), not of all.
 const DISTANCES: u32 = 4u;
+const LISTED: u32 = 8u;
 
 struct AssignParams {
     // Subvectors in this window (`assign_prepare`: prepared rows to write).
@@ -382,10 +384,12 @@ fn assign_wide(@builtin(local_invocation_index) lid: u32,
 // `bound_args` turns each window's list count into indirect dispatch arguments;
 // `rescan_tile{N}` score the listed subvectors against every tile (SECOND on) and reset `lower`
 // from the second-lowest score. The list's order (atomic appends) does not matter: each listed
-// subvector is scored on its own. Last, `bound_check` with DISTANCES writes every subvector's
-// distance to its final centroid — in the plain k-means E-step too: compilers may contract or
-// reassociate the same float expression differently in different kernels (Mesa's NIR does),
-// so one pipeline computing all the distances keeps the objectives of both equal bit for bit.
+// subvector is scored on its own. `bound_check` writes each subvector's distance to its
+// centroid; last, with DISTANCES | LISTED, it rewrites those of the listed subvectors (their
+// centroid may have changed). The plain k-means E-step also takes its distances from
+// `bound_check` (DISTANCES): compilers may contract or reassociate the same float expression
+// differently in different kernels (Mesa's NIR does), so one pipeline computing all the
+// distances keeps the objectives of both paths equal bit for bit.
 //
 // Rounding (all bounds are conservative): with u = 2^-24, the computed fl(||x||² + s_c) of any
 // centroid c differs from the exact ||x − c||² of the stored f32 values by at most
@@ -484,9 +488,19 @@ var<workgroup> wg_base: u32;
 fn bound_check(@builtin(local_invocation_index) lid: u32,
                @builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
-    rows = (wid.y * nwg.x + wid.x) * WG * 4u + lid + vec4<u32>(0u, 1u, 2u, 3u) * WG;
-    let valid = rows < vec4<u32>(params.n);
-    let r = min(rows, vec4<u32>(params.n - 1u));
+    let pos = (wid.y * nwg.x + wid.x) * WG * 4u + lid + vec4<u32>(0u, 1u, 2u, 3u) * WG;
+    var n = params.n;
+    var r: vec4<u32>;
+    if (params.flags & LISTED) != 0u {
+        n = atomicLoad(&list_count[params.window]);
+        let p = min(pos, vec4<u32>(max(n, 1u) - 1u));
+        r = vec4<u32>(list_out[p.x], list_out[p.y], list_out[p.z], list_out[p.w]);
+    } else {
+        // Rows past the window load the last row; they are never stored.
+        r = min(pos, vec4<u32>(n - 1u));
+    }
+    rows = r;
+    let valid = pos < vec4<u32>(n);
     load_rows(r);
     let a = vec4<u32>(indices[r.x], indices[r.y], indices[r.z], indices[r.w]);
     // The own centroid's score, in the order of `score`.
@@ -504,12 +518,12 @@ fn bound_check(@builtin(local_invocation_index) lid: u32,
     }
     let norm_x = norms(x3, norms(x2, norms(x1, norms(x0, vec4<f32>(0.0)))));
     let dist = max(norm_x + s, vec4<f32>(0.0));
-    if (params.flags & DISTANCES) != 0u {
-        for (var k = 0u; k < 4u; k++) {
-            if valid[k] {
-                distances[rows[k]] = dist[k];
-            }
+    for (var k = 0u; k < 4u; k++) {
+        if valid[k] {
+            distances[rows[k]] = dist[k];
         }
+    }
+    if (params.flags & DISTANCES) != 0u {
         return;
     }
     // Hamerly: every other centroid moved at most the largest drift but the own one.

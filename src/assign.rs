@@ -73,8 +73,9 @@ pub(crate) struct AssignParams {
 /// `AssignParams::flags` (see the shader).
 const FIRST_TILE: u32 = 1;
 const LAST_TILE: u32 = 2;
-/// `bound_check`: only write the distances (see the shader).
+/// `bound_check`: only write the distances; of the listed subvectors (see the shader).
 pub(crate) const DISTANCES: u32 = 4;
+pub(crate) const LISTED: u32 = 8;
 
 impl AssignProblem<'_> {
     /// Checks the problem; returns (N, K).

@@ -823,12 +823,21 @@ fn check_kmeans(
     ))
 }
 
-/// k-means of `data` with [`pq_kmeans_options`]`(n_iter)`.
-fn kmeans_case<'a>(ctx: &'a Context, name: String, n_iter: u32, data: &'a Tensor) -> Case<'a> {
+/// k-means of `data` with [`pq_kmeans_options`]`(n_iter)`, Hamerly bounds on or off.
+fn kmeans_case<'a>(
+    ctx: &'a Context,
+    name: String,
+    n_iter: u32,
+    bounds: bool,
+    data: &'a Tensor,
+) -> Case<'a> {
     let n = data.len() / PQ_DIM as u64;
     let d = PQ_DIM as u64;
     let problem = KmeansProblem { data, dim: PQ_DIM };
-    let options = pq_kmeans_options(n_iter);
+    let options = KmeansOptions {
+        bounds,
+        ..pq_kmeans_options(n_iter)
+    };
     let e_steps = n_iter as u64 + 1;
     Case {
         name,
@@ -1199,12 +1208,15 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
         ));
     }
     for n_iter in [1, 20] {
-        cases.push(kmeans_case(
-            ctx,
-            format!("kmeans_{n_iter}iter_{pq_tag}"),
-            n_iter,
-            &pq_data,
-        ));
+        for (bounds, suffix) in [(true, ""), (false, "_plain")] {
+            cases.push(kmeans_case(
+                ctx,
+                format!("kmeans_{n_iter}iter_{pq_tag}{suffix}"),
+                n_iter,
+                bounds,
+                &pq_data,
+            ));
+        }
     }
     cases.extend(int8::cases(ctx, options)?);
 

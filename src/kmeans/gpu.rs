@@ -472,3 +472,77 @@ impl Engine for GpuEngine<'_> {
         batch.finish().map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod phase_tests {
+    use super::*;
+    use crate::runtime::context::Backend;
+
+    #[test]
+    #[ignore]
+    fn debug_phases() {
+        let n = 1_000_000u64;
+        let data = crate::bench::pq_values(n * 8, crate::bench::PQ_DATA_SEED);
+        let ctx = Context::with_backend(crate::BackendChoice::Vulkan).unwrap();
+        let Backend::Gpu(g) = &ctx.backend else {
+            return;
+        };
+        let x = ctx.upload(&data).unwrap();
+        let cb = ctx.upload(&crate::bench::pq_codebook(&data)).unwrap();
+        let p = AssignProblem {
+            data: &x,
+            codebook: &cb,
+            dim: 8,
+        };
+        let o = Assignment {
+            indices: ctx.empty(n, DType::U32).unwrap(),
+            distances: ctx.empty(n, DType::F32).unwrap(),
+        };
+        let b = Bounds::new(&ctx, n, 256, 8).unwrap();
+        let parts = Partials::new(&ctx, g, n, 8, 256).unwrap();
+        let pending = ctx.empty(256 * 8, DType::F32).unwrap();
+        let counts = ctx.empty(256, DType::U32).unwrap();
+        let time = |name: &str, f: &dyn Fn(&mut Batch) -> Result<()>| {
+            let mut v = Vec::new();
+            for _ in 0..5 {
+                let mut batch = Batch::new(g, "t").unwrap();
+                f(&mut batch).unwrap();
+                let (buf, off) = device_buffer(&counts, "c").unwrap();
+                batch.read(buf, off, 4);
+                let t = std::time::Instant::now();
+                batch.finish().unwrap();
+                v.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            v.sort_by(f64::total_cmp);
+            println!("{name}: {:.1} ms (min {:.1})", v[2], v[0]);
+        };
+        time("plain assign", &|bt| record_assign(g, bt, &p, &o));
+        time("plain+distances", &|bt| b.record(g, bt, &p, &o, false));
+        time("bounded (static codebook)", &|bt| {
+            b.record(g, bt, &p, &o, true)
+        });
+        time("prepare only", &|bt| {
+            crate::assign::record_prepare(g, bt, &p).map(|_| ())
+        });
+        time("mstep", &|bt| {
+            parts.record(
+                g,
+                bt,
+                &x,
+                &o.indices,
+                (n, 8, 256),
+                Some(&cb),
+                &pending,
+                &counts,
+                Reduce::MeanKeep,
+            )
+        });
+        let sums = ctx.empty(n.div_ceil(SUM_TILE), DType::F32).unwrap();
+        let e = GpuEngine {
+            ctx: &ctx,
+            g,
+            problems: Vec::new(),
+        };
+        time("sums", &|bt| e.record_sums(bt, &o.distances, &sums, n));
+    }
+}
