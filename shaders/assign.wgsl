@@ -27,7 +27,7 @@ override D4: u32 = (D + 3u) / 4u;
 override ROW: u32 = D4 + 1u;
 // Centroids per tile of the bound `assign_tile{N}` (N).
 override TILE_ROWS: u32 = 16u;
-// `rescan_tile{N}`: also track the second-lowest score (see `score`).
+// `rescan_tile{N}`: also track the second- and third-lowest scores (see `score`).
 override SECOND: bool = false;
 
 // Larger than any real score: the initial best, and the norm of padding centroids.
@@ -117,8 +117,10 @@ var<private> x1: mat4x4<f32>;
 var<private> x2: mat4x4<f32>;
 var<private> x3: mat4x4<f32>;
 var<private> best: vec4<f32>;
-// Rescans: the lowest score of the other centroids (SECOND).
+// Rescans (SECOND): the second- and third-lowest scores and the second's centroid (bits).
 var<private> second: vec4<f32>;
+var<private> third: vec4<f32>;
+var<private> second_index: vec4<f32>;
 // Bit patterns of the u32 indices: a select of u32 vectors is `mix` on uvec4 in GLSL, which core
 // GL lacks (GL_EXT_shader_integer_mix); bitcasts are free.
 var<private> best_index: vec4<f32>;
@@ -174,8 +176,12 @@ fn score(c: u32) {
     // Strictly less: of equal scores the lower index stays.
     let better = s < best;
     if SECOND {
-        // The lowest score of the other centroids: the old best when s wins; a tie counts.
-        second = select(min(second, s), best, better);
+        // s < best implies s < second; ties go to the lower ranks (the older centroid wins).
+        let better2 = s < second;
+        let c_index = bitcast<vec4<f32>>(vec4<u32>(params.base + c));
+        third = select(min(third, s), second, better2);
+        second_index = select(second_index, select(c_index, best_index, better), better2);
+        second = select(second, select(s, best, better), better2);
     }
     best = select(best, s, better);
     best_index = select(best_index, bitcast<vec4<f32>>(vec4<u32>(params.base + c)), better);
@@ -376,14 +382,16 @@ fn assign_wide(@builtin(local_invocation_index) lid: u32,
 
 // ---- Hamerly bounds of the k-means E-step (host: `src/kmeans/bounds.rs`) ----
 //
-// Per subvector, `lower` holds a lower bound on the true distance (not squared) to every
-// centroid but its own. Per E-step: `bound_drift` measures how far each centroid moved since
-// the codebook the bounds hold for (`last`, then updated); `bound_check` computes the squared
-// distance to the own centroid, lowers `lower` by the largest drift of the other centroids,
-// and lists the subvectors whose bound does not prove the own centroid still wins;
-// `bound_args` turns each window's list count into indirect dispatch arguments;
-// `rescan_tile{N}` score the listed subvectors against every tile (SECOND on) and reset `lower`
-// from the second-lowest score. The list's order (atomic appends) does not matter: each listed
+// Per subvector, `lower` holds lower bounds on true distances (not squared): `second` to its
+// second-nearest centroid `b` at the last rescan, `rest` to every centroid but its own and b
+// (Drake and Hamerly's bounds with b = 2: the second-nearest decays by its own drift, only the
+// rest by the largest drift). Per E-step: `bound_drift` measures how far each centroid moved
+// since the codebook the bounds hold for (`last`, then updated); `bound_check` computes the
+// squared distance to the own centroid, lowers the bounds by the drifts, and lists the
+// subvectors whose bounds do not prove the own centroid still wins; `bound_args` turns each
+// window's list count into indirect dispatch arguments; `rescan_tile{N}` score the listed
+// subvectors against every tile (SECOND on) and reset the bounds from the second- and
+// third-lowest scores. The list's order (atomic appends) does not matter: each listed
 // subvector is scored on its own. `bound_check` writes each subvector's distance to its
 // centroid; last, with DISTANCES | LISTED, it rewrites those of the listed subvectors (their
 // centroid may have changed). The plain k-means E-step also takes its distances from
@@ -404,14 +412,23 @@ fn assign_wide(@builtin(local_invocation_index) lid: u32,
 const SHRINK: f32 = 0.999996185302734375;
 const SHRINK_SQ: f32 = 0.99999904632568359375;
 
-@group(0) @binding(7) var<storage, read_write> lower: array<f32>;
+struct Lower {
+    // Between rescan tiles: the raw second- and third-lowest scores.
+    second: f32,
+    rest: f32,
+    // The second-nearest centroid.
+    b: u32,
+}
+
+@group(0) @binding(7) var<storage, read_write> lower: array<Lower>;
 @group(0) @binding(8) var<storage, read_write> list_out: array<u32>;
 @group(0) @binding(8) var<storage, read> list: array<u32>;
 @group(0) @binding(9) var<storage, read_write> list_count: array<atomic<u32>>;
 @group(0) @binding(9) var<storage, read> listed_count: array<u32>;
-// [largest drift, second largest, its centroid, R²] (f32 bits but the index).
-@group(0) @binding(10) var<storage, read_write> bounds_out: array<u32, 4>;
-@group(0) @binding(10) var<storage, read> bounds: array<u32, 4>;
+// [largest drift, second largest, the largest's centroid, R², drift of each centroid] (f32 bits
+// but the index).
+@group(0) @binding(10) var<storage, read_write> bounds_out: array<u32>;
+@group(0) @binding(10) var<storage, read> bounds: array<u32>;
 @group(0) @binding(11) var<storage, read_write> last: array<f32>;
 @group(0) @binding(12) var<storage, read_write> dispatch_args: array<u32>;
 
@@ -439,6 +456,7 @@ fn bound_drift(@builtin(local_invocation_index) lid: u32) {
             last[c * D + j] = v;
         }
         let drift = sqrt(sq);
+        bounds_out[4u + c] = bitcast<u32>(drift * 1.0000152587890625 + 2e-18);
         // Strictly greater: of equal drifts the lower centroid (seen first) stays.
         if drift > top.x {
             top.y = top.x;
@@ -526,11 +544,21 @@ fn bound_check(@builtin(local_invocation_index) lid: u32,
     if (params.flags & DISTANCES) != 0u {
         return;
     }
-    // Hamerly: every other centroid moved at most the largest drift but the own one.
-    let drift = select(vec4<f32>(bitcast<f32>(bounds[0])), vec4<f32>(bitcast<f32>(bounds[1])),
-                       a == vec4<u32>(bounds[2]));
-    let old = vec4<f32>(lower[r.x], lower[r.y], lower[r.z], lower[r.w]);
-    let lo = max((old - drift) * SHRINK, vec4<f32>(0.0));
+    // The second-nearest moved by its own drift, the rest at most by the largest drift but
+    // those of the own centroid and the second-nearest.
+    let b = min(vec4<u32>(lower[r.x].b, lower[r.y].b, lower[r.z].b, lower[r.w].b),
+                vec4<u32>(params.k - 1u));
+    let drift_b = vec4<f32>(bitcast<f32>(bounds[4u + b.x]), bitcast<f32>(bounds[4u + b.y]),
+                            bitcast<f32>(bounds[4u + b.z]), bitcast<f32>(bounds[4u + b.w]));
+    let top = vec4<u32>(bounds[2]);
+    let drift_rest = select(vec4<f32>(bitcast<f32>(bounds[0])),
+                            vec4<f32>(bitcast<f32>(bounds[1])), a == top | b == top);
+    let old_second = vec4<f32>(lower[r.x].second, lower[r.y].second, lower[r.z].second,
+                               lower[r.w].second);
+    let old_rest = vec4<f32>(lower[r.x].rest, lower[r.y].rest, lower[r.z].rest, lower[r.w].rest);
+    let lo_second = max((old_second - drift_b) * SHRINK, vec4<f32>(0.0));
+    let lo_rest = max((old_rest - drift_rest) * SHRINK, vec4<f32>(0.0));
+    let lo = min(lo_second, lo_rest);
     // Proven: every other centroid's computed distance exceeds `dist` (see E above).
     let kept = lo * lo * SHRINK_SQ > dist + 2.0 * margin(norm_x);
     let need = valid & !kept;
@@ -547,7 +575,8 @@ fn bound_check(@builtin(local_invocation_index) lid: u32,
     at += wg_base;
     for (var k = 0u; k < 4u; k++) {
         if valid[k] {
-            lower[rows[k]] = lo[k];
+            lower[rows[k]].second = lo_second[k];
+            lower[rows[k]].rest = lo_rest[k];
         }
         if need[k] {
             list_out[at] = rows[k];
@@ -573,8 +602,8 @@ fn bound_args(@builtin(global_invocation_id) gid: vec3<u32>) {
 // Rescans: which of the invocation's 4 list positions hold a subvector.
 var<private> listed: vec4<bool>;
 
-// Like `begin_tile` for the listed subvectors of the window; the running second-lowest score
-// is carried in `lower`.
+// Like `begin_tile` for the listed subvectors of the window; the running second- and
+// third-lowest scores are carried in `lower`.
 fn begin_rescan(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, kt: u32) {
     let count = listed_count[params.window];
     let pos = (wid.y * nwg.x + wid.x) * WG * 4u + lid + vec4<u32>(0u, 1u, 2u, 3u) * WG;
@@ -584,28 +613,41 @@ fn begin_rescan(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, kt: u32) {
     load_rows(rows);
     load_best(rows);
     second = vec4<f32>(FAR);
+    third = vec4<f32>(FAR);
+    second_index = vec4<f32>(0.0);
     if (params.flags & FIRST_TILE) == 0u {
-        second = vec4<f32>(lower[rows.x], lower[rows.y], lower[rows.z], lower[rows.w]);
+        let l = array<Lower, 4>(lower[rows.x], lower[rows.y], lower[rows.z], lower[rows.w]);
+        second = vec4<f32>(l[0].second, l[1].second, l[2].second, l[3].second);
+        third = vec4<f32>(l[0].rest, l[1].rest, l[2].rest, l[3].rest);
+        second_index = bitcast<vec4<f32>>(vec4<u32>(l[0].b, l[1].b, l[2].b, l[3].b));
     }
     stage_tile(lid, kt);
 }
 
+// A lower bound on ||x − c|| of every centroid c whose computed score is at least `score`:
+// ||x − c||² ≥ fl(||x||² + score) − E.
+fn distance_floor(norm_x: vec4<f32>, score: vec4<f32>) -> vec4<f32> {
+    let sq = (norm_x + score - margin(norm_x)) * SHRINK_SQ;
+    return sqrt(max(sq, vec4<f32>(0.0))) * SHRINK;
+}
+
 fn end_rescan() {
     var out = best;
-    var lo = second;
+    var lo_second = second;
+    var lo_rest = third;
     if (params.flags & LAST_TILE) != 0u {
         let norm_x = norms(x3, norms(x2, norms(x1, norms(x0, vec4<f32>(0.0)))));
         out = max(norm_x + best, vec4<f32>(0.0));
-        // Every other centroid c: ||x − c||² ≥ fl(||x||² + second) − E.
-        let sq = (norm_x + second - margin(norm_x)) * SHRINK_SQ;
-        lo = sqrt(max(sq, vec4<f32>(0.0))) * SHRINK;
+        lo_second = distance_floor(norm_x, second);
+        lo_rest = distance_floor(norm_x, third);
     }
     let index = bitcast<vec4<u32>>(best_index);
+    let b = bitcast<vec4<u32>>(second_index);
     for (var k = 0u; k < 4u; k++) {
         if listed[k] {
             indices[rows[k]] = index[k];
             distances[rows[k]] = out[k];
-            lower[rows[k]] = lo[k];
+            lower[rows[k]] = Lower(lo_second[k], lo_rest[k], b[k]);
         }
     }
 }

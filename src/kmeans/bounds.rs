@@ -20,7 +20,8 @@ use crate::tensor::{DType, Tensor};
 
 /// The bounds of one problem, kept on the device between E-steps.
 pub(crate) struct Bounds {
-    /// Per subvector: a lower bound on the distance to every centroid but its own (0: none).
+    /// Per subvector (`Lower` in the shader, 3 u32): lower bounds on the distances to its
+    /// second-nearest centroid and to the rest, and the second-nearest (0, 0: none).
     lower: Tensor,
     /// The codebook the bounds hold for (K × d).
     last: Tensor,
@@ -31,7 +32,7 @@ pub(crate) struct Bounds {
 impl Bounds {
     pub(crate) fn new(ctx: &Context, n: u64, k: u64, d: u64) -> Result<Self> {
         Ok(Self {
-            lower: ctx.empty(n, DType::F32)?,
+            lower: ctx.empty(3 * n, DType::U32)?,
             last: ctx.empty(k * d, DType::F32)?,
             list: ctx.empty(n, DType::U32)?,
         })
@@ -55,7 +56,8 @@ impl Bounds {
         let wins = windows(n, d * 4, 64, g.max_window)?;
         let counts_bytes = wins.len() as u64 * 4;
         let counts = batch.scratch(counts_bytes);
-        let state = batch.scratch(16);
+        let state_bytes = 16 + k * 4;
+        let state = batch.scratch(state_bytes);
         let whole_prepared = || sized(&prepared.buffer, prepared.bytes());
         let params = |batch: &mut Batch, n: u64, window: usize, flags: u32| {
             batch.uniform(&AssignParams {
@@ -81,10 +83,13 @@ impl Bounds {
                     (3, window_binding(&o.indices, w, w.len * 4, "indices")?),
                     (4, window_binding(&o.distances, w, w.len * 4, "distances")?),
                     (5, whole_prepared()),
-                    (7, window_binding(&self.lower, w, w.len * 4, "lower")?),
+                    (
+                        7,
+                        window_binding(&self.lower, &triple(w), w.len * 12, "lower")?,
+                    ),
                     (8, window_binding(&self.list, w, w.len * 4, "list")?),
                     (9, sized(&counts, counts_bytes)),
-                    (10, sized(&state, 16)),
+                    (10, sized(&state, state_bytes)),
                 ];
                 match args {
                     Some(args) => batch.dispatch_indirect(&check, &bindings, args, i as u64 * 12),
@@ -109,7 +114,7 @@ impl Bounds {
                 (0, u.as_entire_binding()),
                 (2, whole(p.codebook)?),
                 (5, whole_prepared()),
-                (10, sized(&state, 16)),
+                (10, sized(&state, state_bytes)),
                 (11, whole(&self.last)?),
             ],
             1,
@@ -130,10 +135,10 @@ impl Bounds {
             let rows = Rows::Listed {
                 window: i as u32,
                 bindings: [
-                    window_binding(&self.lower, w, w.len * 4, "lower")?,
+                    window_binding(&self.lower, &triple(w), w.len * 12, "lower")?,
                     window_binding(&self.list, w, w.len * 4, "list")?,
                     sized(&counts, counts_bytes),
-                    sized(&state, 16),
+                    sized(&state, state_bytes),
                 ],
                 args: &args,
             };
@@ -142,8 +147,17 @@ impl Bounds {
         if let Some(t) = DEBUG.lock().unwrap().as_ref() {
             let (b, off) = crate::runtime::elementwise::device_buffer(t, "dbg")?;
             batch.copy(&counts, 0, b, off, 4);
+            batch.copy(&state, 0, b, off + 16, 16);
         }
         record_check(batch, DISTANCES | LISTED, Some(&args))
+    }
+}
+
+/// The elements of `Lower` records of the subvectors of `w`.
+fn triple(w: &Window) -> Window {
+    Window {
+        start: 3 * w.start,
+        len: 3 * w.len,
     }
 }
 
@@ -165,10 +179,10 @@ mod tests {
         let Backend::Gpu(g) = &ctx.backend else {
             return;
         };
-        *super::DEBUG.lock().unwrap() = Some(ctx.empty(4, crate::DType::U32).unwrap());
+        *super::DEBUG.lock().unwrap() = Some(ctx.empty(8, crate::DType::U32).unwrap());
         let x = ctx.upload(&data).unwrap();
         let p = [KmeansProblem { data: &x, dim: 8 }];
-        for bounds in [true, false] {
+        for bounds in [true] {
             let o = crate::KmeansOptions {
                 bounds,
                 ..crate::bench::pq_kmeans_options(20)
@@ -185,10 +199,13 @@ mod tests {
                     .read_u32(super::DEBUG.lock().unwrap().as_ref().unwrap())
                     .unwrap();
                 println!(
-                    "bounds {bounds} {:.1} ms rescans {} obj {}",
+                    "bounds {bounds} {:.1} ms rescans {} obj {} drift {} {} R2 {}",
                     t.elapsed().as_secs_f64() * 1e3,
                     c[0],
-                    out[0].objective
+                    out[0].objective,
+                    f32::from_bits(c[4]),
+                    f32::from_bits(c[5]),
+                    f32::from_bits(c[7])
                 );
             }
             println!("total {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
