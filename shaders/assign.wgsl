@@ -35,10 +35,6 @@ const FAR: f32 = 3.0e38;
 // AssignParams::flags.
 const FIRST_TILE: u32 = 1u;
 const LAST_TILE: u32 = 2u;
-// bound_check: only write each subvector's distance to its centroid; LISTED: of the window's
-// listed subvectors (an indirect dispatch), not of all.
-const DISTANCES: u32 = 4u;
-const LISTED: u32 = 8u;
 
 struct AssignParams {
     // Subvectors in this window (`assign_prepare`: prepared rows to write).
@@ -386,18 +382,16 @@ fn assign_wide(@builtin(local_invocation_index) lid: u32,
 // second-nearest centroid `b` at the last rescan, `rest` to every centroid but its own and b
 // (Drake and Hamerly's bounds with b = 2: the second-nearest decays by its own drift, only the
 // rest by the largest drift). Per E-step: `bound_drift` measures how far each centroid moved
-// since the codebook the bounds hold for (`last`, then updated); `bound_check` computes the
-// squared distance to the own centroid, lowers the bounds by the drifts, and lists the
+// since the codebook the bounds hold for (`last`, then updated); `bound_check` bounds the
+// distance to the own centroid from above, lowers the other bounds by the drifts, and lists the
 // subvectors whose bounds do not prove the own centroid still wins; `bound_args` turns each
 // window's list count into indirect dispatch arguments; `rescan_tile{N}` score the listed
 // subvectors against every tile (SECOND on) and reset the bounds from the second- and
 // third-lowest scores. The list's order (atomic appends) does not matter: each listed
-// subvector is scored on its own. `bound_check` writes each subvector's distance to its
-// centroid; last, with DISTANCES | LISTED, it rewrites those of the listed subvectors (their
-// centroid may have changed). The plain k-means E-step also takes its distances from
-// `bound_check` (DISTANCES): compilers may contract or reassociate the same float expression
-// differently in different kernels (Mesa's NIR does), so one pipeline computing all the
-// distances keeps the objectives of both paths equal bit for bit.
+// subvector is scored on its own. The distances of the objective come from the M-step (the
+// `DIST` of `shaders/kmeans.wgsl`), in both E-step paths: compilers may contract or
+// reassociate the same float expression differently in different kernels (Mesa's NIR does),
+// so only one kernel computing every distance keeps the objectives equal bit for bit.
 //
 // Rounding (all bounds are conservative): with u = 2^-24, the computed fl(||x||² + s_c) of any
 // centroid c differs from the exact ||x − c||² of the stored f32 values by at most
@@ -492,75 +486,43 @@ fn bound_drift(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
-// Chunk j of each of the 4 subvectors' own centroid `a`, as `dot_chunk` multipliers.
-fn own_chunk(a: vec4<u32>, j: u32) -> mat4x4<f32> {
-    return transpose(mat4x4<f32>(prepared[a.x * ROW + j], prepared[a.y * ROW + j],
-                                 prepared[a.z * ROW + j], prepared[a.w * ROW + j]));
-}
-
 // Rows appended by this workgroup, and where they start in the window's list.
 var<workgroup> wg_listed: atomic<u32>;
 var<workgroup> wg_base: u32;
 
+// Reads no subvector: `distances` holds each one's squared distance to its centroid under the
+// codebook of the previous E-step (written by the M-step, within (2d + 2)·2^-24 relative), so
+// u = that distance + the own centroid's drift bounds the distance now (Hamerly's upper bound).
 @compute @workgroup_size(WG)
 fn bound_check(@builtin(local_invocation_index) lid: u32,
                @builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
-    let pos = (wid.y * nwg.x + wid.x) * WG * 4u + lid + vec4<u32>(0u, 1u, 2u, 3u) * WG;
-    var n = params.n;
-    var r: vec4<u32>;
-    if (params.flags & LISTED) != 0u {
-        n = atomicLoad(&list_count[params.window]);
-        let p = min(pos, vec4<u32>(max(n, 1u) - 1u));
-        r = vec4<u32>(list_out[p.x], list_out[p.y], list_out[p.z], list_out[p.w]);
-    } else {
-        // Rows past the window load the last row; they are never stored.
-        r = min(pos, vec4<u32>(n - 1u));
-    }
-    rows = r;
-    let valid = pos < vec4<u32>(n);
-    load_rows(r);
-    let a = vec4<u32>(indices[r.x], indices[r.y], indices[r.z], indices[r.w]);
-    // The own centroid's score, in the order of `score`.
-    var s = vec4<f32>(prepared[a.x * ROW + D4].x, prepared[a.y * ROW + D4].x,
-                      prepared[a.z * ROW + D4].x, prepared[a.w * ROW + D4].x);
-    s = dot_chunk(s, x0, own_chunk(a, 0u), 0u);
-    if D4 > 1u {
-        s = dot_chunk(s, x1, own_chunk(a, 1u), 1u);
-    }
-    if D4 > 2u {
-        s = dot_chunk(s, x2, own_chunk(a, 2u), 2u);
-    }
-    if D4 > 3u {
-        s = dot_chunk(s, x3, own_chunk(a, 3u), 3u);
-    }
-    let norm_x = norms(x3, norms(x2, norms(x1, norms(x0, vec4<f32>(0.0)))));
-    let dist = max(norm_x + s, vec4<f32>(0.0));
-    for (var k = 0u; k < 4u; k++) {
-        if valid[k] {
-            distances[rows[k]] = dist[k];
-        }
-    }
-    if (params.flags & DISTANCES) != 0u {
-        return;
-    }
+    rows = (wid.y * nwg.x + wid.x) * WG * 4u + lid + vec4<u32>(0u, 1u, 2u, 3u) * WG;
+    let valid = rows < vec4<u32>(params.n);
+    let r = min(rows, vec4<u32>(params.n - 1u));
+    let a = min(vec4<u32>(indices[r.x], indices[r.y], indices[r.z], indices[r.w]),
+                vec4<u32>(params.k - 1u));
+    let l = array<Lower, 4>(lower[r.x], lower[r.y], lower[r.z], lower[r.w]);
+    let b = min(vec4<u32>(l[0].b, l[1].b, l[2].b, l[3].b), vec4<u32>(params.k - 1u));
+    let old = vec4<f32>(distances[r.x], distances[r.y], distances[r.z], distances[r.w]);
+    let u = sqrt(old) * 1.0000152587890625 + 2e-18 +
+            vec4<f32>(drift_of(a.x), drift_of(a.y), drift_of(a.z), drift_of(a.w));
     // The second-nearest moved by its own drift, the rest at most by the largest drift but
     // those of the own centroid and the second-nearest.
-    let b = min(vec4<u32>(lower[r.x].b, lower[r.y].b, lower[r.z].b, lower[r.w].b),
-                vec4<u32>(params.k - 1u));
-    let drift_b = vec4<f32>(bitcast<f32>(bounds[4u + b.x]), bitcast<f32>(bounds[4u + b.y]),
-                            bitcast<f32>(bounds[4u + b.z]), bitcast<f32>(bounds[4u + b.w]));
+    let drift_b = vec4<f32>(drift_of(b.x), drift_of(b.y), drift_of(b.z), drift_of(b.w));
     let top = vec4<u32>(bounds[2]);
     let drift_rest = select(vec4<f32>(bitcast<f32>(bounds[0])),
                             vec4<f32>(bitcast<f32>(bounds[1])), a == top | b == top);
-    let old_second = vec4<f32>(lower[r.x].second, lower[r.y].second, lower[r.z].second,
-                               lower[r.w].second);
-    let old_rest = vec4<f32>(lower[r.x].rest, lower[r.y].rest, lower[r.z].rest, lower[r.w].rest);
+    let old_second = vec4<f32>(l[0].second, l[1].second, l[2].second, l[3].second);
+    let old_rest = vec4<f32>(l[0].rest, l[1].rest, l[2].rest, l[3].rest);
     let lo_second = max((old_second - drift_b) * SHRINK, vec4<f32>(0.0));
     let lo_rest = max((old_rest - drift_rest) * SHRINK, vec4<f32>(0.0));
     let lo = min(lo_second, lo_rest);
-    // Proven: every other centroid's computed distance exceeds `dist` (see E above).
-    let kept = lo * lo * SHRINK_SQ > dist + 2.0 * margin(norm_x);
+    // Proven: every other centroid's computed score exceeds the own one's (see E above, with
+    // ||x||² ≤ (u + R)² ≤ 2u² + 2R²).
+    let r2 = vec4<f32>(bitcast<f32>(bounds[3]));
+    let kept = lo * lo * SHRINK_SQ > u * u * 1.00000095367431640625 +
+               2.0 * margin(2.0 * (u * u + r2));
     let need = valid & !kept;
     let count = u32(need.x) + u32(need.y) + u32(need.z) + u32(need.w);
     var at = 0u;
@@ -583,6 +545,10 @@ fn bound_check(@builtin(local_invocation_index) lid: u32,
             at += 1u;
         }
     }
+}
+
+fn drift_of(c: u32) -> f32 {
+    return bitcast<f32>(bounds[4u + c]);
 }
 
 // One invocation per window: the list's count as `dispatch_workgroups_indirect` arguments

@@ -73,9 +73,6 @@ pub(crate) struct AssignParams {
 /// `AssignParams::flags` (see the shader).
 const FIRST_TILE: u32 = 1;
 const LAST_TILE: u32 = 2;
-/// `bound_check`: only write the distances; of the listed subvectors (see the shader).
-pub(crate) const DISTANCES: u32 = 4;
-pub(crate) const LISTED: u32 = 8;
 
 impl AssignProblem<'_> {
     /// Checks the problem; returns (N, K).
@@ -232,25 +229,28 @@ pub(crate) struct Prepared {
 impl Prepared {
     /// Bytes of all prepared rows.
     pub(crate) fn bytes(&self) -> u64 {
-        self.tiles.iter().map(|t| t.1).sum::<u64>() * self.row_bytes
+        self.rows() * self.row_bytes
+    }
+
+    /// Prepared rows in all tiles.
+    pub(crate) fn rows(&self) -> u64 {
+        self.tiles.iter().map(|t| t.1).sum()
     }
 
     /// A pipeline of `shaders/assign.wgsl` for this problem (`tile_rows` > 0: a tile kernel of
-    /// that many centroids; `second`: the rescans' second-lowest score).
+    /// that many centroids; `flag`: a boolean override to set, e.g. the rescans' `SECOND`).
     pub(crate) fn pipeline(
         &self,
         g: &Gpu,
         entry: &'static str,
         tile_rows: u64,
-        second: bool,
+        flag: Option<&'static str>,
     ) -> Result<wgpu::ComputePipeline> {
         let mut overrides = vec![("WG", WG), ("D", self.dim)];
         if tile_rows > 0 {
             overrides.push(("TILE_ROWS", tile_rows as u32));
         }
-        if second {
-            overrides.push(("SECOND", 1));
-        }
+        overrides.extend(flag.map(|f| (f, 1)));
         g.pipeline(PipelineKey {
             family: Family::Assign,
             precision: self.precision,
@@ -329,7 +329,7 @@ pub(crate) fn record_prepare(
         "codebook",
     )?;
     batch.dispatch_at(
-        &prepared.pipeline(g, "assign_prepare", 0, false)?,
+        &prepared.pipeline(g, "assign_prepare", 0, None)?,
         &[
             (0, u.as_entire_binding()),
             (2, codebook),
@@ -410,9 +410,9 @@ pub(crate) fn record_tiles(
         match &rows {
             Rows::All => {
                 let pipeline = if prepared.tiled {
-                    prepared.pipeline(g, tile_entry("assign", len), len, false)?
+                    prepared.pipeline(g, tile_entry("assign", len), len, None)?
                 } else {
-                    prepared.pipeline(g, "assign_wide", 0, false)?
+                    prepared.pipeline(g, "assign_wide", 0, None)?
                 };
                 batch.dispatch_at(&pipeline, &bindings, w.len.div_ceil(WG as u64 * SPT))?;
             }
@@ -422,7 +422,8 @@ pub(crate) fn record_tiles(
                 args,
             } => {
                 bindings.extend((7..).zip(extra.iter().cloned()));
-                let pipeline = prepared.pipeline(g, tile_entry("rescan", len), len, true)?;
+                let pipeline =
+                    prepared.pipeline(g, tile_entry("rescan", len), len, Some("SECOND"))?;
                 batch.dispatch_indirect(&pipeline, &bindings, args, *window as u64 * 12);
             }
         }

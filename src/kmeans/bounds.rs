@@ -6,8 +6,7 @@
 //! `rescan_tile{N}` of `shaders/assign.wgsl`.
 
 use crate::assign::{
-    AssignParams, AssignProblem, Assignment, DISTANCES, LISTED, Rows, SPT, WG, record_prepare,
-    record_tiles,
+    AssignParams, AssignProblem, Assignment, Rows, SPT, WG, record_prepare, record_tiles,
 };
 use crate::error::Result;
 use crate::kmeans::gpu::whole;
@@ -38,92 +37,72 @@ impl Bounds {
         })
     }
 
-    /// Records an E-step of `p` into `o` (which holds the previous assignments): with
-    /// `bounded`, Hamerly's; otherwise [`crate::assign::record_assign`]'s. Either way the
-    /// distances are then rewritten by one kernel (see `shaders/assign.wgsl`), so both give
-    /// the same bits. `p.dim` must be at most 16.
+    /// Records an E-step of `p` into `o`, which holds the previous E-step's assignments and
+    /// the M-step's distances under that codebook (see [`super::gpu::Partials::record`]): the
+    /// same assignments as [`crate::assign::record_assign`]. `p.dim` must be at most 16.
     pub(crate) fn record(
         &self,
         g: &Gpu,
         batch: &mut Batch,
         p: &AssignProblem<'_>,
         o: &Assignment,
-        bounded: bool,
     ) -> Result<()> {
         let prepared = record_prepare(g, batch, p)?;
         let (n, k) = p.validate()?;
-        let d = p.dim as u64;
-        let wins = windows(n, d * 4, 64, g.max_window)?;
+        let wins = windows(n, p.dim as u64 * 4, 64, g.max_window)?;
         let counts_bytes = wins.len() as u64 * 4;
         let counts = batch.scratch(counts_bytes);
         let state_bytes = 16 + k * 4;
         let state = batch.scratch(state_bytes);
-        let whole_prepared = || sized(&prepared.buffer, prepared.bytes());
-        let params = |batch: &mut Batch, n: u64, window: usize, flags: u32| {
+        let params = |batch: &mut Batch, n: u64, window: usize| {
             batch.uniform(&AssignParams {
                 n: n as u32,
                 k: k as u32,
-                flags,
                 window: window as u32,
                 ..Default::default()
             })
         };
-        let check = prepared.pipeline(g, "bound_check", 0, false)?;
-        // `args`: dispatch the listed subvectors of each window (indirectly), not all of them.
-        let record_check = |batch: &mut Batch, flags: u32, args: Option<&wgpu::Buffer>| {
-            for (i, w) in wins.iter().enumerate() {
-                let u = params(batch, w.len, i, flags);
-                let data = Window {
-                    start: w.start * d,
-                    len: w.len * d,
-                };
-                let bindings = [
-                    (0, u.as_entire_binding()),
-                    (1, window_binding(p.data, &data, data.len * 4, "data")?),
-                    (3, window_binding(&o.indices, w, w.len * 4, "indices")?),
-                    (4, window_binding(&o.distances, w, w.len * 4, "distances")?),
-                    (5, whole_prepared()),
-                    (
-                        7,
-                        window_binding(&self.lower, &triple(w), w.len * 12, "lower")?,
-                    ),
-                    (8, window_binding(&self.list, w, w.len * 4, "list")?),
-                    (9, sized(&counts, counts_bytes)),
-                    (10, sized(&state, state_bytes)),
-                ];
-                match args {
-                    Some(args) => batch.dispatch_indirect(&check, &bindings, args, i as u64 * 12),
-                    None => {
-                        batch.dispatch_at(&check, &bindings, w.len.div_ceil(WG as u64 * SPT))?
-                    }
-                }
-            }
-            Result::Ok(())
+        let lower = |w: &Window| {
+            let records = Window {
+                start: 3 * w.start,
+                len: 3 * w.len,
+            };
+            window_binding(&self.lower, &records, w.len * 12, "lower")
         };
 
-        if !bounded {
-            for w in &wins {
-                record_tiles(g, batch, p, o, &prepared, w, Rows::All)?;
-            }
-            return record_check(batch, DISTANCES, None);
-        }
-        let u = params(batch, 0, 0, 0);
+        let u = params(batch, 0, 0);
         batch.dispatch_at(
-            &prepared.pipeline(g, "bound_drift", 0, false)?,
+            &prepared.pipeline(g, "bound_drift", 0, None)?,
             &[
                 (0, u.as_entire_binding()),
                 (2, whole(p.codebook)?),
-                (5, whole_prepared()),
+                (5, sized(&prepared.buffer, prepared.bytes())),
                 (10, sized(&state, state_bytes)),
                 (11, whole(&self.last)?),
             ],
             1,
         )?;
-        record_check(batch, 0, None)?;
+        let check = prepared.pipeline(g, "bound_check", 0, None)?;
+        for (i, w) in wins.iter().enumerate() {
+            let u = params(batch, w.len, i);
+            batch.dispatch_at(
+                &check,
+                &[
+                    (0, u.as_entire_binding()),
+                    (3, window_binding(&o.indices, w, w.len * 4, "indices")?),
+                    (4, window_binding(&o.distances, w, w.len * 4, "distances")?),
+                    (7, lower(w)?),
+                    (8, window_binding(&self.list, w, w.len * 4, "list")?),
+                    (9, sized(&counts, counts_bytes)),
+                    (10, sized(&state, state_bytes)),
+                ],
+                w.len.div_ceil(WG as u64 * SPT),
+            )?;
+        }
         let args = batch.indirect_args(wins.len() as u64 * 12);
-        let u = params(batch, wins.len() as u64, 0, 0);
+        let u = params(batch, wins.len() as u64, 0);
         batch.dispatch_at(
-            &prepared.pipeline(g, "bound_args", 0, false)?,
+            &prepared.pipeline(g, "bound_args", 0, None)?,
             &[
                 (0, u.as_entire_binding()),
                 (9, sized(&counts, counts_bytes)),
@@ -135,7 +114,7 @@ impl Bounds {
             let rows = Rows::Listed {
                 window: i as u32,
                 bindings: [
-                    window_binding(&self.lower, &triple(w), w.len * 12, "lower")?,
+                    lower(w)?,
                     window_binding(&self.list, w, w.len * 4, "list")?,
                     sized(&counts, counts_bytes),
                     sized(&state, state_bytes),
@@ -149,15 +128,7 @@ impl Bounds {
             batch.copy(&counts, 0, b, off, 4);
             batch.copy(&state, 0, b, off + 16, 16);
         }
-        record_check(batch, DISTANCES | LISTED, Some(&args))
-    }
-}
-
-/// The elements of `Lower` records of the subvectors of `w`.
-fn triple(w: &Window) -> Window {
-    Window {
-        start: 3 * w.start,
-        len: 3 * w.len,
+        Ok(())
     }
 }
 

@@ -122,7 +122,8 @@ impl Partials {
     /// Records the per-cluster reduction of `data` (n × d) under `assignments` into `out`
     /// (K × d) and `counts` (K); `old` serves [`Reduce::MeanKeep`] (required there, and it
     /// must not share a buffer with `out`). Deterministic: tiles in
-    /// order, subvectors of a tile in order.
+    /// order, subvectors of a tile in order. With `distances`, also each subvector's squared
+    /// distance to its centroid in `old` (the k-means objective).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn record(
         &self,
@@ -135,10 +136,21 @@ impl Partials {
         out: &Tensor,
         counts: &Tensor,
         mode: Reduce,
+        distances: Option<&Tensor>,
     ) -> Result<()> {
         // The fixed-point kernel loops over params.d at run time (see the shader).
         let specialised = (self.kernel != PartialKernel::Fixed).then_some(d);
-        let partial = kmeans_pipeline(g, self.kernel.entry(), self.tile, specialised)?;
+        let mut partial = kmeans_pipeline(g, self.kernel.entry(), self.tile, specialised, false)?;
+        // Without distances, stand-ins the shader does not touch.
+        let stand_in = batch.scratch(4);
+        let dist = match (distances, old) {
+            (Some(out), Some(old)) => {
+                partial = kmeans_pipeline(g, self.kernel.entry(), self.tile, specialised, true)?;
+                Some((old, out))
+            }
+            (Some(_), None) => return Err(invalid("old", "None", "distances need the codebook")),
+            _ => None,
+        };
         for w in windows(n, d * 4, self.tile, g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,
@@ -151,12 +163,22 @@ impl Partials {
                 start: w.start * d,
                 len: w.len * d,
             };
+            let data = window_binding(data, &rows, rows.len * 4, "data")?;
+            let (centroids, row_dist) = match dist {
+                Some((old, out)) => (
+                    whole(old)?,
+                    window_binding(out, &w, w.len * 4, "distances")?,
+                ),
+                None => (data.clone(), sized(&stand_in, 4)),
+            };
             let bindings = [
                 u.as_entire_binding(),
-                window_binding(data, &rows, rows.len * 4, "data")?,
+                data,
                 window_binding(assignments, &w, w.len * 4, "assignments")?,
                 whole(&self.sums)?,
                 whole(&self.counts)?,
+                centroids,
+                row_dist,
             ];
             batch.dispatch(&partial, &bindings, w.len.div_ceil(self.tile))?;
         }
@@ -178,7 +200,7 @@ impl Partials {
             whole(counts)?,
         ];
         batch.dispatch(
-            &kmeans_pipeline(g, "kmeans_reduce", self.tile, None)?,
+            &kmeans_pipeline(g, "kmeans_reduce", self.tile, None, false)?,
             &bindings,
             (k * d).div_ceil(WG as u64),
         )
@@ -186,15 +208,19 @@ impl Partials {
 }
 
 /// A pipeline of `shaders/kmeans.wgsl` with its tile size and, for `kmeans_partial*`, the
-/// subvector dimension `D` as specialisation constants.
+/// subvector dimension `D` and `DIST` as specialisation constants.
 fn kmeans_pipeline(
     g: &Gpu,
     entry: &'static str,
     tile: u64,
     d: Option<u64>,
+    dist: bool,
 ) -> Result<wgpu::ComputePipeline> {
     let mut overrides = vec![("WG", WG), ("TILE", tile as u32)];
     overrides.extend(d.map(|d| ("D", d as u32)));
+    if dist {
+        overrides.push(("DIST", 1));
+    }
     g.pipeline(PipelineKey {
         family: Family::Kmeans,
         precision: Precision::F32,
@@ -216,8 +242,8 @@ struct Problem {
     partials: Partials,
     sums: Tensor,
     mins: Option<Tensor>,
-    /// Bound state of the E-step (dim ≤ 16), and whether Hamerly's bounds are used.
-    bounds: Option<(Bounds, bool)>,
+    /// Hamerly bounds of the E-step (when on and dim ≤ 16).
+    bounds: Option<Bounds>,
 }
 
 pub(crate) struct GpuEngine<'a> {
@@ -253,8 +279,8 @@ impl<'a> GpuEngine<'a> {
                 partials: Partials::new(ctx, g, n, d, k)?,
                 sums: ctx.empty(n.div_ceil(SUM_TILE), DType::F32)?,
                 mins: None,
-                bounds: if d <= 16 {
-                    Some((Bounds::new(ctx, n, k, d)?, options.bounds))
+                bounds: if options.bounds && d <= 16 {
+                    Some(Bounds::new(ctx, n, k, d)?)
                 } else {
                     None
                 },
@@ -269,7 +295,7 @@ impl<'a> GpuEngine<'a> {
 
     /// Records per-[`SUM_TILE`] partial sums of `values` (n f32) into `sums`.
     fn record_sums(&self, batch: &mut Batch, values: &Tensor, sums: &Tensor, n: u64) -> Result<()> {
-        let pipeline = kmeans_pipeline(self.g, "sum_partials", SUM_TILE, None)?;
+        let pipeline = kmeans_pipeline(self.g, "sum_partials", SUM_TILE, None, false)?;
         for w in windows(n, 4, SUM_TILE, self.g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,
@@ -352,7 +378,7 @@ impl Engine for GpuEngine<'_> {
         let pr = &self.problems[p];
         let mins = pr.mins.as_ref().unwrap();
         let mut batch = Batch::new(self.g, "kmeans++")?;
-        let pipeline = kmeans_pipeline(self.g, "pp_update", SUM_TILE, None)?;
+        let pipeline = kmeans_pipeline(self.g, "pp_update", SUM_TILE, None, false)?;
         for w in windows(pr.n, pr.d * 4, 64, self.g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,
@@ -403,7 +429,7 @@ impl Engine for GpuEngine<'_> {
                 dim: pr.d as u32,
             };
             match &pr.bounds {
-                Some((b, on)) => b.record(g, &mut batch, &problem, &pr.assignment, *on)?,
+                Some(b) => b.record(g, &mut batch, &problem, &pr.assignment)?,
                 None => record_assign(g, &mut batch, &problem, &pr.assignment)?,
             }
             pr.partials.record(
@@ -416,6 +442,7 @@ impl Engine for GpuEngine<'_> {
                 &pr.pending,
                 &pr.counts,
                 Reduce::MeanKeep,
+                Some(&pr.assignment.distances),
             )?;
             self.record_sums(&mut batch, &pr.assignment.distances, &pr.sums, pr.n)?;
             let (cb, co) = device_buffer(&pr.counts, "counts")?;
@@ -459,7 +486,7 @@ impl Engine for GpuEngine<'_> {
             ..Default::default()
         });
         let e = batch.storage_init(bytemuck::cast_slice(eps));
-        let pipeline = kmeans_pipeline(self.g, "split", SUM_TILE, None)?;
+        let pipeline = kmeans_pipeline(self.g, "split", SUM_TILE, None, false)?;
         batch.dispatch(
             &pipeline,
             &[
@@ -516,27 +543,40 @@ mod phase_tests {
             v.sort_by(f64::total_cmp);
             println!("{name}: {:.1} ms (min {:.1})", v[2], v[0]);
         };
+        let cb16 = ctx
+            .upload(&crate::bench::pq_codebook(&data)[..16 * 8])
+            .unwrap();
+        let p16 = AssignProblem {
+            data: &x,
+            codebook: &cb16,
+            dim: 8,
+        };
+        time("plain assign k16", &|bt| record_assign(g, bt, &p16, &o));
         time("plain assign", &|bt| record_assign(g, bt, &p, &o));
-        time("plain+distances", &|bt| b.record(g, bt, &p, &o, false));
-        time("bounded (static codebook)", &|bt| {
-            b.record(g, bt, &p, &o, true)
-        });
-        time("prepare only", &|bt| {
-            crate::assign::record_prepare(g, bt, &p).map(|_| ())
-        });
-        time("mstep", &|bt| {
-            parts.record(
-                g,
-                bt,
-                &x,
-                &o.indices,
-                (n, 8, 256),
-                Some(&cb),
-                &pending,
-                &counts,
-                Reduce::MeanKeep,
-            )
-        });
+        time("bounded (static codebook)", &|bt| b.record(g, bt, &p, &o));
+        for dist in [None, Some(&o.distances)] {
+            time(
+                if dist.is_some() {
+                    "mstep+dist"
+                } else {
+                    "mstep"
+                },
+                &|bt| {
+                    parts.record(
+                        g,
+                        bt,
+                        &x,
+                        &o.indices,
+                        (n, 8, 256),
+                        Some(&cb),
+                        &pending,
+                        &counts,
+                        Reduce::MeanKeep,
+                        dist,
+                    )
+                },
+            );
+        }
         let sums = ctx.empty(n.div_ceil(SUM_TILE), DType::F32).unwrap();
         let e = GpuEngine {
             ctx: &ctx,
