@@ -299,8 +299,9 @@ fn bad_inputs(t: &Target) -> Result<(), Failed> {
 
 /// Hamerly bounds (the default) against the plain E-step: the same codebook bits, assignments,
 /// counts, objectives and repairs, on problems full of exact ties (points on a small integer
-/// lattice), near-duplicates (copies a few ulps apart), blobs several tiles of centroids wide,
-/// d = 1 and mixed magnitudes, batched together.
+/// lattice), near-duplicates (copies a few ulps apart), few distinct points (repairs), blobs
+/// several tiles of centroids wide, d = 1, 16 and mixed magnitudes, batched together. The
+/// final objective is within 4e-6 of the f64 sum of its squared distances.
 fn bounds_match_plain(t: &Target) -> Result<(), Failed> {
     let mut rng = Rng(77);
     let lattice: Vec<f32> = (0..2000 * 3).map(|_| rng.below(4) as f32).collect();
@@ -315,8 +316,10 @@ fn bounds_match_plain(t: &Target) -> Result<(), Failed> {
         let scale = if i % 3 == 0 { 1e3 } else { 1e-2 };
         row.iter_mut().for_each(|v| *v *= scale);
     }
+    let few: Vec<f32> = rng.weights(45 * 5, 1.0).repeat(9);
     let cases = [
         (lattice, 3u32),
+        (few, 5),
         (near, 8),
         (blobs(&mut rng, 3000, 4, 50), 4),
         (blobs(&mut rng, 900, 1, 7), 1),
@@ -332,6 +335,7 @@ fn bounds_match_plain(t: &Target) -> Result<(), Failed> {
         .zip(&cases)
         .map(|(x, &(_, dim))| KmeansProblem { data: x, dim })
         .collect();
+    let mut total_repairs = 0;
     for (k, init) in [(40u32, KmeansInit::Uniform), (7, KmeansInit::PlusPlus)] {
         let options = KmeansOptions {
             init,
@@ -370,7 +374,26 @@ fn bounds_match_plain(t: &Target) -> Result<(), Failed> {
                 b.counts == p.counts && b.repairs == p.repairs && b.iterations == p.iterations,
                 || what("counts, repairs or iterations"),
             )?;
+            let (x, d) = (&cases[i].0, cases[i].1 as usize);
+            let codebook = t.ctx.read_f32(&b.codebook)?;
+            let exact: f64 = x
+                .chunks(d)
+                .zip(t.ctx.read_u32(&b.assignments)?)
+                .map(|(row, a)| {
+                    let c = &codebook[a as usize * d..(a as usize + 1) * d];
+                    row.iter()
+                        .zip(c)
+                        .map(|(&v, &w)| (v as f64 - w as f64).powi(2))
+                        .sum::<f64>()
+                })
+                .sum();
+            let last = *b.objective.last().unwrap();
+            ensure((last - exact).abs() <= 4e-6 * exact, || {
+                format!("K={k} problem {i}: objective {last} vs {exact}")
+            })?;
+            total_repairs += b.repairs;
         }
     }
+    ensure(total_repairs > 0, || "no repair exercised".into())?;
     Ok(())
 }

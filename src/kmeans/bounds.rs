@@ -1,8 +1,12 @@
-//! Hamerly bounds on the device for the k-means E-step: per subvector a lower bound on the
-//! distance to every other centroid, so that only the subvectors whose nearest centroid may
-//! have changed are scored against the whole codebook. Exact: the assignments, distances (hence
-//! objective) and codebooks are those of the plain E-step, bit for bit (the rounding margins
-//! are in `shaders/assign.wgsl`). Kernels: `bound_drift`, `bound_check`, `bound_args` and
+//! Hamerly bounds on the device for the k-means E-step (Drake and Hamerly's variant with the
+//! second-nearest centroid tracked on its own): per subvector, lower bounds on the distances to
+//! the other centroids, so that only the subvectors whose nearest centroid may have changed are
+//! scored against the whole codebook, compacted into a list and dispatched indirectly. Exact:
+//! the assignments are those of the plain E-step (the rounding margins are in
+//! `shaders/assign.wgsl`), hence the codebooks; the objective's distances come from the M-step
+//! in both paths. Pays when the assignments settle (clustered data: the E-step all but
+//! vanishes); on uniform data about half the subvectors are rescanned late in the run, about
+//! even with the plain E-step. Kernels: `bound_drift`, `bound_check`, `bound_args` and
 //! `rescan_tile{N}` of `shaders/assign.wgsl`.
 
 use crate::assign::{
@@ -123,63 +127,6 @@ impl Bounds {
             };
             record_tiles(g, batch, p, o, &prepared, w, rows)?;
         }
-        if let Some(t) = DEBUG.lock().unwrap().as_ref() {
-            let (b, off) = crate::runtime::elementwise::device_buffer(t, "dbg")?;
-            batch.copy(&counts, 0, b, off, 4);
-            batch.copy(&state, 0, b, off + 16, 16);
-        }
         Ok(())
-    }
-}
-
-pub(crate) static DEBUG: std::sync::Mutex<Option<Tensor>> = std::sync::Mutex::new(None);
-
-#[cfg(test)]
-mod tests {
-    use crate::kmeans::Engine;
-    use crate::kmeans::KmeansProblem;
-    use crate::kmeans::gpu::GpuEngine;
-    use crate::runtime::context::{Backend, Context};
-
-    #[test]
-    #[ignore]
-    fn debug_rescans() {
-        let n = 1_000_000u64;
-        let data = crate::bench::pq_values(n * 8, crate::bench::PQ_DATA_SEED);
-        let ctx = Context::with_backend(crate::BackendChoice::Vulkan).unwrap();
-        let Backend::Gpu(g) = &ctx.backend else {
-            return;
-        };
-        *super::DEBUG.lock().unwrap() = Some(ctx.empty(8, crate::DType::U32).unwrap());
-        let x = ctx.upload(&data).unwrap();
-        let p = [KmeansProblem { data: &x, dim: 8 }];
-        for bounds in [true] {
-            let o = crate::KmeansOptions {
-                bounds,
-                ..crate::bench::pq_kmeans_options(20)
-            };
-            let mut e = GpuEngine::new(&ctx, g, &p, &o).unwrap();
-            let rows: Vec<u64> = (0..256).map(|i| i * 3001).collect();
-            e.init_rows(0, 0, &rows).unwrap();
-            let t0 = std::time::Instant::now();
-            for _ in 0..20 {
-                let t = std::time::Instant::now();
-                let out = e.step(&[0]).unwrap();
-                e.accept(0);
-                let c = ctx
-                    .read_u32(super::DEBUG.lock().unwrap().as_ref().unwrap())
-                    .unwrap();
-                println!(
-                    "bounds {bounds} {:.1} ms rescans {} obj {} drift {} {} R2 {}",
-                    t.elapsed().as_secs_f64() * 1e3,
-                    c[0],
-                    out[0].objective,
-                    f32::from_bits(c[4]),
-                    f32::from_bits(c[5]),
-                    f32::from_bits(c[7])
-                );
-            }
-            println!("total {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
-        }
     }
 }
