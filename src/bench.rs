@@ -91,7 +91,7 @@ use crate::assign::{AssignProblem, Assignment};
 use crate::copy::CopyVariant;
 use crate::error::{Error, Result};
 use crate::fma::FmaVariant;
-use crate::kmeans::{KmeansInit, KmeansOptions, KmeansProblem};
+use crate::kmeans::{KmeansBounds, KmeansInit, KmeansOptions, KmeansProblem};
 use crate::noise::{Noise, NoiseSpec, QuantScheme, SteMode};
 use crate::observer::{Observer, QParams, affine_params};
 use crate::philox::NoiseSeed;
@@ -525,7 +525,7 @@ pub fn pq_kmeans_options(n_iter: u32) -> KmeansOptions {
         init: KmeansInit::Uniform,
         seed: PQ_KMEANS_SEED,
         tol: 0.0,
-        bounds: true,
+        bounds: KmeansBounds::Auto,
     }
 }
 
@@ -823,12 +823,12 @@ fn check_kmeans(
     ))
 }
 
-/// k-means of `data` with [`pq_kmeans_options`]`(n_iter)`, Hamerly bounds on or off.
+/// k-means of `data` with [`pq_kmeans_options`]`(n_iter)` and `bounds`.
 fn kmeans_case<'a>(
     ctx: &'a Context,
     name: String,
     n_iter: u32,
-    bounds: bool,
+    bounds: KmeansBounds,
     data: &'a Tensor,
 ) -> Case<'a> {
     let n = data.len() / PQ_DIM as u64;
@@ -1208,7 +1208,12 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
         ));
     }
     for n_iter in [1, 20] {
-        for (bounds, suffix) in [(true, ""), (false, "_plain")] {
+        let variants = [
+            (KmeansBounds::Auto, ""),
+            (KmeansBounds::On, "_bounded"),
+            (KmeansBounds::Off, "_plain"),
+        ];
+        for (bounds, suffix) in variants {
             cases.push(kmeans_case(
                 ctx,
                 format!("kmeans_{n_iter}iter_{pq_tag}{suffix}"),

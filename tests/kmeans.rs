@@ -5,7 +5,9 @@ mod common;
 use common::*;
 use libtest_mimic::Failed;
 use quantnoise::cpu;
-use quantnoise::{Context, Error, KmeansInit, KmeansOptions, KmeansProblem, KmeansResult};
+use quantnoise::{
+    Context, Error, KmeansBounds, KmeansInit, KmeansOptions, KmeansProblem, KmeansResult,
+};
 
 fn main() {
     run(
@@ -344,15 +346,15 @@ fn bounds_match_plain(t: &Target) -> Result<(), Failed> {
             tol: 0.0,
             ..KmeansOptions::new(k)
         };
-        let bounded = t.ctx.kmeans(&problems, &options)?;
-        let plain = t.ctx.kmeans(
-            &problems,
-            &KmeansOptions {
-                bounds: false,
-                ..options
-            },
-        )?;
-        for (i, (b, p)) in bounded.iter().zip(&plain).enumerate() {
+        let with = |bounds| {
+            t.ctx
+                .kmeans(&problems, &KmeansOptions { bounds, ..options })
+        };
+        let plain = with(KmeansBounds::Off)?;
+        let (on, auto) = (with(KmeansBounds::On)?, with(KmeansBounds::Auto)?);
+        let pairs = on.iter().zip(&plain).chain(auto.iter().zip(&plain));
+        for (i, (b, p)) in pairs.enumerate() {
+            let i = i % plain.len();
             let what = |f: &str| format!("K={k} problem {i}: {f} differ");
             ensure(b.objective == p.objective, || {
                 format!(

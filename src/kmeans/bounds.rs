@@ -10,19 +10,43 @@
 //! `rescan_tile{N}` of `shaders/assign.wgsl`.
 
 use crate::assign::{
-    AssignParams, AssignProblem, Assignment, Rows, SPT, WG, record_prepare, record_tiles,
+    AssignParams, AssignProblem, Assignment, Rows, SPT, WG, record_assign, record_prepare,
+    record_tiles,
 };
 use crate::error::Result;
+use crate::kmeans::KmeansBounds;
 use crate::kmeans::gpu::whole;
-use crate::runtime::batch::{Batch, sized};
+use crate::runtime::batch::{Batch, Readback, sized};
 use crate::runtime::context::Context;
 use crate::runtime::elementwise::window_binding;
 use crate::runtime::gpu::Gpu;
 use crate::runtime::window::{Window, windows};
 use crate::tensor::{DType, Tensor};
 
-/// The bounds of one problem, kept on the device between E-steps.
+/// [`KmeansBounds::Auto`] starts the bounds once the objective's relative decrease falls below
+/// this...
+const AUTO_START: f64 = 0.01;
+/// ...and stops them for good when more than this fraction of the subvectors is rescored at
+/// the second bounded E-step or later (the first rescores all).
+const AUTO_STOP: f64 = 0.5;
+
+/// Where a problem's E-steps stand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Plain E-steps (the bounds hold nothing yet).
+    Plain,
+    /// Bounded E-steps, this many so far.
+    Bounded(u32),
+    /// Plain E-steps for good.
+    Stopped,
+}
+
+/// The bounds of one problem, kept on the device between E-steps, and when to use them.
 pub(crate) struct Bounds {
+    mode: KmeansBounds,
+    state: State,
+    /// The objective of the previous E-step.
+    previous: Option<f64>,
     /// Per subvector (`Lower` in the shader, 3 u32): lower bounds on the distances to its
     /// second-nearest centroid and to the rest, and the second-nearest (0, 0: none).
     lower: Tensor,
@@ -33,24 +57,63 @@ pub(crate) struct Bounds {
 }
 
 impl Bounds {
-    pub(crate) fn new(ctx: &Context, n: u64, k: u64, d: u64) -> Result<Self> {
+    pub(crate) fn new(ctx: &Context, n: u64, k: u64, d: u64, mode: KmeansBounds) -> Result<Self> {
         Ok(Self {
+            mode,
+            state: if mode == KmeansBounds::On {
+                State::Bounded(0)
+            } else {
+                State::Plain
+            },
+            previous: None,
             lower: ctx.empty(3 * n, DType::U32)?,
             last: ctx.empty(k * d, DType::F32)?,
             list: ctx.empty(n, DType::U32)?,
         })
     }
 
+    /// Updates the state with the outcome of an E-step: its objective and, when bounded, how
+    /// many subvectors were rescored (the bytes of the readback of [`Bounds::record`]).
+    pub(crate) fn observe(&mut self, objective: f64, listed: Option<&[u8]>, n: u64) {
+        let settled = self
+            .previous
+            .is_some_and(|prev| prev <= 0.0 || (prev - objective) / prev < AUTO_START);
+        self.previous = Some(objective);
+        self.state = match (self.state, listed) {
+            (State::Plain, _) if self.mode == KmeansBounds::Auto && settled => State::Bounded(0),
+            (State::Bounded(steps), Some(bytes)) => {
+                let rescored: u64 = bytemuck::pod_collect_to_vec::<u8, u32>(bytes)
+                    .iter()
+                    .map(|&c| c as u64)
+                    .sum();
+                let stop = self.mode == KmeansBounds::Auto
+                    && steps >= 1
+                    && rescored as f64 > AUTO_STOP * n as f64;
+                if stop {
+                    State::Stopped
+                } else {
+                    State::Bounded(steps + 1)
+                }
+            }
+            (state, _) => state,
+        };
+    }
+
     /// Records an E-step of `p` into `o`, which holds the previous E-step's assignments and
     /// the M-step's distances under that codebook (see [`super::gpu::Partials::record`]): the
-    /// same assignments as [`crate::assign::record_assign`]. `p.dim` must be at most 16.
+    /// same assignments as [`crate::assign::record_assign`]. Bounded, it returns the readback
+    /// of the rescored counts for [`Bounds::observe`]. `p.dim` must be at most 16.
     pub(crate) fn record(
         &self,
         g: &Gpu,
         batch: &mut Batch,
         p: &AssignProblem<'_>,
         o: &Assignment,
-    ) -> Result<()> {
+    ) -> Result<Option<Readback>> {
+        if !matches!(self.state, State::Bounded(_)) {
+            record_assign(g, batch, p, o)?;
+            return Ok(None);
+        }
         let prepared = record_prepare(g, batch, p)?;
         let (n, k) = p.validate()?;
         let wins = windows(n, p.dim as u64 * 4, 64, g.max_window)?;
@@ -127,6 +190,6 @@ impl Bounds {
             };
             record_tiles(g, batch, p, o, &prepared, w, rows)?;
         }
-        Ok(())
+        Ok(Some(batch.read(&counts, 0, counts_bytes)))
     }
 }

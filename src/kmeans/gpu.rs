@@ -3,7 +3,9 @@
 use crate::assign::{AssignProblem, Assignment, record_assign};
 use crate::error::{Result, invalid};
 use crate::kmeans::bounds::Bounds;
-use crate::kmeans::{Engine, KmeansOptions, KmeansProblem, KmeansResult, Run, SUM_TILE, StepOut};
+use crate::kmeans::{
+    Engine, KmeansBounds, KmeansOptions, KmeansProblem, KmeansResult, Run, SUM_TILE, StepOut,
+};
 use crate::runtime::batch::{Batch, sized};
 use crate::runtime::context::Context;
 use crate::runtime::elementwise::{device_buffer, window_binding};
@@ -279,8 +281,8 @@ impl<'a> GpuEngine<'a> {
                 partials: Partials::new(ctx, g, n, d, k)?,
                 sums: ctx.empty(n.div_ceil(SUM_TILE), DType::F32)?,
                 mins: None,
-                bounds: if options.bounds && d <= 16 {
-                    Some(Bounds::new(ctx, n, k, d)?)
+                bounds: if options.bounds != KmeansBounds::Off && d <= 16 {
+                    Some(Bounds::new(ctx, n, k, d, options.bounds)?)
                 } else {
                     None
                 },
@@ -428,10 +430,13 @@ impl Engine for GpuEngine<'_> {
                 codebook: &pr.codebook,
                 dim: pr.d as u32,
             };
-            match &pr.bounds {
+            let listed = match &pr.bounds {
                 Some(b) => b.record(g, &mut batch, &problem, &pr.assignment)?,
-                None => record_assign(g, &mut batch, &problem, &pr.assignment)?,
-            }
+                None => {
+                    record_assign(g, &mut batch, &problem, &pr.assignment)?;
+                    None
+                }
+            };
             pr.partials.record(
                 g,
                 &mut batch,
@@ -450,16 +455,24 @@ impl Engine for GpuEngine<'_> {
             reads.push((
                 batch.read(cb, co, pr.k * 4),
                 batch.read(sb, so, pr.sums.len * 4),
+                listed,
             ));
         }
         let mut out = batch.finish()?;
-        Ok(reads
-            .into_iter()
-            .map(|(c, s)| StepOut {
+        let mut steps = Vec::with_capacity(active.len());
+        for (&p, (c, s, listed)) in active.iter().zip(reads) {
+            let objective = f32s(&Batch::take(&mut out, s)).iter().sum();
+            let pr = &mut self.problems[p];
+            if let Some(b) = &mut pr.bounds {
+                let listed = listed.map(|r| Batch::take(&mut out, r));
+                b.observe(objective, listed.as_deref(), pr.n);
+            }
+            steps.push(StepOut {
                 counts: bytemuck::pod_collect_to_vec(&Batch::take(&mut out, c)),
-                objective: f32s(&Batch::take(&mut out, s)).iter().sum(),
-            })
-            .collect())
+                objective,
+            });
+        }
+        Ok(steps)
     }
 
     fn distances(&mut self, p: usize) -> Result<Vec<f64>> {
