@@ -15,7 +15,8 @@
 //!   `benches/faiss_compare.py` reproduces bit for bit), K = 256 centroids. The assignment's
 //!   codebook is K rows of the data (rows `i·⌊N/K⌋`). k-means runs with
 //!   [`KmeansInit::Uniform`], seed [`PQ_KMEANS_SEED`] and `tol = 0` (so exactly `n_iter`
-//!   iterations).
+//!   iterations), with the default [`KmeansBounds::Auto`]; `kmeans_…_bounded` and
+//!   `kmeans_…_plain` run the same with Hamerly bounds always on and off (the same results).
 //! * Validation first: every case runs once and its output is checked (against the float64 CPU
 //!   reference, bit-exactly for copies and observers; assignment indices on a subsample of
 //!   subvectors, a different index accepted only where its distance ties the nearest one
@@ -337,6 +338,7 @@ impl Report {
                     "kmeans_init": "uniform",
                     "kmeans_seed": PQ_KMEANS_SEED,
                     "kmeans_tol": 0.0,
+                    "kmeans_bounds": "auto (_bounded: on, _plain: off)",
                     "fma_invocations": FMA_INVOCATIONS,
                     "fma_chain_iters": FMA_CHAIN_ITERS,
                 },
