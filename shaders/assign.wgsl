@@ -27,8 +27,9 @@ override D4: u32 = (D + 3u) / 4u;
 override ROW: u32 = D4 + 1u;
 // Centroids per tile of the bound `assign_tile{N}` (N).
 override TILE_ROWS: u32 = 16u;
-// `rescan_tile{N}`: also track the second- and third-lowest scores (see `score`).
-override SECOND: bool = false;
+// `assign_tile{N}` as the k-means bounds' rescan (see below): score the listed subvectors, and
+// also track the second- and third-lowest scores (see `score`).
+override RESCAN: bool = false;
 
 // Larger than any real score: the initial best, and the norm of padding centroids.
 const FAR: f32 = 3.0e38;
@@ -113,7 +114,7 @@ var<private> x1: mat4x4<f32>;
 var<private> x2: mat4x4<f32>;
 var<private> x3: mat4x4<f32>;
 var<private> best: vec4<f32>;
-// Rescans (SECOND): the second- and third-lowest scores and the second's centroid (bits).
+// Rescans: the second- and third-lowest scores and the second's centroid (bits).
 var<private> second: vec4<f32>;
 var<private> third: vec4<f32>;
 var<private> second_index: vec4<f32>;
@@ -171,7 +172,7 @@ fn score(c: u32) {
     }
     // Strictly less: of equal scores the lower index stays.
     let better = s < best;
-    if SECOND {
+    if RESCAN {
         // s < best implies s < second; ties go to the lower ranks (the older centroid wins).
         let better2 = s < second;
         let c_index = bitcast<vec4<f32>>(vec4<u32>(params.base + c));
@@ -303,45 +304,85 @@ fn end_tile() {
 fn assign_tile16(@builtin(local_invocation_index) lid: u32,
                  @builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    begin_tile(lid, wid, nwg, 16u);
+    if RESCAN {
+        begin_rescan(lid, wid, nwg, 16u);
+    } else {
+        begin_tile(lid, wid, nwg, 16u);
+    }
     score16(0u);
-    end_tile();
+    if RESCAN {
+        end_rescan();
+    } else {
+        end_tile();
+    }
 }
 
 @compute @workgroup_size(WG)
 fn assign_tile32(@builtin(local_invocation_index) lid: u32,
                  @builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    begin_tile(lid, wid, nwg, 32u);
+    if RESCAN {
+        begin_rescan(lid, wid, nwg, 32u);
+    } else {
+        begin_tile(lid, wid, nwg, 32u);
+    }
     score32(0u);
-    end_tile();
+    if RESCAN {
+        end_rescan();
+    } else {
+        end_tile();
+    }
 }
 
 @compute @workgroup_size(WG)
 fn assign_tile64(@builtin(local_invocation_index) lid: u32,
                  @builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    begin_tile(lid, wid, nwg, 64u);
+    if RESCAN {
+        begin_rescan(lid, wid, nwg, 64u);
+    } else {
+        begin_tile(lid, wid, nwg, 64u);
+    }
     score64(0u);
-    end_tile();
+    if RESCAN {
+        end_rescan();
+    } else {
+        end_tile();
+    }
 }
 
 @compute @workgroup_size(WG)
 fn assign_tile128(@builtin(local_invocation_index) lid: u32,
                   @builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    begin_tile(lid, wid, nwg, 128u);
+    if RESCAN {
+        begin_rescan(lid, wid, nwg, 128u);
+    } else {
+        begin_tile(lid, wid, nwg, 128u);
+    }
     score128(0u);
-    end_tile();
+    if RESCAN {
+        end_rescan();
+    } else {
+        end_tile();
+    }
 }
 
 @compute @workgroup_size(WG)
 fn assign_tile256(@builtin(local_invocation_index) lid: u32,
                   @builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    begin_tile(lid, wid, nwg, 256u);
+    if RESCAN {
+        begin_rescan(lid, wid, nwg, 256u);
+    } else {
+        begin_tile(lid, wid, nwg, 256u);
+    }
     score256(0u);
-    end_tile();
+    if RESCAN {
+        end_rescan();
+    } else {
+        end_tile();
+    }
 }
 
 @compute @workgroup_size(WG)
@@ -385,8 +426,8 @@ fn assign_wide(@builtin(local_invocation_index) lid: u32,
 // since the codebook the bounds hold for (`last`, then updated); `bound_check` bounds the
 // distance to the own centroid from above, lowers the other bounds by the drifts, and lists the
 // subvectors whose bounds do not prove the own centroid still wins; `bound_args` turns each
-// window's list count into indirect dispatch arguments; `rescan_tile{N}` score the listed
-// subvectors against every tile (SECOND on) and reset the bounds from the second- and
+// window's list count into indirect dispatch arguments; `assign_tile{N}` with RESCAN score the listed
+// subvectors against every tile and reset the bounds from the second- and
 // third-lowest scores. The list's order (atomic appends) does not matter: each listed
 // subvector is scored on its own. The distances of the objective come from the M-step (the
 // `DIST` of `shaders/kmeans.wgsl`), in both E-step paths: compilers may contract or
@@ -616,49 +657,4 @@ fn end_rescan() {
             lower[rows[k]] = Lower(lo_second[k], lo_rest[k], b[k]);
         }
     }
-}
-
-@compute @workgroup_size(WG)
-fn rescan_tile16(@builtin(local_invocation_index) lid: u32,
-                 @builtin(workgroup_id) wid: vec3<u32>,
-                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    begin_rescan(lid, wid, nwg, 16u);
-    score16(0u);
-    end_rescan();
-}
-
-@compute @workgroup_size(WG)
-fn rescan_tile32(@builtin(local_invocation_index) lid: u32,
-                 @builtin(workgroup_id) wid: vec3<u32>,
-                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    begin_rescan(lid, wid, nwg, 32u);
-    score32(0u);
-    end_rescan();
-}
-
-@compute @workgroup_size(WG)
-fn rescan_tile64(@builtin(local_invocation_index) lid: u32,
-                 @builtin(workgroup_id) wid: vec3<u32>,
-                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    begin_rescan(lid, wid, nwg, 64u);
-    score64(0u);
-    end_rescan();
-}
-
-@compute @workgroup_size(WG)
-fn rescan_tile128(@builtin(local_invocation_index) lid: u32,
-                  @builtin(workgroup_id) wid: vec3<u32>,
-                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    begin_rescan(lid, wid, nwg, 128u);
-    score128(0u);
-    end_rescan();
-}
-
-@compute @workgroup_size(WG)
-fn rescan_tile256(@builtin(local_invocation_index) lid: u32,
-                  @builtin(workgroup_id) wid: vec3<u32>,
-                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    begin_rescan(lid, wid, nwg, 256u);
-    score256(0u);
-    end_rescan();
 }

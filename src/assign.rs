@@ -196,19 +196,13 @@ fn tiles(k: u64, max: u64) -> Vec<(u64, u64)> {
     out
 }
 
-/// The entry point of a tile of `len` centroids: `assign_tile{len}` or `rescan_tile{len}`.
-fn tile_entry(kind: &str, len: u64) -> &'static str {
-    match (kind, len) {
-        ("assign", 16) => "assign_tile16",
-        ("assign", 32) => "assign_tile32",
-        ("assign", 64) => "assign_tile64",
-        ("assign", 128) => "assign_tile128",
-        ("assign", _) => "assign_tile256",
-        (_, 16) => "rescan_tile16",
-        (_, 32) => "rescan_tile32",
-        (_, 64) => "rescan_tile64",
-        (_, 128) => "rescan_tile128",
-        _ => "rescan_tile256",
+fn tile_entry(len: u64) -> &'static str {
+    match len {
+        16 => "assign_tile16",
+        32 => "assign_tile32",
+        64 => "assign_tile64",
+        128 => "assign_tile128",
+        _ => "assign_tile256",
     }
 }
 
@@ -238,7 +232,7 @@ impl Prepared {
     }
 
     /// A pipeline of `shaders/assign.wgsl` for this problem (`tile_rows` > 0: a tile kernel of
-    /// that many centroids; `flag`: a boolean override to set, e.g. the rescans' `SECOND`).
+    /// that many centroids; `flag`: a boolean override to set, e.g. `RESCAN`).
     pub(crate) fn pipeline(
         &self,
         g: &Gpu,
@@ -264,7 +258,7 @@ impl Prepared {
 pub(crate) enum Rows<'a> {
     /// All of them (`assign_tile{N}`, `assign_wide`).
     All,
-    /// The window's listed ones (`rescan_tile{N}`, bindings 7..10 as in the shader; the
+    /// The window's listed ones (`RESCAN`, bindings 7..10 as in the shader; the
     /// dispatch arguments at `args`, 12 bytes per window).
     Listed {
         /// Window index (its list count and dispatch arguments).
@@ -377,6 +371,7 @@ pub(crate) fn record_tiles(
         len: w.len * d,
     };
     let tiles = &prepared.tiles;
+    let mut stand_ins = None;
     for (t, &(start, len)) in tiles.iter().enumerate() {
         let first = if t == 0 { FIRST_TILE } else { 0 };
         let last = if t + 1 == tiles.len() { LAST_TILE } else { 0 };
@@ -408,12 +403,22 @@ pub(crate) fn record_tiles(
             (5, tile),
         ];
         match &rows {
+            Rows::All if prepared.tiled => {
+                // The rescan's bindings, which the plain tiles do not touch.
+                let (lower, list) = stand_ins.get_or_insert_with(|| {
+                    (batch.storage_init(&[0; 16]), batch.storage_init(&[0; 16]))
+                });
+                bindings.extend([
+                    (7, sized(lower, 16)),
+                    (8, sized(list, 16)),
+                    (9, sized(list, 16)),
+                    (10, sized(list, 16)),
+                ]);
+                let pipeline = prepared.pipeline(g, tile_entry(len), len, None)?;
+                batch.dispatch_at(&pipeline, &bindings, w.len.div_ceil(WG as u64 * SPT))?;
+            }
             Rows::All => {
-                let pipeline = if prepared.tiled {
-                    prepared.pipeline(g, tile_entry("assign", len), len, None)?
-                } else {
-                    prepared.pipeline(g, "assign_wide", 0, None)?
-                };
+                let pipeline = prepared.pipeline(g, "assign_wide", 0, None)?;
                 batch.dispatch_at(&pipeline, &bindings, w.len.div_ceil(WG as u64 * SPT))?;
             }
             Rows::Listed {
@@ -422,8 +427,7 @@ pub(crate) fn record_tiles(
                 args,
             } => {
                 bindings.extend((7..).zip(extra.iter().cloned()));
-                let pipeline =
-                    prepared.pipeline(g, tile_entry("rescan", len), len, Some("SECOND"))?;
+                let pipeline = prepared.pipeline(g, tile_entry(len), len, Some("RESCAN"))?;
                 batch.dispatch_indirect(&pipeline, &bindings, args, *window as u64 * 12);
             }
         }

@@ -7,7 +7,7 @@
 //! in both paths. Pays when the assignments settle (clustered data: the E-step all but
 //! vanishes); on uniform data about half the subvectors are rescanned late in the run, about
 //! even with the plain E-step. Kernels: `bound_drift`, `bound_check`, `bound_args` and
-//! `rescan_tile{N}` of `shaders/assign.wgsl`.
+//! `assign_tile{N}` with `RESCAN` of `shaders/assign.wgsl`.
 
 use crate::assign::{
     AssignParams, AssignProblem, Assignment, Rows, SPT, WG, record_assign, record_prepare,

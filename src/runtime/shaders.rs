@@ -145,11 +145,6 @@ impl Family {
                 "bound_drift",
                 "bound_check",
                 "bound_args",
-                "rescan_tile16",
-                "rescan_tile32",
-                "rescan_tile64",
-                "rescan_tile128",
-                "rescan_tile256",
             ],
             Family::Kmeans => &[
                 "kmeans_partial",
