@@ -23,8 +23,8 @@ use crate::runtime::gpu::Gpu;
 use crate::runtime::window::{Window, windows};
 use crate::tensor::{DType, Tensor};
 
-/// [`KmeansBounds::Auto`] starts the bounds once the objective's relative decrease falls below
-/// this...
+/// [`KmeansBounds::Auto`] starts the bounds once the objective's relative decrease has been
+/// below this at two E-steps in a row (one can be a plateau before a repair)...
 const AUTO_START: f64 = 0.01;
 /// ...and stops them for good when more than this fraction of the subvectors is rescored at two
 /// bounded E-steps in a row (not counting the first, which rescores all): a bounded E-step
@@ -34,8 +34,9 @@ const AUTO_STOP: f64 = 0.5;
 /// Where a problem's E-steps stand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    /// Plain E-steps (the bounds hold nothing yet).
-    Plain,
+    /// Plain E-steps (the bounds hold nothing yet), after this many in a row whose objective
+    /// settled.
+    Plain(u32),
     /// Bounded E-steps: how many so far, and how many of the last ones in a row rescored more
     /// than [`AUTO_STOP`].
     Bounded(u32, u32),
@@ -65,7 +66,7 @@ impl Bounds {
             state: if mode == KmeansBounds::On {
                 State::Bounded(0, 0)
             } else {
-                State::Plain
+                State::Plain(0)
             },
             previous: None,
             lower: ctx.empty(3 * n, DType::U32)?,
@@ -82,7 +83,12 @@ impl Bounds {
             .is_some_and(|prev| prev <= 0.0 || (prev - objective) / prev < AUTO_START);
         self.previous = Some(objective);
         self.state = match (self.state, listed) {
-            (State::Plain, _) if self.mode == KmeansBounds::Auto && settled => State::Bounded(0, 0),
+            (State::Plain(calm), _) if self.mode == KmeansBounds::Auto => {
+                match (calm + 1) * settled as u32 {
+                    2 => State::Bounded(0, 0),
+                    calm => State::Plain(calm),
+                }
+            }
             (State::Bounded(steps, over), Some(bytes)) => {
                 let rescored: u64 = bytemuck::pod_collect_to_vec::<u8, u32>(bytes)
                     .iter()
