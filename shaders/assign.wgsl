@@ -426,10 +426,10 @@ fn assign_wide(@builtin(local_invocation_index) lid: u32,
 // since the codebook the bounds hold for (`last`, then updated); `bound_check` bounds the
 // distance to the own centroid from above, lowers the other bounds by the drifts, and lists the
 // subvectors whose bounds do not prove the own centroid still wins; `bound_args` turns each
-// window's list count into indirect dispatch arguments; `assign_tile{N}` with RESCAN score the listed
-// subvectors against every tile and reset the bounds from the second- and
-// third-lowest scores. The list's order (atomic appends) does not matter: each listed
-// subvector is scored on its own. The distances of the objective come from the M-step (the
+// window's list count into indirect dispatch arguments; `assign_tile{N}` with RESCAN score the
+// listed subvectors against every tile and reset the bounds from the second- and third-lowest
+// scores. The list's order (atomic appends) does not matter: each listed subvector is scored
+// on its own. The distances of the objective come from the M-step (the
 // `DIST` of `shaders/kmeans.wgsl`), in both E-step paths: compilers may contract or
 // reassociate the same float expression differently in different kernels (Mesa's NIR does),
 // so only one kernel computing every distance keeps the objectives equal bit for bit.
@@ -448,7 +448,8 @@ const SHRINK: f32 = 0.999996185302734375;
 const SHRINK_SQ: f32 = 0.99999904632568359375;
 
 struct Lower {
-    // Between rescan tiles: the raw second- and third-lowest scores.
+    // Lower bounds on the distances to the second-nearest centroid and to the rest (between
+    // rescan tiles: the raw second- and third-lowest scores).
     second: f32,
     rest: f32,
     // The second-nearest centroid.

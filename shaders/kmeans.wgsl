@@ -1,9 +1,10 @@
 // k-means on the device without float atomics, bit-reproducible on a given adapter:
 // kmeans_partial sums each tile's subvectors per cluster in index order, kmeans_reduce sums the
 // tiles in order (the M-step; with DIST the partial kernels also write each subvector's
-// squared distance to its centroid of the E-step, the objective); sum_partials reduces a vector per workgroup (objectives,
-// k-means++ weights); pp_update keeps each point's squared distance to its nearest chosen
-// centroid (k-means++); split repairs an empty cluster from a populated one.
+// squared distance to its centroid of the E-step, the objective); sum_partials reduces a
+// vector per workgroup (objectives, k-means++ weights); pp_update keeps each point's squared
+// distance to its nearest chosen centroid (k-means++); split repairs an empty cluster from a
+// populated one.
 
 override WG: u32 = 64u;
 // Subvectors per tile of kmeans_partial and elements per workgroup of sum_partials.

@@ -37,10 +37,10 @@ pub enum KmeansBounds {
     Off,
     /// Bounds from the first E-step on.
     On,
-    /// Bounds once the objective's relative decrease stays below 1 % (two E-steps in a row), and plain E-steps again
-    /// for good if more than half the subvectors still need rescoring at two bounded E-steps in
-    /// a row (on lavapipe a bounded E-step costs about 0.2 + 1.6 × the rescored fraction of a
-    /// plain one).
+    /// Bounds once the objective's relative decrease stays below 1 % (two E-steps in a row),
+    /// and plain E-steps again for good if more than half the subvectors still need rescoring
+    /// at two bounded E-steps in a row (on lavapipe a bounded E-step costs about 0.2 + 1.6 ×
+    /// the rescored fraction of a plain one).
     Auto,
 }
 
