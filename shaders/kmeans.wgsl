@@ -1,8 +1,10 @@
 // k-means on the device without float atomics, bit-reproducible on a given adapter:
 // kmeans_partial sums each tile's subvectors per cluster in index order, kmeans_reduce sums the
-// tiles in order (the M-step); sum_partials reduces a vector per workgroup (objectives,
-// k-means++ weights); pp_update keeps each point's squared distance to its nearest chosen
-// centroid (k-means++); split repairs an empty cluster from a populated one.
+// tiles in order (the M-step; with DIST the partial kernels also write each subvector's
+// squared distance to its centroid of the E-step, the objective); sum_partials reduces a
+// vector per workgroup (objectives, k-means++ weights); pp_update keeps each point's squared
+// distance to its nearest chosen centroid (k-means++); split repairs an empty cluster from a
+// populated one.
 
 override WG: u32 = 64u;
 // Subvectors per tile of kmeans_partial and elements per workgroup of sum_partials.
@@ -36,6 +38,22 @@ struct KmeansParams {
 @group(0) @binding(2) var<storage, read> assignments: array<u32>;
 @group(0) @binding(3) var<storage, read_write> part_sums: array<f32>;
 @group(0) @binding(4) var<storage, read_write> part_counts: array<u32>;
+// DIST (the k-means M-step): each row's squared distance to its centroid in `centroids`, the
+// codebook of the E-step, so that every path's objective comes from this one computation.
+@group(0) @binding(5) var<storage, read> centroids: array<f32>;
+@group(0) @binding(6) var<storage, read_write> row_dist: array<f32>;
+override DIST: bool = false;
+
+// Squared distance of window row i to centroid c, as Σ (x − c)² (relative error within
+// (2d + 2)·2^-24: every term is a square).
+fn row_distance(i: u32, c: u32, d: u32) -> f32 {
+    var s = 0.0;
+    for (var j = 0u; j < d; j++) {
+        let diff = data[i * d + j] - centroids[c * d + j];
+        s = fma(diff, diff, s);
+    }
+    return s;
+}
 
 // Each invocation owns clusters lid, lid + WG, ... and adds up, in index order, the tile's
 // subvectors assigned to them: the same order on every run, so the same bits.
@@ -59,6 +77,9 @@ fn kmeans_partial(@builtin(local_invocation_index) lid: u32,
                 count += 1u;
                 for (var j = 0u; j < d; j++) {
                     sum[j] += data[i * d + j];
+                }
+                if DIST {
+                    row_dist[i] = row_distance(i, c, d);
                 }
             }
         }
@@ -247,6 +268,9 @@ fn kmeans_partial_sorted(@builtin(local_invocation_index) lid: u32,
             for (var j = 0u; j < D; j++) {
                 sum[j] += data[row * D + j];
             }
+            if DIST {
+                row_dist[row] = row_distance(row, c, D);
+            }
         }
         let base = (out_tile * params.k + c) * D;
         for (var j = 0u; j < D; j++) {
@@ -330,9 +354,18 @@ fn kmeans_partial_fixed(@builtin(local_invocation_index) lid: u32,
         let a = assignments[start + r];
         if a < k {
             let e = fix_exponent_of(a);
+            var dist = 0.0;
             for (var j = 0u; j < d; j++) {
-                let q = i32(round(ldexp(data[(start + r) * d + j], e)));
-                atomicAdd(&fix_acc[a * d + j], q);
+                let v = data[(start + r) * d + j];
+                atomicAdd(&fix_acc[a * d + j], i32(round(ldexp(v, e))));
+                if DIST {
+                    // `row_distance`, with the value already loaded.
+                    let diff = v - centroids[a * d + j];
+                    dist = fma(diff, diff, dist);
+                }
+            }
+            if DIST {
+                row_dist[start + r] = dist;
             }
         }
     }

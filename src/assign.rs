@@ -15,9 +15,9 @@ use crate::tensor::{DType, Tensor};
 /// Largest subvector dimension.
 pub const MAX_DIM: u32 = 64;
 /// Workgroup size: on lavapipe larger workgroups share the cost of staging a tile better.
-const WG: u32 = 256;
+pub(crate) const WG: u32 = 256;
 /// Subvectors per invocation (both scoring kernels).
-const SPT: u64 = 4;
+pub(crate) const SPT: u64 = 4;
 /// Largest dimension of the tiled kernels; larger ones use `assign_wide`.
 const TILED_MAX_DIM: u32 = 16;
 /// Centroids per tile, one `assign_tile{N}` entry point each. All are multiples of 16, and 16
@@ -58,13 +58,16 @@ pub struct Assignment {
     pub distances: Tensor,
 }
 
+/// Mirror of `AssignParams` in the shader (padded to 32 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct AssignParams {
-    n: u32,
-    k: u32,
-    base: u32,
-    flags: u32,
+pub(crate) struct AssignParams {
+    pub n: u32,
+    pub k: u32,
+    pub base: u32,
+    pub flags: u32,
+    pub window: u32,
+    pub pad: [u32; 3],
 }
 
 /// `AssignParams::flags` (see the shader).
@@ -203,16 +206,76 @@ fn tile_entry(len: u64) -> &'static str {
     }
 }
 
-/// Records one problem's dispatches: `assign_prepare` (the codebook as prepared rows, padded to
-/// whole tiles), then windows of whole subvectors, each starting at a multiple of 64 subvectors
-/// so that the outputs' windows are aligned too, and per window one dispatch per tile of the
-/// codebook (d > 16: one `assign_wide` dispatch for all of it).
-pub(crate) fn record_assign(
+/// A problem's codebook as prepared rows (`assign_prepare`), padded to whole tiles.
+pub(crate) struct Prepared {
+    /// The prepared rows.
+    pub buffer: wgpu::Buffer,
+    /// (first centroid, centroids) of each tile; one tile of all K for `assign_wide`.
+    tiles: Vec<(u64, u64)>,
+    /// Bytes of one prepared row.
+    row_bytes: u64,
+    /// Whether the tiles are scored by `assign_tile{N}` (d ≤ 16) rather than `assign_wide`.
+    pub tiled: bool,
+    precision: Precision,
+    dim: u32,
+}
+
+impl Prepared {
+    /// Bytes of all prepared rows.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.rows() * self.row_bytes
+    }
+
+    /// Prepared rows in all tiles.
+    pub(crate) fn rows(&self) -> u64 {
+        self.tiles.iter().map(|t| t.1).sum()
+    }
+
+    /// A pipeline of `shaders/assign.wgsl` for this problem (`tile_rows` > 0: a tile kernel of
+    /// that many centroids; `flag`: a boolean override to set, e.g. `RESCAN`).
+    pub(crate) fn pipeline(
+        &self,
+        g: &Gpu,
+        entry: &'static str,
+        tile_rows: u64,
+        flag: Option<&'static str>,
+    ) -> Result<wgpu::ComputePipeline> {
+        let mut overrides = vec![("WG", WG), ("D", self.dim)];
+        if tile_rows > 0 {
+            overrides.push(("TILE_ROWS", tile_rows as u32));
+        }
+        overrides.extend(flag.map(|f| (f, 1)));
+        g.pipeline(PipelineKey {
+            family: Family::Assign,
+            precision: self.precision,
+            entry,
+            overrides,
+        })
+    }
+}
+
+/// Which subvectors of a window the tile kernels score.
+pub(crate) enum Rows<'a> {
+    /// All of them (`assign_tile{N}`, `assign_wide`).
+    All,
+    /// The window's listed ones (`RESCAN`, bindings 7..10 as in the shader; the
+    /// dispatch arguments at `args`, 12 bytes per window).
+    Listed {
+        /// Window index (its list count and dispatch arguments).
+        window: u32,
+        /// Bindings 7 (`lower`), 8 (the window's list), 9 (list counts), 10 (bounds).
+        bindings: [wgpu::BindingResource<'a>; 4],
+        /// Dispatch arguments of every window.
+        args: &'a wgpu::Buffer,
+    },
+}
+
+/// Records `assign_prepare`: the codebook as prepared rows, padded to whole tiles.
+pub(crate) fn record_prepare(
     g: &Gpu,
     batch: &mut Batch,
     p: &AssignProblem<'_>,
-    o: &Assignment,
-) -> Result<()> {
+) -> Result<Prepared> {
     let (n, k) = p.validate()?;
     let d = p.dim as u64;
     let precision = match p.data.dtype {
@@ -237,20 +300,14 @@ pub(crate) fn record_assign(
             "the codebook must fit in one storage binding",
         ));
     }
-    let pipeline = |entry, tile_rows: u64| {
-        let mut overrides = vec![("WG", WG), ("D", p.dim)];
-        if tile_rows > 0 {
-            overrides.push(("TILE_ROWS", tile_rows as u32));
-        }
-        g.pipeline(PipelineKey {
-            family: Family::Assign,
-            precision,
-            entry,
-            overrides,
-        })
+    let prepared = Prepared {
+        buffer: batch.scratch(rows * row_bytes),
+        tiles,
+        row_bytes,
+        tiled,
+        precision,
+        dim: p.dim,
     };
-
-    let prepared = batch.scratch(rows * row_bytes);
     let u = batch.uniform(&AssignParams {
         n: rows as u32,
         k: k as u32,
@@ -266,58 +323,113 @@ pub(crate) fn record_assign(
         "codebook",
     )?;
     batch.dispatch_at(
-        &pipeline("assign_prepare", 0)?,
+        &prepared.pipeline(g, "assign_prepare", 0, None)?,
         &[
             (0, u.as_entire_binding()),
             (2, codebook),
-            (6, sized(&prepared, rows * row_bytes)),
+            (6, sized(&prepared.buffer, rows * row_bytes)),
         ],
         rows.div_ceil(WG as u64),
     )?;
+    Ok(prepared)
+}
 
-    for w in windows(n, d * elem, 64, g.max_window)? {
-        let data = Window {
-            start: w.start * d,
-            len: w.len * d,
+/// Records one problem's dispatches: `assign_prepare`, then windows of whole subvectors, each
+/// starting at a multiple of 64 subvectors so that the outputs' windows are aligned too, and
+/// per window one dispatch per tile of the codebook (d > 16: one `assign_wide` dispatch for
+/// all of it).
+pub(crate) fn record_assign(
+    g: &Gpu,
+    batch: &mut Batch,
+    p: &AssignProblem<'_>,
+    o: &Assignment,
+) -> Result<()> {
+    let prepared = record_prepare(g, batch, p)?;
+    let (n, _) = p.validate()?;
+    for w in windows(n, p.dim as u64 * p.data.dtype.size(), 64, g.max_window)? {
+        record_tiles(g, batch, p, o, &prepared, &w, Rows::All)?;
+    }
+    Ok(())
+}
+
+/// Records the tile dispatches of window `w` over `rows` of it; the running best is carried
+/// from tile to tile in the outputs.
+pub(crate) fn record_tiles(
+    g: &Gpu,
+    batch: &mut Batch,
+    p: &AssignProblem<'_>,
+    o: &Assignment,
+    prepared: &Prepared,
+    w: &Window,
+    rows: Rows<'_>,
+) -> Result<()> {
+    let (_, k) = p.validate()?;
+    let d = p.dim as u64;
+    let elem = p.data.dtype.size();
+    let data = Window {
+        start: w.start * d,
+        len: w.len * d,
+    };
+    let tiles = &prepared.tiles;
+    let mut stand_ins = None;
+    for (t, &(start, len)) in tiles.iter().enumerate() {
+        let first = if t == 0 { FIRST_TILE } else { 0 };
+        let last = if t + 1 == tiles.len() { LAST_TILE } else { 0 };
+        let window = match &rows {
+            Rows::All => 0,
+            Rows::Listed { window, .. } => *window,
         };
-        for (t, &(start, len)) in tiles.iter().enumerate() {
-            let first = if t == 0 { FIRST_TILE } else { 0 };
-            let last = if t + 1 == tiles.len() { LAST_TILE } else { 0 };
-            let u = batch.uniform(&AssignParams {
-                n: w.len as u32,
-                k: k as u32,
-                base: start as u32,
-                flags: first | last,
-            });
-            let tile = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &prepared,
-                offset: start * row_bytes,
-                size: wgpu::BufferSize::new(len * row_bytes),
-            });
-            let pipeline = if tiled {
-                pipeline(tile_entry(len), len)?
-            } else {
-                pipeline("assign_wide", 0)?
-            };
-            batch.dispatch_at(
-                &pipeline,
-                &[
-                    (0, u.as_entire_binding()),
-                    (
-                        1,
-                        window_binding(
-                            p.data,
-                            &data,
-                            (data.len * elem).next_multiple_of(4),
-                            "data",
-                        )?,
-                    ),
-                    (3, window_binding(&o.indices, &w, w.len * 4, "indices")?),
-                    (4, window_binding(&o.distances, &w, w.len * 4, "distances")?),
-                    (5, tile),
-                ],
-                w.len.div_ceil(WG as u64 * SPT),
-            )?;
+        let u = batch.uniform(&AssignParams {
+            n: w.len as u32,
+            k: k as u32,
+            base: start as u32,
+            flags: first | last,
+            window,
+            ..Default::default()
+        });
+        let tile = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &prepared.buffer,
+            offset: start * prepared.row_bytes,
+            size: wgpu::BufferSize::new(len * prepared.row_bytes),
+        });
+        let mut bindings = vec![
+            (0, u.as_entire_binding()),
+            (
+                1,
+                window_binding(p.data, &data, (data.len * elem).next_multiple_of(4), "data")?,
+            ),
+            (3, window_binding(&o.indices, w, w.len * 4, "indices")?),
+            (4, window_binding(&o.distances, w, w.len * 4, "distances")?),
+            (5, tile),
+        ];
+        match &rows {
+            Rows::All if prepared.tiled => {
+                // The rescan's bindings, which the plain tiles do not touch.
+                let (lower, list) = stand_ins.get_or_insert_with(|| {
+                    (batch.storage_init(&[0; 16]), batch.storage_init(&[0; 16]))
+                });
+                bindings.extend([
+                    (7, sized(lower, 16)),
+                    (8, sized(list, 16)),
+                    (9, sized(list, 16)),
+                    (10, sized(list, 16)),
+                ]);
+                let pipeline = prepared.pipeline(g, tile_entry(len), len, None)?;
+                batch.dispatch_at(&pipeline, &bindings, w.len.div_ceil(WG as u64 * SPT))?;
+            }
+            Rows::All => {
+                let pipeline = prepared.pipeline(g, "assign_wide", 0, None)?;
+                batch.dispatch_at(&pipeline, &bindings, w.len.div_ceil(WG as u64 * SPT))?;
+            }
+            Rows::Listed {
+                window,
+                bindings: extra,
+                args,
+            } => {
+                bindings.extend((7..).zip(extra.iter().cloned()));
+                let pipeline = prepared.pipeline(g, tile_entry(len), len, Some("RESCAN"))?;
+                batch.dispatch_indirect(&pipeline, &bindings, args, *window as u64 * 12);
+            }
         }
     }
     Ok(())

@@ -15,7 +15,10 @@
 //!   `benches/faiss_compare.py` reproduces bit for bit), K = 256 centroids. The assignment's
 //!   codebook is K rows of the data (rows `i·⌊N/K⌋`). k-means runs with
 //!   [`KmeansInit::Uniform`], seed [`PQ_KMEANS_SEED`] and `tol = 0` (so exactly `n_iter`
-//!   iterations).
+//!   iterations), with the default [`KmeansBounds::Auto`]; `kmeans_…_bounded` and
+//!   `kmeans_…_plain` run the same with Hamerly bounds always on and off (the same results).
+//!   `kmeans_20iter_blobs_…` run on clustered data of the same size ([`pq_blobs`]), where the
+//!   bounds pay.
 //! * Validation first: every case runs once and its output is checked (against the float64 CPU
 //!   reference, bit-exactly for copies and observers; assignment indices on a subsample of
 //!   subvectors, a different index accepted only where its distance ties the nearest one
@@ -91,7 +94,7 @@ use crate::assign::{AssignProblem, Assignment};
 use crate::copy::CopyVariant;
 use crate::error::{Error, Result};
 use crate::fma::FmaVariant;
-use crate::kmeans::{KmeansInit, KmeansOptions, KmeansProblem};
+use crate::kmeans::{KmeansBounds, KmeansInit, KmeansOptions, KmeansProblem};
 use crate::noise::{Noise, NoiseSpec, QuantScheme, SteMode};
 use crate::observer::{Observer, QParams, affine_params};
 use crate::philox::NoiseSeed;
@@ -337,6 +340,8 @@ impl Report {
                     "kmeans_init": "uniform",
                     "kmeans_seed": PQ_KMEANS_SEED,
                     "kmeans_tol": 0.0,
+                    "kmeans_bounds": "auto (_bounded: on, _plain: off)",
+                    "blobs_data": "pq_blobs(n, data_seed): 400 clusters",
                     "fma_invocations": FMA_INVOCATIONS,
                     "fma_chain_iters": FMA_CHAIN_ITERS,
                 },
@@ -517,6 +522,23 @@ pub fn pq_values(n: u64, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// Clustered PQ data: `n` subvectors of [`PQ_DIM`], subvector `i` around centre `i·7919 mod
+/// 400` of 400 centres from [`pq_values`]`(400·d, seed)`, plus per component 0.05 × the sum of
+/// 3 values of [`pq_values`]`(3·n·d, seed + 1)` (the `kmeans_20iter_blobs_…` cases: data where
+/// k-means' assignments settle, unlike uniform data).
+pub fn pq_blobs(n: u64, seed: u64) -> Vec<f32> {
+    let d = PQ_DIM as usize;
+    let centres = pq_values(400 * d as u64, seed);
+    let noise = pq_values(3 * n * d as u64, seed.wrapping_add(1));
+    (0..n as usize * d)
+        .map(|e| {
+            let (i, j) = (e / d, e % d);
+            let jitter: f32 = noise[3 * e..3 * e + 3].iter().sum();
+            centres[(i * 7919 % 400) * d + j] + 0.05 * jitter
+        })
+        .collect()
+}
+
 /// The k-means options of the `kmeans_{n_iter}iter_…` cases.
 pub fn pq_kmeans_options(n_iter: u32) -> KmeansOptions {
     KmeansOptions {
@@ -525,6 +547,7 @@ pub fn pq_kmeans_options(n_iter: u32) -> KmeansOptions {
         init: KmeansInit::Uniform,
         seed: PQ_KMEANS_SEED,
         tol: 0.0,
+        bounds: KmeansBounds::Auto,
     }
 }
 
@@ -822,12 +845,21 @@ fn check_kmeans(
     ))
 }
 
-/// k-means of `data` with [`pq_kmeans_options`]`(n_iter)`.
-fn kmeans_case<'a>(ctx: &'a Context, name: String, n_iter: u32, data: &'a Tensor) -> Case<'a> {
+/// k-means of `data` with [`pq_kmeans_options`]`(n_iter)` and `bounds`.
+fn kmeans_case<'a>(
+    ctx: &'a Context,
+    name: String,
+    n_iter: u32,
+    bounds: KmeansBounds,
+    data: &'a Tensor,
+) -> Case<'a> {
     let n = data.len() / PQ_DIM as u64;
     let d = PQ_DIM as u64;
     let problem = KmeansProblem { data, dim: PQ_DIM };
-    let options = pq_kmeans_options(n_iter);
+    let options = KmeansOptions {
+        bounds,
+        ..pq_kmeans_options(n_iter)
+    };
     let e_steps = n_iter as u64 + 1;
     Case {
         name,
@@ -1012,6 +1044,7 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
     let pq_host = pq_values(pq_n * PQ_DIM as u64, PQ_DATA_SEED);
     let pq_cb_host = pq_codebook(&pq_host);
     let pq_data = ctx.upload(&pq_host)?;
+    let pq_blobs = ctx.upload(&pq_blobs(pq_n, PQ_DATA_SEED))?;
     let pq_cb = ctx.upload(&pq_cb_host)?;
     let pq_out = Assignment {
         indices: ctx.empty(pq_n, DType::U32)?,
@@ -1197,12 +1230,29 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
             &pq_out,
         ));
     }
+    let variants = [
+        (KmeansBounds::Auto, ""),
+        (KmeansBounds::On, "_bounded"),
+        (KmeansBounds::Off, "_plain"),
+    ];
     for n_iter in [1, 20] {
+        for (bounds, suffix) in variants {
+            cases.push(kmeans_case(
+                ctx,
+                format!("kmeans_{n_iter}iter_{pq_tag}{suffix}"),
+                n_iter,
+                bounds,
+                &pq_data,
+            ));
+        }
+    }
+    for (bounds, suffix) in variants {
         cases.push(kmeans_case(
             ctx,
-            format!("kmeans_{n_iter}iter_{pq_tag}"),
-            n_iter,
-            &pq_data,
+            format!("kmeans_20iter_blobs_{pq_tag}{suffix}"),
+            20,
+            bounds,
+            &pq_blobs,
         ));
     }
     cases.extend(int8::cases(ctx, options)?);

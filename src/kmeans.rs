@@ -4,7 +4,8 @@
 //! Shader: `shaders/kmeans.wgsl`; reference: [`crate::cpu::kmeans`].
 //!
 //! One driver runs on both backends through the same `Engine` steps; on a device every problem's
-//! step of an iteration is recorded in one submission.
+//! step of an iteration is recorded in one submission, its E-step optionally with Hamerly
+//! bounds (`kmeans/bounds.rs`), and the objective's distances computed by the M-step.
 
 use crate::error::{Error, Result, invalid};
 use crate::philox::{draw_normal, draw_u64, draw_unit};
@@ -27,6 +28,22 @@ pub enum KmeansInit {
     PlusPlus,
 }
 
+/// Whether the device E-step uses Hamerly bounds: only the subvectors whose nearest centroid
+/// may have changed are then scored against the whole codebook. The results are the same bits
+/// either way; bounds are used for dim ≤ 16 and ignored by the CPU reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KmeansBounds {
+    /// Every E-step scores every subvector.
+    Off,
+    /// Bounds from the first E-step on.
+    On,
+    /// Bounds once the objective's relative decrease stays below 1 % (two E-steps in a row),
+    /// and plain E-steps again for good if more than half the subvectors still need rescoring
+    /// at two bounded E-steps in a row (on lavapipe a bounded E-step costs about 0.2 + 1.6 ×
+    /// the rescored fraction of a plain one).
+    Auto,
+}
+
 /// Options of [`Context::kmeans`].
 #[derive(Clone, Copy, Debug)]
 pub struct KmeansOptions {
@@ -40,10 +57,12 @@ pub struct KmeansOptions {
     pub seed: u64,
     /// Early stop when the objective's relative decrease falls below this (0 disables).
     pub tol: f64,
+    /// Hamerly bounds in the device E-step (default [`KmeansBounds::Auto`]).
+    pub bounds: KmeansBounds,
 }
 
 impl KmeansOptions {
-    /// `n_centroids` centroids, 20 iterations, k-means++, seed 0, tol 1e-6.
+    /// `n_centroids` centroids, 20 iterations, k-means++, seed 0, tol 1e-6, automatic bounds.
     pub fn new(n_centroids: u32) -> Self {
         Self {
             n_centroids,
@@ -51,6 +70,7 @@ impl KmeansOptions {
             init: KmeansInit::PlusPlus,
             seed: 0,
             tol: 1e-6,
+            bounds: KmeansBounds::Auto,
         }
     }
 }
@@ -74,7 +94,9 @@ pub struct KmeansResult {
     /// Subvectors per centroid under the final codebook; none is zero.
     pub counts: Vec<u32>,
     /// Σ squared distances at every E-step: entry i before the i-th M-step, the last one for
-    /// the final codebook (so `iterations + 1` entries).
+    /// the final codebook (so `iterations + 1` entries). On a device each distance is Σ (x − c)²
+    /// in f32 and the sum runs in f32 tiles of 1024, then f64: within 4e-6 (relative) of the
+    /// exact sum for dim ≤ 16.
     pub objective: Vec<f64>,
     /// Lloyd iterations run (fewer than `n_iter` after an early stop).
     pub iterations: u32,
@@ -187,7 +209,7 @@ impl Context {
                 engine.into_results(self, runs)
             }
             Backend::Gpu(g) => {
-                let mut engine = gpu::GpuEngine::new(self, g, problems, options.n_centroids)?;
+                let mut engine = gpu::GpuEngine::new(self, g, problems, options)?;
                 let runs = drive(&mut engine, &ns, options, progress)?;
                 Ok(engine.into_results(runs))
             }
@@ -409,4 +431,5 @@ pub(crate) fn drive(
     Ok(runs)
 }
 
+mod bounds;
 pub(crate) mod gpu;

@@ -2,7 +2,10 @@
 
 use crate::assign::{AssignProblem, Assignment, record_assign};
 use crate::error::{Result, invalid};
-use crate::kmeans::{Engine, KmeansProblem, KmeansResult, Run, SUM_TILE, StepOut};
+use crate::kmeans::bounds::Bounds;
+use crate::kmeans::{
+    Engine, KmeansBounds, KmeansOptions, KmeansProblem, KmeansResult, Run, SUM_TILE, StepOut,
+};
 use crate::runtime::batch::{Batch, sized};
 use crate::runtime::context::Context;
 use crate::runtime::elementwise::{device_buffer, window_binding};
@@ -121,7 +124,8 @@ impl Partials {
     /// Records the per-cluster reduction of `data` (n × d) under `assignments` into `out`
     /// (K × d) and `counts` (K); `old` serves [`Reduce::MeanKeep`] (required there, and it
     /// must not share a buffer with `out`). Deterministic: tiles in
-    /// order, subvectors of a tile in order.
+    /// order, subvectors of a tile in order. With `distances`, also each subvector's squared
+    /// distance to its centroid in `old` (the k-means objective).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn record(
         &self,
@@ -134,10 +138,21 @@ impl Partials {
         out: &Tensor,
         counts: &Tensor,
         mode: Reduce,
+        distances: Option<&Tensor>,
     ) -> Result<()> {
         // The fixed-point kernel loops over params.d at run time (see the shader).
         let specialised = (self.kernel != PartialKernel::Fixed).then_some(d);
-        let partial = kmeans_pipeline(g, self.kernel.entry(), self.tile, specialised)?;
+        let mut partial = kmeans_pipeline(g, self.kernel.entry(), self.tile, specialised, false)?;
+        // Without distances, stand-ins the shader does not touch.
+        let stand_in = batch.scratch(4);
+        let dist = match (distances, old) {
+            (Some(out), Some(old)) => {
+                partial = kmeans_pipeline(g, self.kernel.entry(), self.tile, specialised, true)?;
+                Some((old, out))
+            }
+            (Some(_), None) => return Err(invalid("old", "None", "distances need the codebook")),
+            _ => None,
+        };
         for w in windows(n, d * 4, self.tile, g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,
@@ -150,12 +165,22 @@ impl Partials {
                 start: w.start * d,
                 len: w.len * d,
             };
+            let data = window_binding(data, &rows, rows.len * 4, "data")?;
+            let (centroids, row_dist) = match dist {
+                Some((old, out)) => (
+                    whole(old)?,
+                    window_binding(out, &w, w.len * 4, "distances")?,
+                ),
+                None => (data.clone(), sized(&stand_in, 4)),
+            };
             let bindings = [
                 u.as_entire_binding(),
-                window_binding(data, &rows, rows.len * 4, "data")?,
+                data,
                 window_binding(assignments, &w, w.len * 4, "assignments")?,
                 whole(&self.sums)?,
                 whole(&self.counts)?,
+                centroids,
+                row_dist,
             ];
             batch.dispatch(&partial, &bindings, w.len.div_ceil(self.tile))?;
         }
@@ -177,7 +202,7 @@ impl Partials {
             whole(counts)?,
         ];
         batch.dispatch(
-            &kmeans_pipeline(g, "kmeans_reduce", self.tile, None)?,
+            &kmeans_pipeline(g, "kmeans_reduce", self.tile, None, false)?,
             &bindings,
             (k * d).div_ceil(WG as u64),
         )
@@ -185,15 +210,19 @@ impl Partials {
 }
 
 /// A pipeline of `shaders/kmeans.wgsl` with its tile size and, for `kmeans_partial*`, the
-/// subvector dimension `D` as specialisation constants.
+/// subvector dimension `D` and `DIST` as specialisation constants.
 fn kmeans_pipeline(
     g: &Gpu,
     entry: &'static str,
     tile: u64,
     d: Option<u64>,
+    dist: bool,
 ) -> Result<wgpu::ComputePipeline> {
     let mut overrides = vec![("WG", WG), ("TILE", tile as u32)];
     overrides.extend(d.map(|d| ("D", d as u32)));
+    if dist {
+        overrides.push(("DIST", 1));
+    }
     g.pipeline(PipelineKey {
         family: Family::Kmeans,
         precision: Precision::F32,
@@ -215,6 +244,8 @@ struct Problem {
     partials: Partials,
     sums: Tensor,
     mins: Option<Tensor>,
+    /// Hamerly bounds of the E-step (when on and dim ≤ 16).
+    bounds: Option<Bounds>,
 }
 
 pub(crate) struct GpuEngine<'a> {
@@ -228,9 +259,9 @@ impl<'a> GpuEngine<'a> {
         ctx: &'a Context,
         g: &'a Gpu,
         problems: &[KmeansProblem<'_>],
-        k: u32,
+        options: &KmeansOptions,
     ) -> Result<Self> {
-        let k = k as u64;
+        let k = options.n_centroids as u64;
         let mut out = Vec::with_capacity(problems.len());
         for p in problems {
             let d = p.dim as u64;
@@ -250,6 +281,11 @@ impl<'a> GpuEngine<'a> {
                 partials: Partials::new(ctx, g, n, d, k)?,
                 sums: ctx.empty(n.div_ceil(SUM_TILE), DType::F32)?,
                 mins: None,
+                bounds: if options.bounds != KmeansBounds::Off && d <= 16 {
+                    Some(Bounds::new(ctx, n, k, d, options.bounds)?)
+                } else {
+                    None
+                },
             });
         }
         Ok(Self {
@@ -261,7 +297,7 @@ impl<'a> GpuEngine<'a> {
 
     /// Records per-[`SUM_TILE`] partial sums of `values` (n f32) into `sums`.
     fn record_sums(&self, batch: &mut Batch, values: &Tensor, sums: &Tensor, n: u64) -> Result<()> {
-        let pipeline = kmeans_pipeline(self.g, "sum_partials", SUM_TILE, None)?;
+        let pipeline = kmeans_pipeline(self.g, "sum_partials", SUM_TILE, None, false)?;
         for w in windows(n, 4, SUM_TILE, self.g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,
@@ -294,7 +330,8 @@ impl<'a> GpuEngine<'a> {
     }
 }
 
-fn whole(t: &Tensor) -> Result<wgpu::BindingResource<'_>> {
+/// A binding of all of `t` (at least 4 bytes).
+pub(crate) fn whole(t: &Tensor) -> Result<wgpu::BindingResource<'_>> {
     window_binding(
         t,
         &Window {
@@ -343,7 +380,7 @@ impl Engine for GpuEngine<'_> {
         let pr = &self.problems[p];
         let mins = pr.mins.as_ref().unwrap();
         let mut batch = Batch::new(self.g, "kmeans++")?;
-        let pipeline = kmeans_pipeline(self.g, "pp_update", SUM_TILE, None)?;
+        let pipeline = kmeans_pipeline(self.g, "pp_update", SUM_TILE, None, false)?;
         for w in windows(pr.n, pr.d * 4, 64, self.g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,
@@ -388,16 +425,18 @@ impl Engine for GpuEngine<'_> {
         let mut reads = Vec::with_capacity(active.len());
         for &p in active {
             let pr = &self.problems[p];
-            record_assign(
-                g,
-                &mut batch,
-                &AssignProblem {
-                    data: &pr.data,
-                    codebook: &pr.codebook,
-                    dim: pr.d as u32,
-                },
-                &pr.assignment,
-            )?;
+            let problem = AssignProblem {
+                data: &pr.data,
+                codebook: &pr.codebook,
+                dim: pr.d as u32,
+            };
+            let listed = match &pr.bounds {
+                Some(b) => b.record(g, &mut batch, &problem, &pr.assignment)?,
+                None => {
+                    record_assign(g, &mut batch, &problem, &pr.assignment)?;
+                    None
+                }
+            };
             pr.partials.record(
                 g,
                 &mut batch,
@@ -408,6 +447,7 @@ impl Engine for GpuEngine<'_> {
                 &pr.pending,
                 &pr.counts,
                 Reduce::MeanKeep,
+                Some(&pr.assignment.distances),
             )?;
             self.record_sums(&mut batch, &pr.assignment.distances, &pr.sums, pr.n)?;
             let (cb, co) = device_buffer(&pr.counts, "counts")?;
@@ -415,16 +455,24 @@ impl Engine for GpuEngine<'_> {
             reads.push((
                 batch.read(cb, co, pr.k * 4),
                 batch.read(sb, so, pr.sums.len * 4),
+                listed,
             ));
         }
         let mut out = batch.finish()?;
-        Ok(reads
-            .into_iter()
-            .map(|(c, s)| StepOut {
+        let mut steps = Vec::with_capacity(active.len());
+        for (&p, (c, s, listed)) in active.iter().zip(reads) {
+            let objective = f32s(&Batch::take(&mut out, s)).iter().sum();
+            let pr = &mut self.problems[p];
+            if let Some(b) = &mut pr.bounds {
+                let listed = listed.map(|r| Batch::take(&mut out, r));
+                b.observe(objective, listed.as_deref(), pr.n);
+            }
+            steps.push(StepOut {
                 counts: bytemuck::pod_collect_to_vec(&Batch::take(&mut out, c)),
-                objective: f32s(&Batch::take(&mut out, s)).iter().sum(),
-            })
-            .collect())
+                objective,
+            });
+        }
+        Ok(steps)
     }
 
     fn distances(&mut self, p: usize) -> Result<Vec<f64>> {
@@ -451,7 +499,7 @@ impl Engine for GpuEngine<'_> {
             ..Default::default()
         });
         let e = batch.storage_init(bytemuck::cast_slice(eps));
-        let pipeline = kmeans_pipeline(self.g, "split", SUM_TILE, None)?;
+        let pipeline = kmeans_pipeline(self.g, "split", SUM_TILE, None, false)?;
         batch.dispatch(
             &pipeline,
             &[

@@ -108,6 +108,7 @@ impl Context {
                     &out,
                     &counts,
                     mode,
+                    None,
                 )?;
                 batch.finish()?;
             }

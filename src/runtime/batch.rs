@@ -15,6 +15,8 @@ pub(crate) const SCRATCH: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 const UNIFORM: wgpu::BufferUsages = wgpu::BufferUsages::UNIFORM.union(wgpu::BufferUsages::COPY_DST);
+const INDIRECT: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::INDIRECT);
 const STAGING: wgpu::BufferUsages =
     wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 
@@ -131,6 +133,36 @@ impl<'g> Batch<'g> {
         groups: u64,
     ) -> Result<()> {
         let (x, y) = grid(groups)?;
+        self.bind(pipeline, bindings).dispatch_workgroups(x, y, 1);
+        Ok(())
+    }
+
+    /// Records one dispatch whose workgroup counts the device reads from `args` at `offset`
+    /// (three u32: x, y, z; `args` needs `INDIRECT` usage, see [`Batch::indirect_args`]).
+    pub(crate) fn dispatch_indirect(
+        &mut self,
+        pipeline: &wgpu::ComputePipeline,
+        bindings: &[(u32, wgpu::BindingResource<'_>)],
+        args: &wgpu::Buffer,
+        offset: u64,
+    ) {
+        self.bind(pipeline, bindings)
+            .dispatch_workgroups_indirect(args, offset);
+    }
+
+    /// A pooled buffer of at least `size` bytes that kernels write dispatch arguments into.
+    pub(crate) fn indirect_args(&mut self, size: u64) -> wgpu::Buffer {
+        let buffer = self.gpu.acquire(INDIRECT, size);
+        self.pooled.push(buffer.clone());
+        buffer
+    }
+
+    /// The pass with `pipeline` and a bind group of `bindings` set.
+    fn bind(
+        &mut self,
+        pipeline: &wgpu::ComputePipeline,
+        bindings: &[(u32, wgpu::BindingResource<'_>)],
+    ) -> &mut wgpu::ComputePass<'static> {
         let entries: Vec<wgpu::BindGroupEntry> = bindings
             .iter()
             .map(|(i, r)| wgpu::BindGroupEntry {
@@ -157,8 +189,7 @@ impl<'g> Batch<'g> {
         });
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(x, y, 1);
-        Ok(())
+        pass
     }
 
     /// Records a buffer-to-buffer copy (offsets and size multiples of 4).

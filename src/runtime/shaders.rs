@@ -142,6 +142,9 @@ impl Family {
                 "assign_tile128",
                 "assign_tile256",
                 "assign_wide",
+                "bound_drift",
+                "bound_check",
+                "bound_args",
             ],
             Family::Kmeans => &[
                 "kmeans_partial",
