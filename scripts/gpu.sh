@@ -17,8 +17,9 @@
 # `run` unpacks Vulkan/GL loader packages from .gl/*.deb when the system has no libvulkan.
 # Time limits (seconds, from the environment): GPU_TEST_TIMEOUT per test binary (default 180),
 # GPU_TESTS_BUDGET for all of them (240; binaries not started by then are reported as not run),
-# GPU_BENCH_TIMEOUT (240). GPU_BENCH_ROUNDS (5) and GPU_BENCH_ARGS (e.g. `--filter fma`) shape
-# the report.
+# GPU_BENCH_TIMEOUT (240), and GPU_DEADLINE for the whole run (600): the benchmark report runs
+# last and gets at most what is left of it. GPU_BENCH_ROUNDS (5) and GPU_BENCH_ARGS (e.g.
+# `--filter fma`) shape the report.
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -66,6 +67,7 @@ run() {
     mkdir -p "$out/logs"
     out=$(cd "$out" && pwd)
     local logs=$out/logs
+    local deadline=$((SECONDS + ${GPU_DEADLINE:-600}))
     local bin=/tmp/quantnoise-gpu
     rm -rf "$bin" && mkdir -p "$bin"
     tar -C "$bin" -xJf "$bundle" || python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$bundle" "$bin" || return 1
@@ -118,16 +120,18 @@ run() {
             tee -a "$out/summary.txt"
         ((rc == 0)) || failed+=("example_$(basename "$t")")
     done
+    if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+        step "vendor BLAS (cuBLAS through PyTorch, TF32 off)"
+        timeout 60 python3 benches/cublas_compare.py --json "$out/cublas.json" 2>&1 | tee "$logs/cublas.txt"
+    fi
     step "benchmark report"
-    timeout "${GPU_BENCH_TIMEOUT:-240}" "$bin/quantnoise" bench --backend vulkan \
+    local bench_limit=$((deadline - SECONDS))
+    ((bench_limit > ${GPU_BENCH_TIMEOUT:-240})) && bench_limit=${GPU_BENCH_TIMEOUT:-240}
+    timeout "$bench_limit" "$bin/quantnoise" bench --backend vulkan \
         --rounds "${GPU_BENCH_ROUNDS:-5}" --cpu-rounds 1 ${GPU_BENCH_ARGS:-} --json "$out/bench.json" >"$logs/bench.txt" 2>"$logs/bench.log"
     rc=$?
     echo "bench rc=$rc" | tee -a "$out/summary.txt"
     ((rc == 0)) || failed+=(bench)
-    if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-        step "vendor BLAS (cuBLAS through PyTorch, TF32 off)"
-        timeout 120 python3 benches/cublas_compare.py --json "$out/cublas.json" 2>&1 | tee "$logs/cublas.txt"
-    fi
     step "summary"
     cat "$out/summary.txt"
     tar -C "$out" -czf "$out/logs.tar.gz" logs && rm -rf "$logs"
