@@ -14,8 +14,8 @@
 //
 // The noise of an element is the arithmetic of `noise_one` in noise_chain.wgsl (the standalone
 // kernel's per-element noise) on 4 elements at a time. With PQ0 = 1, stage 0 is ϕ_PQ: a
-// selected block becomes row pq_index[block] of pq_codebook, the nearest centroid that the
-// assignment kernel (shaders/assign.wgsl) computed for the clean weight in the same submission.
+// selected block becomes its nearest centroid, whose index the assignment kernel
+// (shaders/assign.wgsl) computed for the clean weight in the same submission.
 // The STE factor `ste_factor` below mirrors `ste_one` of shaders/ste.wgsl.
 
 // noise_chain.wgsl's group_index (unused here) reads the element-wise kernels' workgroup size.
@@ -28,7 +28,7 @@ override STE_C: u32 = 0u;
 override MODE: u32 = 0u;
 // Selections of the loader: 0 from mask_bits, 1 regenerated with Philox.
 override MASK_SOURCE: u32 = 0u;
-// 1: stage 0 is ϕ_PQ (centroids from pq_index and pq_codebook).
+// 1: stage 0 is ϕ_PQ (centroids from pq_data).
 override PQ0: u32 = 0u;
 
 @group(0) @binding(5) var<uniform> params: Params;
@@ -36,9 +36,10 @@ override PQ0: u32 = 0u;
 @group(0) @binding(7) var<storage, read> mask_bits: array<u32>;
 // The clean weight (clamped STE only).
 @group(0) @binding(8) var<storage, read> ste_weight: array<Elem>;
-// ϕ_PQ of stage 0: the nearest centroid of every block (u32) and the K × block_size centroids.
-@group(0) @binding(9) var<storage, read> pq_index: array<u32>;
-@group(0) @binding(10) var<storage, read> pq_codebook: array<f32>;
+// ϕ_PQ of stage 0: the nearest centroid of every block of the weight (u32), then the
+// K × block_size centroids as f32 bits. One binding: with matmul.wgsl's four this module stays
+// within WebGPU's default of 8 storage buffers per stage (an adopted device may have no more).
+@group(0) @binding(9) var<storage, read> pq_data: array<u32>;
 
 // Block size, stage count and stage kinds come from the BS, STAGES and LAYOUT specialisation
 // constants (noise_chain.wgsl): lavapipe runs a branch on a uniform value like a divergent one.
@@ -85,9 +86,11 @@ fn selected4_of(s: u32, block: vec4<u32>) -> vec4<bool> {
 // The centroids of the blocks of 4 elements (flat indices e, blocks `block`).
 fn centroid4(e: vec4<u32>, block: vec4<u32>) -> vec4<f32> {
     let bs = vec4<u32>(block_size());
-    let c = vec4<u32>(pq_index[block.x], pq_index[block.y], pq_index[block.z], pq_index[block.w]);
-    let at = c * bs + (e - block * bs);
-    return vec4<f32>(pq_codebook[at.x], pq_codebook[at.y], pq_codebook[at.z], pq_codebook[at.w]);
+    let c = vec4<u32>(pq_data[block.x], pq_data[block.y], pq_data[block.z], pq_data[block.w]);
+    // The centroids follow the indices of the whole weight (mm.n · mm.k elements in the forward
+    // product and in dX alike).
+    let at = vec4<u32>((mm.n * mm.k) / block_size()) + c * bs + (e - block * bs);
+    return bitcast<vec4<f32>>(vec4<u32>(pq_data[at.x], pq_data[at.y], pq_data[at.z], pq_data[at.w]));
 }
 
 // ψ of 4 consecutive elements of one weight row (flat indices e): at most two mask words (or

@@ -33,7 +33,7 @@ use crate::noise::{Noise, NoiseSpec, SteMode, chain_params, check_len, record_ma
 use crate::philox::NoiseSeed;
 use crate::runtime::batch::Batch;
 use crate::runtime::context::{Backend, Context, check_dtype};
-use crate::runtime::elementwise::window_binding;
+use crate::runtime::elementwise::{device_buffer, window_binding};
 use crate::runtime::gpu::Gpu;
 use crate::runtime::shaders::{Family, Precision};
 use crate::runtime::window::Window;
@@ -131,10 +131,16 @@ fn run_fused(
         if mask_pass {
             record_mask(g, &mut batch, precision, &base, &mask)?;
         }
+        // ϕ_PQ: one buffer holds the blocks' indices, then a copy of the codebook's f32 bits
+        // (one storage binding, see pq_data in the shader).
         let assignment = match codebook {
             Some(codebook) => {
+                let data = batch.scratch_tensor(blocks + codebook.len, DType::U32);
                 let a = Assignment {
-                    indices: batch.scratch_tensor(blocks, DType::U32),
+                    indices: Tensor {
+                        len: blocks,
+                        ..data.clone()
+                    },
                     distances: batch.scratch_tensor(blocks, DType::F32),
                 };
                 let problem = AssignProblem {
@@ -143,7 +149,10 @@ fn run_fused(
                     dim: resolved.block_size,
                 };
                 record_assign(g, &mut batch, &problem, &a)?;
-                Some((a, codebook))
+                let (src, src_offset) = device_buffer(codebook, "codebook")?;
+                let (dst, _) = device_buffer(&data, "pq data")?;
+                batch.copy(src, src_offset, dst, blocks * 4, codebook.len * 4);
+                Some(data)
             }
             None => None,
         };
@@ -164,9 +173,9 @@ fn run_fused(
         } else {
             dummy.as_entire_binding()
         };
-        let (index_binding, codebook_binding) = match &assignment {
-            Some((a, codebook)) => (bind(&a.indices, "indices")?, bind(codebook, "codebook")?),
-            None => (dummy.as_entire_binding(), dummy.as_entire_binding()),
+        let pq_binding = match &assignment {
+            Some(data) => bind(data, "pq data")?,
+            None => dummy.as_entire_binding(),
         };
         let hooks = Hooks {
             family: Family::NoisyLinear,
@@ -185,8 +194,7 @@ fn run_fused(
                 (6, qp.as_entire_binding()),
                 (7, bind(&mask, "mask")?),
                 (8, weight_binding),
-                (9, index_binding),
-                (10, codebook_binding),
+                (9, pq_binding),
             ],
         };
         record(g, &mut batch, precision, config, bound, &hooks, &dummy)?;

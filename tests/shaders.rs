@@ -302,6 +302,36 @@ fn f16_variants_need_shader_f16() {
     }
 }
 
+/// WebGPU's default `maxStorageBuffersPerShaderStage` and `maxUniformBuffersPerShaderStage`:
+/// what a device adopted from a framework that asked for default limits allows.
+const DEFAULT_STORAGE_BUFFERS: usize = 8;
+const DEFAULT_UNIFORM_BUFFERS: usize = 12;
+
+#[test]
+fn entry_points_fit_default_binding_limits() {
+    for_each_entry_point(
+        |_| true,
+        |_, module, _| {
+            let count = |space: fn(&naga::AddressSpace) -> bool| {
+                module
+                    .global_variables
+                    .iter()
+                    .filter(|(_, g)| space(&g.space))
+                    .count()
+            };
+            let storage = count(|s| matches!(s, naga::AddressSpace::Storage { .. }));
+            let uniform = count(|s| matches!(s, naga::AddressSpace::Uniform));
+            if storage > DEFAULT_STORAGE_BUFFERS || uniform > DEFAULT_UNIFORM_BUFFERS {
+                return Err(format!(
+                    "{storage} storage and {uniform} uniform buffers: WebGPU's defaults allow \
+                     {DEFAULT_STORAGE_BUFFERS} and {DEFAULT_UNIFORM_BUFFERS}"
+                ));
+            }
+            Ok(())
+        },
+    );
+}
+
 #[test]
 fn spirv_validates() {
     let spirv_val = have_tool("spirv-val");
