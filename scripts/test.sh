@@ -95,4 +95,12 @@ cargo test --release --all-targets --no-fail-fast
 echo "==> cargo test --release --doc"
 cargo test --release --doc
 
+# The examples check their own results (non-zero exit on a mismatch); noisy_linear and
+# adopt_device run on a device created with wgpu's default limits, as a framework's may be.
+for example in examples/*.rs; do
+    example=$(basename "$example" .rs)
+    echo "==> cargo run --release --example $example"
+    cargo run --release --example "$example"
+done
+
 echo "==> all tests passed"
