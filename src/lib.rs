@@ -56,9 +56,7 @@ pub use noisy_linear::MaskSource;
 pub use observer::{Observer, QParams};
 pub use philox::NoiseSeed;
 pub use pq::{CentroidFormat, PqLayer, PqSize, PqSizeReport, PqSizeRow};
-pub use pq_matmul::{
-    ActQuant, CodebookFormat, IndexFormat, MatvecLayout, PqMatmulMethod, PqOutput, PqWeight,
-};
+pub use pq_matmul::{ActQuant, CodebookFormat, IndexFormat, PqMatmulMethod, PqOutput, PqWeight};
 pub use runtime::adapter::BackendChoice;
 pub use runtime::context::{AccessPattern, Context, ContextOptions};
 pub use runtime::gpu::KernelFeatures;

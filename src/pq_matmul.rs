@@ -31,9 +31,10 @@
 //!   of the `Kc` dot products `x_j · c` of every group of `d` activations (`K/d × Kc` floats
 //!   per batch row in a scratch buffer, 4 batch rows interleaved); the second sums, for every
 //!   output, the table entries its indices select: one byte of weights read per `d` weights
-//!   (u8 indices), one vec4 table load per index for 4 batch rows. The sums are laid out for
-//!   the adapter ([`MatvecLayout`]): one invocation per output row on CPU-type adapters, each
-//!   row split over 32 invocations (coalesced index loads, a fixed-order tree sum) on GPUs.
+//!   (u8 indices), one vec4 table load per index for 4 batch rows. The sums follow the
+//!   context's [`AccessPattern`]: one invocation per output row (per-invocation, CPU-type
+//!   adapters), or each row split over 32 invocations (coalesced index loads, a fixed-order
+//!   tree sum; GPUs).
 //! - [`Context::pq_matmul_int8`]: int8 activations × int8 centroids with `dot4I8Packed` into
 //!   i32, zero-point corrected, then `y = sx·sc·acc (+ b)` or the raw accumulators.
 //! - [`Context::dense_matvec`]: the dense baseline `y = W x (+ b)` (f32 or f16 weights), in
@@ -46,7 +47,7 @@ use bytemuck::Pod;
 
 use crate::error::{Error, Result, invalid};
 use crate::runtime::batch::Batch;
-use crate::runtime::context::{Backend, Context, check_dtype, wrong_context};
+use crate::runtime::context::{AccessPattern, Backend, Context, check_dtype, wrong_context};
 use crate::runtime::elementwise::device_buffer;
 use crate::runtime::gpu::{Gpu, PipelineKey};
 use crate::runtime::shaders::{Family, Precision};
@@ -67,32 +68,6 @@ const TILE: u64 = 32;
 /// Invocations per workgroup of the split-row kernels, and invocations sharing one row.
 const SPLIT_WG: u32 = 256;
 const SPLIT_SEG: u32 = 32;
-
-/// How a matrix–vector kernel ([`PqMatmulMethod::Lut`]'s sums, [`Context::dense_matvec`])
-/// spreads output rows over invocations. Both give the same values up to float summation
-/// order; each is deterministic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum MatvecLayout {
-    /// [`MatvecLayout::Split`] when the context uses the coalesced
-    /// [`crate::AccessPattern`] (by default on GPUs), else [`MatvecLayout::PerRow`].
-    #[default]
-    Auto,
-    /// One invocation per output row: the lanes of a CPU's SIMD unit each stream one row.
-    PerRow,
-    /// 32 consecutive invocations per output row, reading consecutive words of it, summed by a
-    /// fixed tree in workgroup memory: coalesced loads and enough invocations on a GPU.
-    Split,
-}
-
-impl MatvecLayout {
-    fn split(self, g: &Gpu) -> bool {
-        match self {
-            MatvecLayout::Auto => g.coalesced,
-            MatvecLayout::PerRow => false,
-            MatvecLayout::Split => true,
-        }
-    }
-}
 
 /// Storage of the codebook of a [`PqWeight`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -274,10 +249,10 @@ pub enum PqMatmulMethod {
     Rows,
     /// Lookup-table matrix–vector product (falls back to the matmul kernels when the table of
     /// 4 batch rows, `4 · K/d · Kc` floats, does not fit one bound window), its sums in the
-    /// adapter's [`MatvecLayout::Auto`] layout.
+    /// context's [`AccessPattern`].
     Lut,
-    /// [`PqMatmulMethod::Lut`] with the sums in the given layout.
-    LutWith(MatvecLayout),
+    /// [`PqMatmulMethod::Lut`] with the sums in the given access pattern.
+    LutWith(AccessPattern),
 }
 
 /// Per-tensor affine int8 quantization of the activations: `x ≈ scale · (q − zero_point)`.
@@ -705,7 +680,7 @@ impl Context {
     /// (`n × k`, row-major; f16 needs `shader-f16` on a device), `x` f32 `m × k`, `y` f32
     /// `m × n`; `k` must be a multiple of 4. Every tensor is bound whole. Each group of 4
     /// batch rows reads the whole weight (a matrix–vector kernel, not a matmul). The rows are
-    /// laid out as [`MatvecLayout::Auto`] chooses.
+    /// laid out as the context's [`AccessPattern`] says.
     #[allow(clippy::too_many_arguments)]
     pub fn dense_matvec(
         &self,
@@ -717,10 +692,10 @@ impl Context {
         bias: Option<&Tensor>,
         y: &Tensor,
     ) -> Result<()> {
-        self.dense_matvec_with(x, m, weight, n, k, bias, y, MatvecLayout::Auto)
+        self.dense_matvec_with(x, m, weight, n, k, bias, y, AccessPattern::Auto)
     }
 
-    /// [`Context::dense_matvec`] in the given layout (ignored by the CPU backend).
+    /// [`Context::dense_matvec`] in the given access pattern (ignored by the CPU backend).
     #[allow(clippy::too_many_arguments)]
     pub fn dense_matvec_with(
         &self,
@@ -731,7 +706,7 @@ impl Context {
         k: u64,
         bias: Option<&Tensor>,
         y: &Tensor,
-        layout: MatvecLayout,
+        access: AccessPattern,
     ) -> Result<()> {
         for (t, what) in [(x, "x"), (y, "y"), (weight, "weight")] {
             self.check_owned(t, what)?;
@@ -779,7 +754,7 @@ impl Context {
             }
             Backend::Gpu(g) => {
                 let mb = if m >= 4 { 4 } else { 1 };
-                let split = layout.split(g);
+                let split = access.coalesced(g.coalesced);
                 let (entry, overrides) = if split {
                     let o = vec![("WG", SPLIT_WG), ("MB", mb), ("SEG", SPLIT_SEG)];
                     ("dense_matvec_split", o)
@@ -860,8 +835,8 @@ fn record_pq_matmul(
         PqMatmulMethod::Tiled | PqMatmulMethod::Rows => false,
     };
     let split = match method {
-        PqMatmulMethod::LutWith(layout) => layout.split(g),
-        _ => MatvecLayout::Auto.split(g),
+        PqMatmulMethod::LutWith(access) => access.coalesced(g.coalesced),
+        _ => g.coalesced,
     };
     let rows_kernel = !lut && d.is_multiple_of(4) && method != PqMatmulMethod::Tiled;
     let s = (32 / d).max(1);

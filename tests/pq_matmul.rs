@@ -11,7 +11,7 @@ use libtest_mimic::Failed;
 use proptest::prelude::*;
 use quantnoise::cpu::pq_matmul as reference;
 use quantnoise::{
-    ActQuant, CodebookFormat, Context, DType, Error, IndexFormat, MatvecLayout, PqLayer,
+    AccessPattern, ActQuant, CodebookFormat, Context, DType, Error, IndexFormat, PqLayer,
     PqMatmulMethod, PqOutput, PqWeight, Tensor, WeightShape,
 };
 
@@ -181,8 +181,8 @@ fn method(i: u8) -> PqMatmulMethod {
         1 => PqMatmulMethod::Tiled,
         2 => PqMatmulMethod::Lut,
         3 => PqMatmulMethod::Rows,
-        4 => PqMatmulMethod::LutWith(MatvecLayout::Split),
-        _ => PqMatmulMethod::LutWith(MatvecLayout::PerRow),
+        4 => PqMatmulMethod::LutWith(AccessPattern::Coalesced),
+        _ => PqMatmulMethod::LutWith(AccessPattern::PerInvocation),
     }
 }
 
@@ -388,7 +388,7 @@ fn dense_matvec(t: &Target) -> Result<(), Failed> {
             let y = poisoned(ctx, m * n, DType::F32);
             let xt = ctx.upload(&x)?;
             let bt = ctx.upload(&b)?;
-            for layout in [MatvecLayout::PerRow, MatvecLayout::Split] {
+            for layout in [AccessPattern::PerInvocation, AccessPattern::Coalesced] {
                 let y = poisoned(ctx, m * n, DType::F32);
                 ctx.dense_matvec_with(&xt, m, &wt, n, k, Some(&bt), &y, layout)?;
                 check_close(&ctx.read_f32(&y)?, &want, &mag, k)

@@ -12,8 +12,8 @@
 //! weights read per output.
 //!
 //! Cases (`{n}` = 4096 or 1024): `pq_matvec_lut_{n}_b1`, `dense_matvec_f32_{n}_b1`,
-//! `dense_matvec_f16_{n}_b1` (with shader-f16; these three in the adapter's
-//! [`MatvecLayout::Auto`] layout), the same LUT and f16 cases in each layout
+//! `dense_matvec_f16_{n}_b1` (with shader-f16; these three in the context's
+//! [`AccessPattern`]), the same LUT and f16 cases in each pattern
 //! (`pq_matvec_lut_perrow_{n}_b1`, `pq_matvec_lut_split_{n}_b1`, `dense_matvec_f16_perrow_…`,
 //! `dense_matvec_f16_split_…`), `pq_matvec_lut_{n}_b16`, `pq_matmul_{n}_b16`
 //! and `pq_matmul_{n}_b512` ([`PqMatmulMethod::Auto`]: the LUT at both), `pq_matmul_rows_{n}_b512`
@@ -27,12 +27,10 @@ use std::rc::Rc;
 use half::f16;
 
 use super::{BenchOptions, Case, CaseKind};
-use crate::Context;
 use crate::error::Result;
-use crate::pq_matmul::{
-    ActQuant, CodebookFormat, IndexFormat, MatvecLayout, PqMatmulMethod, PqOutput, PqWeight,
-};
+use crate::pq_matmul::{ActQuant, CodebookFormat, IndexFormat, PqMatmulMethod, PqOutput, PqWeight};
 use crate::tensor::{DType, Tensor};
+use crate::{AccessPattern, Context};
 
 /// Index buffers the PQ cases rotate among.
 pub const PQ_ROTATION: usize = 64;
@@ -44,6 +42,43 @@ const D: u32 = 8;
 const KC: u32 = 256;
 /// Outputs checked per case.
 const CHECKED: usize = 256;
+
+/// The float PQ cases: base name, batch, method.
+const PQ_FLOAT_CASES: [(&str, usize, PqMatmulMethod); 7] = [
+    ("pq_matvec_lut", 1usize, PqMatmulMethod::Lut),
+    // Both layouts of the sums, whatever the adapter's default.
+    (
+        "pq_matvec_lut_perrow",
+        1,
+        PqMatmulMethod::LutWith(AccessPattern::PerInvocation),
+    ),
+    (
+        "pq_matvec_lut_split",
+        1,
+        PqMatmulMethod::LutWith(AccessPattern::Coalesced),
+    ),
+    ("pq_matvec_lut", 16, PqMatmulMethod::Lut),
+    ("pq_matmul", 16, PqMatmulMethod::Auto),
+    ("pq_matmul", 512, PqMatmulMethod::Auto),
+    ("pq_matmul_rows", 512, PqMatmulMethod::Rows),
+];
+
+/// The dense matrix–vector cases: base name, batch, f16 weights, access pattern.
+const DENSE_CASES: [(&str, usize, bool, AccessPattern); 5] = [
+    ("dense_matvec_f32", 1usize, false, AccessPattern::Auto),
+    ("dense_matvec_f16", 1, true, AccessPattern::Auto),
+    (
+        "dense_matvec_f16_perrow",
+        1,
+        true,
+        AccessPattern::PerInvocation,
+    ),
+    ("dense_matvec_f16_split", 1, true, AccessPattern::Coalesced),
+    ("dense_matvec_f32", 16, false, AccessPattern::Auto),
+];
+
+/// Batches of the integer cases (`pq_matmul_int8`).
+const INT8_BATCHES: [usize; 2] = [16, 512];
 
 /// Host data shared by the cases: activations, codebook, indices, decoded weight.
 struct HostData {
@@ -111,20 +146,10 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
     let f16_ok = ctx.features().shader_f16;
     let name = |base: &str, b: usize| format!("{base}_{n}_b{b}");
     let sel = |base: &str, b: usize| options.selects(&name(base, b));
-    let any = [
-        ("pq_matvec_lut", 1),
-        ("dense_matvec_f32", 1),
-        ("dense_matvec_f16", 1),
-        ("pq_matvec_lut", 16),
-        ("pq_matmul", 16),
-        ("dense_matvec_f32", 16),
-        ("pq_matmul", 512),
-        ("pq_matmul_rows", 512),
-        ("pq_matmul_int8", 16),
-        ("pq_matmul_int8", 512),
-    ]
-    .iter()
-    .any(|&(b, m)| sel(b, m));
+    let pq_float_selected = PQ_FLOAT_CASES.iter().any(|c| sel(c.0, c.1));
+    let any = pq_float_selected
+        || DENSE_CASES.iter().any(|c| sel(c.0, c.1))
+        || INT8_BATCHES.iter().any(|&m| sel("pq_matmul_int8", m));
     if !any {
         return Ok(Vec::new());
     }
@@ -153,10 +178,7 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
         indices,
         index_format: IndexFormat::U8,
     };
-    let pq_float = if ["pq_matvec_lut", "pq_matmul", "pq_matmul_rows"]
-        .iter()
-        .any(|b| [1, 16, 512].iter().any(|&m| sel(b, m)))
-    {
+    let pq_float = if pq_float_selected {
         let cb = ctx.upload(&host.codebook)?;
         let ws: Result<Vec<PqWeight>> = (0..PQ_ROTATION)
             .map(|_| {
@@ -176,24 +198,7 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
     let nn = n as u64;
 
     // PQ float cases.
-    for (base, m, method) in [
-        ("pq_matvec_lut", 1usize, PqMatmulMethod::Lut),
-        // Both layouts of the sums, whatever the adapter's default.
-        (
-            "pq_matvec_lut_perrow",
-            1,
-            PqMatmulMethod::LutWith(MatvecLayout::PerRow),
-        ),
-        (
-            "pq_matvec_lut_split",
-            1,
-            PqMatmulMethod::LutWith(MatvecLayout::Split),
-        ),
-        ("pq_matvec_lut", 16, PqMatmulMethod::Lut),
-        ("pq_matmul", 16, PqMatmulMethod::Auto),
-        ("pq_matmul", 512, PqMatmulMethod::Auto),
-        ("pq_matmul_rows", 512, PqMatmulMethod::Rows),
-    ] {
+    for &(base, m, method) in &PQ_FLOAT_CASES {
         if !sel(base, m) {
             continue;
         }
@@ -234,13 +239,7 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
     }
 
     // Dense f32 / f16 matvec.
-    for (base, m, half, layout) in [
-        ("dense_matvec_f32", 1usize, false, MatvecLayout::Auto),
-        ("dense_matvec_f16", 1, true, MatvecLayout::Auto),
-        ("dense_matvec_f16_perrow", 1, true, MatvecLayout::PerRow),
-        ("dense_matvec_f16_split", 1, true, MatvecLayout::Split),
-        ("dense_matvec_f32", 16, false, MatvecLayout::Auto),
-    ] {
+    for &(base, m, half, layout) in &DENSE_CASES {
         if !sel(base, m) || (half && !f16_ok) {
             continue;
         }
@@ -290,7 +289,7 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
     drop(x_t);
 
     // Integer path.
-    for m in [16usize, 512] {
+    for m in INT8_BATCHES {
         if !sel("pq_matmul_int8", m) {
             continue;
         }

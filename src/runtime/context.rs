@@ -36,7 +36,21 @@ pub enum AccessPattern {
     PerInvocation,
     /// Consecutive invocations take consecutive words (GPU subgroups then read whole memory
     /// transactions), at the cost of one Philox call per vec4 instead of per group of blocks.
+    /// The matrix–vector kernels split each output row over 32 invocations, summed by a fixed
+    /// tree in workgroup memory.
     Coalesced,
+}
+
+impl AccessPattern {
+    /// Whether this means the coalesced pattern, `auto` being what [`AccessPattern::Auto`]
+    /// resolves to.
+    pub(crate) fn coalesced(self, auto: bool) -> bool {
+        match self {
+            AccessPattern::Auto => auto,
+            AccessPattern::PerInvocation => false,
+            AccessPattern::Coalesced => true,
+        }
+    }
 }
 
 impl Default for ContextOptions {

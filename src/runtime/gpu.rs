@@ -93,11 +93,7 @@ impl Gpu {
         access: AccessPattern,
     ) -> Self {
         let device_type = device.adapter_info().device_type;
-        let coalesced = match access {
-            AccessPattern::Auto => device_type != wgpu::DeviceType::Cpu,
-            AccessPattern::PerInvocation => false,
-            AccessPattern::Coalesced => true,
-        };
+        let coalesced = access.coalesced(device_type != wgpu::DeviceType::Cpu);
         let lost = Arc::new(Mutex::new(None));
         if owned {
             // Our own device: errors outside scopes and device loss are recorded, never panics.
