@@ -379,3 +379,48 @@ fn kmeans_partial_fixed(@builtin(local_invocation_index) lid: u32,
         part_counts[out_tile * k + c] = atomicLoad(&fix_cnt[c]);
     }
 }
+
+// kmeans_partial_runs: the same partial sums for adapters where a workgroup runs as SIMD lanes
+// of one CPU thread (the per-invocation access pattern). There an atomic on workgroup memory is
+// a locked instruction per lane, and `kmeans_partial_fixed` spends most of its time in them.
+// Here each invocation owns a run of TILE rows and its own partial slot (K·d sums and K
+// counts, tile index = run index), and adds its rows into it in row order: no atomics, no
+// workgroup memory, deterministic.
+@compute @workgroup_size(WG)
+fn kmeans_partial_runs(@builtin(local_invocation_index) lid: u32,
+                       @builtin(workgroup_id) wid: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let run = (wid.y * nwg.x + wid.x) * WG + lid;
+    let start = run * TILE;
+    if start >= params.n {
+        return;
+    }
+    let end = min(start + TILE, params.n);
+    let k = params.k;
+    let slot = (params.tile_base + run) * k;
+    for (var e = 0u; e < k * D; e++) {
+        part_sums[slot * D + e] = 0.0;
+    }
+    for (var c = 0u; c < k; c++) {
+        part_counts[slot + c] = 0u;
+    }
+    for (var i = start; i < end; i++) {
+        let a = assignments[i];
+        if a < k {
+            part_counts[slot + a] += 1u;
+            var dist = 0.0;
+            for (var j = 0u; j < D; j++) {
+                let v = data[i * D + j];
+                part_sums[(slot + a) * D + j] += v;
+                if DIST {
+                    // `row_distance`, with the value already loaded.
+                    let diff = v - centroids[a * D + j];
+                    dist = fma(diff, diff, dist);
+                }
+            }
+            if DIST {
+                row_dist[i] = dist;
+            }
+        }
+    }
+}

@@ -68,6 +68,9 @@ enum PartialKernel {
     Sorted,
     /// `kmeans_partial`: each invocation scans the tile for its clusters (large K).
     Scan,
+    /// `kmeans_partial_runs`: each invocation sums its own run of rows into its own slot
+    /// (CPU adapters, where workgroup atomics are dear).
+    Runs,
 }
 
 impl PartialKernel {
@@ -76,6 +79,16 @@ impl PartialKernel {
             PartialKernel::Fixed => "kmeans_partial_fixed",
             PartialKernel::Sorted => "kmeans_partial_sorted",
             PartialKernel::Scan => "kmeans_partial",
+            PartialKernel::Runs => "kmeans_partial_runs",
+        }
+    }
+
+    /// Workgroups of one dispatch over `rows` rows in tiles of `tile`.
+    fn groups(self, rows: u64, tile: u64) -> u64 {
+        match self {
+            // One invocation per tile.
+            PartialKernel::Runs => rows.div_ceil(tile * WG as u64),
+            _ => rows.div_ceil(tile),
         }
     }
 }
@@ -87,6 +100,12 @@ const FIX_TILE: u64 = 2048;
 /// Workgroup accumulators of `kmeans_partial_fixed` (`FIX_KD`, `FIX_K` in the shader).
 const FIX_KD: u64 = 2560;
 const FIX_K: u64 = 512;
+/// Rows per invocation of `kmeans_partial_runs`: enough for this many invocations (two
+/// workgroups, for the CPU's threads)...
+const MIN_RUNS: u64 = 2 * WG as u64;
+/// ...but at most this many, and at least 4·K so that the partials stay within a quarter of
+/// the data.
+const RUN_ROWS: u64 = 2048;
 
 impl Partials {
     pub(crate) fn new(ctx: &Context, g: &Gpu, n: u64, d: u64, k: u64) -> Result<Self> {
@@ -98,7 +117,15 @@ impl Partials {
                 && tiles * k <= 2 * n.max(tile)
                 && tiles * k * d * 4 <= g.max_binding
         };
-        let (kernel, tile) = if k * d <= FIX_KD && k <= FIX_K && fits(FIX_TILE) {
+        // Multiples of 64 rows keep windows aligned for the distances' bindings.
+        let run = n
+            .div_ceil(MIN_RUNS)
+            .min(RUN_ROWS)
+            .max(4 * k)
+            .next_multiple_of(64);
+        let (kernel, tile) = if !g.coalesced && fits(run) {
+            (PartialKernel::Runs, run)
+        } else if k * d <= FIX_KD && k <= FIX_K && fits(FIX_TILE) {
             (PartialKernel::Fixed, FIX_TILE)
         } else if fits(SORT_TILE) {
             (PartialKernel::Sorted, SORT_TILE)
@@ -182,7 +209,7 @@ impl Partials {
                 centroids,
                 row_dist,
             ];
-            batch.dispatch(&partial, &bindings, w.len.div_ceil(self.tile))?;
+            batch.dispatch(&partial, &bindings, self.kernel.groups(w.len, self.tile))?;
         }
         let u = batch.uniform(&KmeansParams {
             k: k as u32,

@@ -154,6 +154,7 @@ impl Family {
                 "split",
                 "kmeans_partial_sorted",
                 "kmeans_partial_fixed",
+                "kmeans_partial_runs",
             ],
             Family::Pq => &["pq_decode", "pack_u8"],
             Family::Fma => &["fma_chains4", "fma_chains8", "fma_chains16"],
