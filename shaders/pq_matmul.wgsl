@@ -305,13 +305,17 @@ fn pq_lut_build(@builtin(local_invocation_index) lid: u32,
 // Batch rows interleaved in the table and summed per gather invocation: 1 or 4.
 override G: u32 = 4u;
 
-// Table entry `off` (in units of G floats): 4 batch rows, or 1 in .x.
-fn lut_entry(off: u32) -> vec4<f32> {
+// The same table as scalars (the host binds it twice): with G = 1 one scalar load per entry,
+// where a vec4 load and a component at a varying index cost lavapipe four loads and a select.
+@group(0) @binding(10) var<storage, read> lut1: array<f32>;
+
+// acc plus table entry `off` (in units of G floats): 4 batch rows, or 1 into .x only (adding
+// zeros to the other three would still cost three adds per entry). Nothing when !inside.
+fn lut_add(acc: vec4<f32>, off: u32, inside: bool) -> vec4<f32> {
     if G == 4u {
-        return lut4[off];
+        return acc + select(vec4<f32>(0.0), lut4[off], inside);
     }
-    let v = lut4[off / 4u];
-    return vec4<f32>(v[off % 4u], 0.0, 0.0, 0.0);
+    return vec4<f32>(acc.x + select(0.0, lut1[off], inside), acc.yzw);
 }
 
 // One invocation per (output row n, group of 4 batch rows); consecutive invocations take
@@ -339,7 +343,7 @@ fn pq_lut_gather(@builtin(local_invocation_index) lid: u32,
             let inside = p >= first && p < end;
             let c = min((word >> (t * IDX_BITS)) & mask, params.kc - 1u);
             let off = base + (min(p, end - 1u) - first) * params.kc + c;
-            acc += select(vec4<f32>(0.0), lut_entry(off), inside);
+            acc = lut_add(acc, off, inside);
         }
     }
     store_lut_rows(b0, n, acc);
@@ -363,7 +367,7 @@ fn lut_word(word: u32, j0: u32, base: u32, acc: vec4<f32>) -> vec4<f32> {
     var a = acc;
     for (var t = 0u; t < per; t++) {
         let c = min((word >> (t * IDX_BITS)) & mask, params.kc - 1u);
-        a += lut_entry(base + (j0 + t) * params.kc + c);
+        a = lut_add(a, base + (j0 + t) * params.kc + c, true);
     }
     return a;
 }
@@ -749,7 +753,7 @@ fn pq_lut_gather_split(@builtin(local_invocation_index) lid: u32,
             let inside = p >= first && p < end;
             let c = min((word >> (t * IDX_BITS)) & mask, params.kc - 1u);
             let off = base + (min(max(p, first), end - 1u) - first) * params.kc + c;
-            acc += select(vec4<f32>(0.0), lut_entry(off), inside);
+            acc = lut_add(acc, off, inside);
         }
     }
     let sum = reduce_segments(lid, acc);

@@ -952,7 +952,8 @@ fn record_pq_matmul(
                 (4, indices.clone()),
                 (5, bias_b.clone()),
                 (6, yb),
-                (7, lut_b),
+                (7, lut_b.clone()),
+                (10, lut_b),
             ];
             let groups = if split {
                 n.div_ceil(rows_per_group) * mw.div_ceil(group)
