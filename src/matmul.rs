@@ -22,7 +22,8 @@
 //! run) and keeps the fastest candidate for later calls (cached in this
 //! module, keyed by the device, the kernel family — dense or fused noisy Linear — and the
 //! bucket). [`set_tuning`] turns it off
-//! ([`Tuning::Off`]: always [`MatmulConfig::DEFAULT`]) or forces one configuration. Every
+//! ([`Tuning::Off`]: always [`MatmulConfig::DEFAULT`]) or forces one configuration, for the
+//! whole process; [`with_tuning`] does so for the calling thread while a closure runs. Every
 //! candidate accumulates in f32 in the same order (k ascending), so they give the same results
 //! up to the rounding of fused versus unfused multiply-adds; the tests check each one against
 //! the f64 reference with the same tolerance.
@@ -325,9 +326,33 @@ pub fn set_tuning(tuning: Tuning) -> Result<()> {
     Ok(())
 }
 
-/// The current [`Tuning`].
+thread_local! {
+    /// This thread's override of [`TUNING`] (see [`with_tuning`]).
+    static THREAD_TUNING: std::cell::Cell<Option<Tuning>> = const { std::cell::Cell::new(None) };
+}
+
+/// The current [`Tuning`]: this thread's [`with_tuning`] override, else the process-wide one.
 pub fn tuning() -> Tuning {
-    *TUNING.lock().unwrap()
+    THREAD_TUNING
+        .get()
+        .unwrap_or_else(|| *TUNING.lock().unwrap())
+}
+
+/// Runs `f` with `tuning` for the products this thread records in it, whatever other threads
+/// set meanwhile (e.g. timing or testing one configuration while other work runs); the
+/// previous override is restored afterwards, also when `f` panics.
+pub fn with_tuning<R>(tuning: Tuning, f: impl FnOnce() -> R) -> Result<R> {
+    if let Tuning::Fixed(c) = tuning {
+        c.validate()?;
+    }
+    struct Restore(Option<Tuning>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            THREAD_TUNING.set(self.0);
+        }
+    }
+    let _restore = Restore(THREAD_TUNING.replace(Some(tuning)));
+    Ok(f())
 }
 
 /// The configuration [`Tuning::Auto`] picked for a dense product on `ctx`'s device and the
@@ -823,6 +848,30 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_tuning_overrides_and_restores() {
+        let fixed = Tuning::Fixed(MatmulConfig::CANDIDATES[1]);
+        let outer = tuning();
+        let seen = with_tuning(fixed, || {
+            let inner = with_tuning(Tuning::Off, tuning).unwrap();
+            let other = std::thread::spawn(tuning).join().unwrap();
+            (tuning(), inner, other)
+        })
+        .unwrap();
+        assert_eq!(seen, (fixed, Tuning::Off, outer));
+        assert_eq!(tuning(), outer);
+        // Restored after a panic too.
+        let caught = std::panic::catch_unwind(|| with_tuning(fixed, || panic!("in the closure")));
+        assert!(caught.is_err());
+        assert_eq!(tuning(), outer);
+        // An invalid configuration is refused before the closure runs.
+        let bad = Tuning::Fixed(MatmulConfig {
+            vm: 9,
+            ..MatmulConfig::DEFAULT
+        });
+        assert!(with_tuning(bad, || unreachable!()).is_err());
+    }
 
     #[test]
     fn configs_and_buckets() {

@@ -10,10 +10,13 @@ mod common;
 
 use common::*;
 use libtest_mimic::Failed;
-use quantnoise::matmul::{LinearShape, MatmulConfig, Tuning, set_tuning};
+use quantnoise::matmul::{LinearShape, MatmulConfig, Tuning, set_tuning, with_tuning};
 use quantnoise::{Context, DType, Error, cpu};
 
 fn main() {
+    // No autotuning unless a test asks for it (per thread, with `with_tuning`): the tests run
+    // on several threads at once.
+    set_tuning(Tuning::Off).expect("valid tuning");
     run(
         &[
             ("random_shapes_f32", random_f32),
@@ -155,7 +158,6 @@ fn products(
 }
 
 fn random_f32(t: &Target) -> Result<(), Failed> {
-    set_tuning(Tuning::Off)?;
     let mut rng = Rng(11);
     for (i, &(b, m, k, n)) in SHAPES.iter().enumerate() {
         products(
@@ -170,7 +172,6 @@ fn random_f32(t: &Target) -> Result<(), Failed> {
 }
 
 fn random_f16(t: &Target) -> Result<(), Failed> {
-    set_tuning(Tuning::Off)?;
     let mut rng = Rng(12);
     if t.is_gpu() && !t.ctx.features().shader_f16 {
         let s = LinearShape::new(1, 2, 3, 4);
@@ -195,7 +196,6 @@ fn random_f16(t: &Target) -> Result<(), Failed> {
 
 /// K and the batch reduction above 1000 (W kept within the 16 KiB window).
 fn long_reduction(t: &Target) -> Result<(), Failed> {
-    set_tuning(Tuning::Off)?;
     let mut rng = Rng(13);
     products(
         t,
@@ -213,36 +213,36 @@ fn long_reduction(t: &Target) -> Result<(), Failed> {
     )
 }
 
-/// Every autotuning candidate (forced) gives results within the same tolerance. (Not on the
-/// windowed targets: the same pipelines, and compiling every candidate is slow on lavapipe.)
+/// Every autotuning candidate (forced on this thread: other tests run meanwhile) gives results
+/// within the same tolerance. (Not on the windowed targets: the same pipelines, and compiling
+/// every candidate is slow on lavapipe.)
 fn every_candidate(t: &Target) -> Result<(), Failed> {
     if t.name.contains("window=") {
         return Ok(());
     }
     let mut rng = Rng(14);
     for c in MatmulConfig::CANDIDATES {
-        set_tuning(Tuning::Fixed(c))?;
-        let r = products(
+        with_tuning(Tuning::Fixed(c), || {
+            products(
+                t,
+                LinearShape::new(2, 37, 45, 70),
+                DType::F32,
+                &mut rng,
+                true,
+            )
+        })?
+        .map_err(|e| format!("{c:?}: {e:?}"))?;
+    }
+    // Auto: times the candidates, then uses the winner.
+    with_tuning(Tuning::Auto, || {
+        products(
             t,
-            LinearShape::new(2, 37, 45, 70),
+            LinearShape::new(1, 19, 23, 29),
             DType::F32,
             &mut rng,
             true,
-        );
-        set_tuning(Tuning::Off)?;
-        r.map_err(|e| format!("{c:?}: {e:?}"))?;
-    }
-    // Auto: times the candidates, then uses the winner.
-    set_tuning(Tuning::Auto)?;
-    let r = products(
-        t,
-        LinearShape::new(1, 19, 23, 29),
-        DType::F32,
-        &mut rng,
-        true,
-    );
-    set_tuning(Tuning::Off)?;
-    r
+        )
+    })?
 }
 
 fn bad_inputs(t: &Target) -> Result<(), Failed> {

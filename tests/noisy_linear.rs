@@ -19,6 +19,9 @@ use quantnoise::{
 };
 
 fn main() {
+    // No autotuning unless a test asks for it (per thread, with `with_tuning`): the tests run
+    // on several threads at once.
+    set_tuning(Tuning::Off).expect("valid tuning");
     run(
         &[
             ("forward_matches_standalone_noise", forward),
@@ -195,7 +198,6 @@ fn standalone(
 }
 
 fn forward(t: &Target) -> Result<(), Failed> {
-    set_tuning(Tuning::Off)?;
     let ctx = &t.ctx;
     let mut rng = Rng(21);
     for i in 0..SHAPES.len() {
@@ -231,7 +233,6 @@ fn forward(t: &Target) -> Result<(), Failed> {
 }
 
 fn backward(t: &Target) -> Result<(), Failed> {
-    set_tuning(Tuning::Off)?;
     let ctx = &t.ctx;
     let mut rng = Rng(22);
     for i in 0..SHAPES.len() {
@@ -265,7 +266,6 @@ fn backward(t: &Target) -> Result<(), Failed> {
 
 /// A chain with PQ stages (unfused path) gives X·ψ(W)ᵀ with the standalone ψ.
 fn pq_chain(t: &Target) -> Result<(), Failed> {
-    set_tuning(Tuning::Off)?;
     let ctx = &t.ctx;
     let mut rng = Rng(23);
     let s = LinearShape::new(2, 5, 16, 9);
@@ -301,7 +301,6 @@ fn pq_chain(t: &Target) -> Result<(), Failed> {
 /// Few shapes (each is new pipelines): blocks of 4 (one Philox call per loaded vec4), 9 and 5
 /// (4 elements straddle two Philox groups), chains of 1..=3 stages.
 fn regenerated(t: &Target) -> Result<(), Failed> {
-    set_tuning(Tuning::Off)?;
     let ctx = &t.ctx;
     let mut rng = Rng(21);
     let cases: Vec<Case> = (0..SHAPES.len()).map(|i| case(&mut rng, i)).collect();
@@ -388,7 +387,6 @@ fn pq_tie_slack(
 /// standalone ψ(W) (up to near-ties of the assignment), the mask the standalone one, dW the
 /// STE of the reference. Both mask sources, one each.
 fn fused_pq(t: &Target) -> Result<(), Failed> {
-    set_tuning(Tuning::Off)?;
     let ctx = &t.ctx;
     let mut rng = Rng(24);
     for case in 0..2u64 {
