@@ -68,17 +68,19 @@ enum PartialKernel {
     Sorted,
     /// `kmeans_partial`: each invocation scans the tile for its clusters (large K).
     Scan,
-    /// `kmeans_partial_runs`: each invocation sums its own run of rows into its own slot
-    /// (CPU adapters, where workgroup atomics are dear).
+    /// `kmeans_partial_runs` (`…_runs4` with vec4 accesses when d % 4 == 0): each invocation
+    /// sums its own run of rows into its own slot (CPU adapters, where workgroup atomics are
+    /// dear).
     Runs,
 }
 
 impl PartialKernel {
-    fn entry(self) -> &'static str {
+    fn entry(self, d: u64) -> &'static str {
         match self {
             PartialKernel::Fixed => "kmeans_partial_fixed",
             PartialKernel::Sorted => "kmeans_partial_sorted",
             PartialKernel::Scan => "kmeans_partial",
+            PartialKernel::Runs if d.is_multiple_of(4) => "kmeans_partial_runs4",
             PartialKernel::Runs => "kmeans_partial_runs",
         }
     }
@@ -169,12 +171,12 @@ impl Partials {
     ) -> Result<()> {
         // The fixed-point kernel loops over params.d at run time (see the shader).
         let specialised = (self.kernel != PartialKernel::Fixed).then_some(d);
-        let mut partial = kmeans_pipeline(g, self.kernel.entry(), self.tile, specialised, false)?;
+        let mut partial = kmeans_pipeline(g, self.kernel.entry(d), self.tile, specialised, false)?;
         // Without distances, stand-ins the shader does not touch.
         let stand_in = batch.scratch(4);
         let dist = match (distances, old) {
             (Some(out), Some(old)) => {
-                partial = kmeans_pipeline(g, self.kernel.entry(), self.tile, specialised, true)?;
+                partial = kmeans_pipeline(g, self.kernel.entry(d), self.tile, specialised, true)?;
                 Some((old, out))
             }
             (Some(_), None) => return Err(invalid("old", "None", "distances need the codebook")),

@@ -155,6 +155,7 @@ impl Family {
                 "kmeans_partial_sorted",
                 "kmeans_partial_fixed",
                 "kmeans_partial_runs",
+                "kmeans_partial_runs4",
             ],
             Family::Pq => &["pq_decode", "pack_u8"],
             Family::Fma => &["fma_chains4", "fma_chains8", "fma_chains16"],
