@@ -5,7 +5,8 @@ GPU run, the `benches/cublas_compare.py --json` file of the same run).
     python3 benches/goal_ratios.py bench-results/2026-11-27-h200-2.json \
         [--cublas bench-results/2026-11-27-h200-2-cublas.json]
 
-Prints one line per goal whose cases are in the report: the two medians and their ratio. Only
+Prints one line per goal whose cases are in the report: the two medians and their ratio, and,
+where the report has per-round samples (`samples_s`), the median of the per-round ratios. Only
 the standard library is needed.
 """
 
@@ -31,12 +32,25 @@ def main():
     def ms(name):
         return r[name]["median_s"] * 1e3 if name in r else None
 
+    def paired(num, den):
+        """Median over the rounds of the two cases' per-round ratio (reports with `samples_s`):
+        a drift of the machine between rounds cancels out."""
+        a = r.get(num, {}).get("samples_s")
+        b = r.get(den, {}).get("samples_s")
+        if not a or not b or len(a) != len(b):
+            return None
+        ratios = sorted(x / y for x, y in zip(a, b))
+        mid = len(ratios) // 2
+        return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+
     def line(what, num, den, goal, num_ms=None, den_ms=None):
         a = num_ms if num_ms is not None else ms(num)
         b = den_ms if den_ms is not None else ms(den)
         if a is None or b is None:
             return
-        print(f"{what:58} {a:10.4f} / {b:10.4f} ms = {a / b:7.3f}   goal {goal}")
+        p = paired(num, den)
+        extra = f"   paired by round {p:6.3f}" if p is not None else ""
+        print(f"{what:58} {a:10.4f} / {b:10.4f} ms = {a / b:7.3f}   goal {goal}{extra}")
 
     if ceiling in r:
         for case in ("matmul_f32_1024", "assign_1000000x8_k256"):

@@ -74,7 +74,8 @@
 //!
 //! [`Report::to_json`] writes one object keyed by case name; each case holds `kind`,
 //! `median_s`, `bytes`, `gb_per_s`, `baseline`, `ratio_to_baseline`, `ratio_metric`, plus
-//! `min_s`, `max_s`, `samples`, `dispatches_per_sample` and `validation` (what was checked);
+//! `min_s`, `max_s`, `samples` (their count), `samples_s` (each sample's seconds per op, in
+//! round order), `dispatches_per_sample` and `validation` (what was checked);
 //! compute-bound cases add `flops` and `gflops`, PQ cases `items`, `item_unit` and
 //! `{item_unit}_per_s`. A case that failed validation holds only `error`. The key `"_meta"`
 //! holds the run's metadata: `adapter`, `backend`, `device_type`, `driver`, `date_utc`
@@ -355,6 +356,8 @@ impl Report {
                 "failed": self.failures.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
                 "units": {
                     "median_s": "seconds per op, median over the samples",
+                    "samples_s": "seconds per op of each sample, in round order (device cases: \
+                                  one per round, so two cases' samples pair up by round)",
                     "bytes": "bytes read plus bytes written by one op (at least)",
                     "gb_per_s": "bytes / median_s / 1e9",
                     "flops": "floating-point operations of one op, an FMA counting 2",
@@ -376,6 +379,7 @@ impl Report {
                 "ratio_to_baseline": c.ratio_to_baseline,
                 "ratio_metric": c.ratio_metric,
                 "samples": c.samples.len(),
+                "samples_s": c.samples,
                 "dispatches_per_sample": c.dispatches_per_sample,
                 "validation": c.validation,
             });
