@@ -293,6 +293,22 @@ impl MatmulConfig {
     }
 }
 
+impl std::fmt::Display for MatmulConfig {
+    /// E.g. `8×8 invocations of 16×16 outputs, K-tiles of 8` (`, k-fast staging` when set).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}×{} invocations of {}×{} outputs, K-tiles of {}{}",
+            self.wg_m,
+            self.wg_n,
+            4 * self.vm,
+            4 * self.vn,
+            self.bk,
+            if self.k_fast { ", k-fast staging" } else { "" }
+        )
+    }
+}
+
 /// How the kernel configuration of a product is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tuning {
@@ -358,13 +374,40 @@ pub fn with_tuning<R>(tuning: Tuning, f: impl FnOnce() -> R) -> Result<R> {
 /// The configuration [`Tuning::Auto`] picked for a dense product on `ctx`'s device and the
 /// bucket of (M, N, K), if it ran.
 pub fn tuned(ctx: &Context, product: Product, m: u64, n: u64, k: u64) -> Option<MatmulConfig> {
+    tuned_in(ctx, Family::Matmul, product, (m, n, k))
+}
+
+/// [`tuned`] for the products of a kernel family (dense or fused noisy Linear).
+fn tuned_in(
+    ctx: &Context,
+    family: Family,
+    product: Product,
+    (m, n, k): (u64, u64, u64),
+) -> Option<MatmulConfig> {
     let g = ctx.gpu()?;
     WINNERS
         .lock()
         .unwrap()
         .as_ref()?
-        .get(&(g.id, Family::Matmul, product, bucket(m, n, k)))
+        .get(&(g.id, family, product, bucket(m, n, k)))
         .copied()
+}
+
+/// The configuration a product of `family` and `shape` on `ctx` runs with under the calling
+/// thread's [`tuning`] (`None` under [`Tuning::Auto`] before the product ran once, or on the
+/// CPU backend): for reports.
+pub(crate) fn config_in_use(
+    ctx: &Context,
+    family: Family,
+    product: Product,
+    shape: LinearShape,
+) -> Option<MatmulConfig> {
+    ctx.gpu()?;
+    match tuning() {
+        Tuning::Off => Some(MatmulConfig::DEFAULT),
+        Tuning::Fixed(c) => Some(c),
+        Tuning::Auto => tuned_in(ctx, family, product, product.mnk(shape)),
+    }
 }
 
 fn bucket(m: u64, n: u64, k: u64) -> [u32; 3] {
@@ -406,15 +449,21 @@ pub(crate) struct Bound<'t> {
     pub bias: Option<&'t Tensor>,
 }
 
-impl<'t> Bound<'t> {
-    /// (M, N, K) of the product: C is M × N, the reduction K long.
-    pub(crate) fn mnk(&self) -> (u64, u64, u64) {
-        let s = self.shape;
-        match self.product {
+impl Product {
+    /// (M, N, K) of this product of a Linear layer of `shape`: C is M × N, the reduction K long.
+    pub(crate) fn mnk(self, s: LinearShape) -> (u64, u64, u64) {
+        match self {
             Product::Forward => (s.total_rows(), s.out_features, s.in_features),
             Product::BackwardInput => (s.total_rows(), s.in_features, s.out_features),
             Product::BackwardWeight => (s.out_features, s.in_features, s.total_rows()),
         }
+    }
+}
+
+impl<'t> Bound<'t> {
+    /// (M, N, K) of the product: C is M × N, the reduction K long.
+    pub(crate) fn mnk(&self) -> (u64, u64, u64) {
+        self.product.mnk(self.shape)
     }
 
     /// Binds `product` to `a`, `b` (inputs), `c` (output) and the bias (forward only).

@@ -18,10 +18,11 @@ use std::rc::Rc;
 use super::{BLOCK, BenchOptions, Case, CaseKind, P, int_spec, values};
 use crate::Context;
 use crate::error::Result;
-use crate::matmul::LinearShape;
+use crate::matmul::{LinearShape, Product, config_in_use};
 use crate::noise::{Noise, NoiseSpec, SteMode};
 use crate::noisy_linear::MaskSource;
 use crate::philox::NoiseSeed;
+use crate::runtime::shaders::Family;
 use crate::tensor::{DType, Tensor};
 
 const SAMPLES: u64 = 64;
@@ -157,6 +158,31 @@ fn dw_want(d: &Data, i: usize) -> (f64, f64) {
     )
 }
 
+/// A case's validation text with the kernel configuration each of its products ran with
+/// (the autotuner picks one per kernel family and shape bucket, so two cases of a ratio may
+/// differ in more than the work).
+fn with_configs(
+    ctx: &Context,
+    family: Family,
+    shape: LinearShape,
+    products: &[(&str, Product)],
+    check: std::result::Result<String, String>,
+) -> std::result::Result<String, String> {
+    if ctx.is_cpu() {
+        return check;
+    }
+    check.map(|m| {
+        let configs: Vec<String> = products
+            .iter()
+            .map(|&(what, p)| match config_in_use(ctx, family, p, shape) {
+                Some(c) => format!("{what}{c}"),
+                None => format!("{what}not tuned"),
+            })
+            .collect();
+        format!("{m}; kernel: {}", configs.join("; "))
+    })
+}
+
 fn forward_case<'a>(ctx: &'a Context, name: String, d: Rc<Data>) -> Result<Case<'a>> {
     let y = Rc::new(ctx.empty(d.shape.y_len(), d.dtype)?);
     let (d2, y2) = (d.clone(), y.clone());
@@ -171,11 +197,15 @@ fn forward_case<'a>(ctx: &'a Context, name: String, d: Rc<Data>) -> Result<Case<
             let d = &d2;
             ctx.linear_forward(&d.xt, &d.wt, None, &y2, d.shape)?;
             let got = read(ctx, &y2)?;
-            Ok(sample_check(
-                &got,
-                d.shape.in_features,
-                d.dtype == DType::F16,
-                |i| forward_want(d, &d.w, i),
+            let check = sample_check(&got, d.shape.in_features, d.dtype == DType::F16, |i| {
+                forward_want(d, &d.w, i)
+            });
+            Ok(with_configs(
+                ctx,
+                Family::Matmul,
+                d.shape,
+                &[("", Product::Forward)],
+                check,
             ))
         }),
     })
@@ -230,7 +260,20 @@ fn backward_case<'a>(
                     Err(e) => return Ok(Err(format!("dw: {e}"))),
                 }
             }
-            Ok(Ok(out.join("; ")))
+            let mut products = Vec::new();
+            if dx {
+                products.push(("dx ", Product::BackwardInput));
+            }
+            if dw {
+                products.push(("dw ", Product::BackwardWeight));
+            }
+            Ok(with_configs(
+                ctx,
+                Family::Matmul,
+                s,
+                &products,
+                Ok(out.join("; ")),
+            ))
         }),
     })
 }
@@ -385,11 +428,20 @@ fn noisy_group<'a>(
             check: Box::new(move || {
                 run2()?;
                 if !matches!(op, NoisyOp::Backward(_)) {
-                    return Ok(sample_check(
-                        &ctx.read_f32(&y)?,
-                        shape.in_features,
-                        false,
-                        |i| forward_want(&d, &nw, i),
+                    let check = sample_check(&ctx.read_f32(&y)?, shape.in_features, false, |i| {
+                        forward_want(&d, &nw, i)
+                    });
+                    // The unfused path runs the dense kernel after the noise kernel.
+                    let family = match op {
+                        NoisyOp::Unfused => Family::Matmul,
+                        _ => Family::NoisyLinear,
+                    };
+                    return Ok(with_configs(
+                        ctx,
+                        family,
+                        shape,
+                        &[("", Product::Forward)],
+                        check,
                     ));
                 }
                 let w64: Vec<f64> = d.w.iter().map(|&v| v as f64).collect();
@@ -408,11 +460,22 @@ fn noisy_group<'a>(
                     let (v, b) = dw_want(&d, i);
                     (v * factor[i], b * factor[i].abs())
                 });
-                Ok(match (dx, dw) {
+                let check = match (dx, dw) {
                     (Ok(a), Ok(b)) => Ok(format!("dx: {a}; dw (masked STE): {b}")),
                     (Err(e), _) => Err(format!("dx: {e}")),
                     (_, Err(e)) => Err(format!("dw: {e}")),
-                })
+                };
+                let products = [
+                    ("dx ", Product::BackwardInput),
+                    ("dw ", Product::BackwardWeight),
+                ];
+                Ok(with_configs(
+                    ctx,
+                    Family::NoisyLinear,
+                    shape,
+                    &products,
+                    check,
+                ))
             }),
         });
     }
