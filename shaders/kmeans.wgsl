@@ -43,6 +43,9 @@ struct KmeansParams {
 @group(0) @binding(5) var<storage, read> centroids: array<f32>;
 @group(0) @binding(6) var<storage, read_write> row_dist: array<f32>;
 override DIST: bool = false;
+// kmeans_partial_runs*, with DIST: each run's sum of its subvectors' distances, in row order
+// (the objective's partial sums, so no separate pass over the distances).
+@group(0) @binding(7) var<storage, read_write> run_objective: array<f32>;
 
 // Squared distance of window row i to centroid c, as Σ (x − c)² (relative error within
 // (2d + 2)·2^-24: every term is a square).
@@ -404,6 +407,7 @@ fn kmeans_partial_runs(@builtin(local_invocation_index) lid: u32,
     for (var c = 0u; c < k; c++) {
         part_counts[slot + c] = 0u;
     }
+    var objective = 0.0;
     for (var i = start; i < end; i++) {
         let a = assignments[i];
         if a < k {
@@ -420,8 +424,12 @@ fn kmeans_partial_runs(@builtin(local_invocation_index) lid: u32,
             }
             if DIST {
                 row_dist[i] = dist;
+                objective += dist;
             }
         }
+    }
+    if DIST {
+        run_objective[params.tile_base + run] = objective;
     }
 }
 
@@ -451,6 +459,7 @@ fn kmeans_partial_runs4(@builtin(local_invocation_index) lid: u32,
     for (var c = 0u; c < k; c++) {
         part_counts[slot + c] = 0u;
     }
+    var objective = 0.0;
     for (var i = start; i < end; i++) {
         let a = assignments[i];
         if a < k {
@@ -470,7 +479,11 @@ fn kmeans_partial_runs4(@builtin(local_invocation_index) lid: u32,
             }
             if DIST {
                 row_dist[i] = dist;
+                objective += dist;
             }
         }
+    }
+    if DIST {
+        run_objective[params.tile_base + run] = objective;
     }
 }

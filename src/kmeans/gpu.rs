@@ -57,6 +57,9 @@ pub(crate) struct Partials {
     tile: u64,
     /// The kernel that sums each tile per cluster.
     kernel: PartialKernel,
+    /// [`PartialKernel::Runs`]: each run's sum of its distances (the objective's partial sums,
+    /// written with the distances).
+    run_objective: Option<Tensor>,
 }
 
 /// How `kmeans_partial*` sums a tile's rows per cluster (all deterministic).
@@ -147,7 +150,17 @@ impl Partials {
             counts: ctx.empty(n_tiles * k, DType::U32)?,
             tile,
             kernel,
+            run_objective: match kernel {
+                PartialKernel::Runs => Some(ctx.empty(n_tiles, DType::F32)?),
+                _ => None,
+            },
         })
+    }
+
+    /// Partial sums of the distances [`Partials::record`] writes (their total is the
+    /// objective), when its kernel sums them along: then no separate pass is needed.
+    pub(crate) fn objective_partials(&self) -> Option<&Tensor> {
+        self.run_objective.as_ref()
     }
 
     /// Records the per-cluster reduction of `data` (n × d) under `assignments` into `out`
@@ -202,7 +215,7 @@ impl Partials {
                 ),
                 None => (data.clone(), sized(&stand_in, 4)),
             };
-            let bindings = [
+            let mut bindings = vec![
                 u.as_entire_binding(),
                 data,
                 window_binding(assignments, &w, w.len * 4, "assignments")?,
@@ -211,6 +224,9 @@ impl Partials {
                 centroids,
                 row_dist,
             ];
+            if let Some(objective) = &self.run_objective {
+                bindings.push(whole(objective)?);
+            }
             batch.dispatch(&partial, &bindings, self.kernel.groups(w.len, self.tile))?;
         }
         let u = batch.uniform(&KmeansParams {
@@ -478,12 +494,18 @@ impl Engine for GpuEngine<'_> {
                 Reduce::MeanKeep,
                 Some(&pr.assignment.distances),
             )?;
-            self.record_sums(&mut batch, &pr.assignment.distances, &pr.sums, pr.n)?;
+            let sums = match pr.partials.objective_partials() {
+                Some(partial) => partial,
+                None => {
+                    self.record_sums(&mut batch, &pr.assignment.distances, &pr.sums, pr.n)?;
+                    &pr.sums
+                }
+            };
             let (cb, co) = device_buffer(&pr.counts, "counts")?;
-            let (sb, so) = device_buffer(&pr.sums, "sums")?;
+            let (sb, so) = device_buffer(sums, "sums")?;
             reads.push((
                 batch.read(cb, co, pr.k * 4),
-                batch.read(sb, so, pr.sums.len * 4),
+                batch.read(sb, so, sums.len * 4),
                 listed,
             ));
         }
