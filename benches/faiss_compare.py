@@ -14,6 +14,8 @@ counter-based generator `quantnoise::bench::pq_values`, checked against the repo
 * `kmeans_1iter`, `kmeans_20iter`: `faiss.Kmeans(d=8, k=256, niter=1 / 20,
   max_points_per_centroid=1_000_000` (so no subsampling), `seed=--seed`), i.e. random
   initialisation and `niter` Lloyd iterations;
+* `kmeans_20iter_blobs` (when the report has that case and the clustered data's checksum
+  `blobs_sum`): the same 20 iterations on `quantnoise::bench::pq_blobs`, regenerated here;
 
 then runs `cargo run --release --bin quantnoise -- bench --json FILE --filter assign_,kmeans_`
 (or reads the report given with `--json`) and prints both side by side.
@@ -64,6 +66,18 @@ def pq_values(n, seed):
     return (top / np.float32(1 << 24)) * np.float32(2.0) - np.float32(1.0)
 
 
+def pq_blobs(n, seed):
+    """`quantnoise::bench::pq_blobs`: subvector i is centre i·7919 mod 400 of 400 centres from
+    pq_values(400·d, seed), plus per component 0.05 × the sum of 3 values of
+    pq_values(3·n·d, seed + 1) (float32 throughout, summed in the same order)."""
+    d = PQ_DIM
+    centres = pq_values(400 * d, seed).reshape(400, d)
+    noise = pq_values(3 * n * d, seed + 1).reshape(n * d, 3)
+    jitter = (noise[:, 0] + noise[:, 1]) + noise[:, 2]
+    rows = (np.arange(n, dtype=np.uint64) * np.uint64(7919)) % np.uint64(400)
+    return centres[rows] + np.float32(0.05) * jitter.reshape(n, d)
+
+
 def median_time(fn, runs):
     times = []
     result = None
@@ -74,7 +88,14 @@ def median_time(fn, runs):
     return statistics.median(times), times, result
 
 
-def faiss_cases(x, runs, seed):
+def faiss_kmeans(x, niter, seed):
+    km = faiss.Kmeans(x.shape[1], PQ_K, niter=niter, max_points_per_centroid=1_000_000,
+                      seed=seed, verbose=False)
+    km.train(x)
+    return km
+
+
+def faiss_cases(x, runs, seed, blobs=None):
     n, d = x.shape
     stride = n // PQ_K
     codebook = np.ascontiguousarray(x[np.arange(PQ_K) * stride])
@@ -88,21 +109,12 @@ def faiss_cases(x, runs, seed):
     med, times, (dist, idx) = median_time(assign, runs)
     out["assign"] = {"median_s": med, "times": times, "items": n, "unit": "subvectors"}
 
-    for niter in (1, 20):
-        def train(niter=niter):
-            km = faiss.Kmeans(
-                d,
-                PQ_K,
-                niter=niter,
-                max_points_per_centroid=1_000_000,
-                seed=seed,
-                verbose=False,
-            )
-            km.train(x)
-            return km
-
-        med, times, km = median_time(train, runs)
-        out[f"kmeans_{niter}iter"] = {
+    runs_of = [(f"kmeans_{niter}iter", x, niter) for niter in (1, 20)]
+    if blobs is not None:
+        runs_of.append(("kmeans_20iter_blobs", blobs, 20))
+    for case, data, niter in runs_of:
+        med, times, km = median_time(lambda: faiss_kmeans(data, niter, seed), runs)
+        out[case] = {
             "median_s": med,
             "times": times,
             "items": n * niter,
@@ -169,11 +181,20 @@ def main():
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} OpenMP thread(s); "
           f"N = {n} x {PQ_DIM}, K = {PQ_K}; data sum {data_sum:.6f} "
           f"(report: {pq.get('data_sum', 'not recorded')})", flush=True)
-    fa = faiss_cases(x, args.runs, args.seed)
-
     tag = f"{n}x{PQ_DIM}_k{PQ_K}"
+    cases = ["assign", "kmeans_1iter", "kmeans_20iter"]
+    blobs = None
+    if f"kmeans_20iter_blobs_{tag}" in report and "blobs_sum" in pq:
+        blobs = pq_blobs(n, pq.get("data_seed", PQ_DATA_SEED))
+        blobs_sum = float(np.sum(blobs.astype(np.float64)))
+        if abs(blobs_sum - pq["blobs_sum"]) > 1e-6 * max(1.0, abs(blobs_sum)):
+            sys.exit(f"clustered data differ from the report's: sum {blobs_sum!r} vs "
+                     f"{pq['blobs_sum']!r}")
+        cases.append("kmeans_20iter_blobs")
+    fa = faiss_cases(x, args.runs, args.seed, blobs)
+
     rows = []
-    for case in ("assign", "kmeans_1iter", "kmeans_20iter"):
+    for case in cases:
         q = report.get(f"{case}_{tag}")
         f = fa[case]
         row = {
@@ -199,13 +220,13 @@ def main():
     print(f"\n{meta['adapter']} ({meta['backend']}) vs faiss-cpu {faiss.__version__} "
           f"({faiss.omp_get_max_threads()} threads), N = {n} x {PQ_DIM}, K = {PQ_K}")
     print(f"quantnoise report: {report_path} ({meta['date_utc']}, {meta['rounds']} rounds)")
-    head = f"{'case':<14} {'faiss s':>10} {'quantnoise s':>13} {'qn / faiss':>11} " \
+    head = f"{'case':<20} {'faiss s':>10} {'quantnoise s':>13} {'qn / faiss':>11} " \
            f"{'faiss M/s':>10} {'qn M/s':>10} {'qn GFLOP/s':>11}"
     print(head)
     for r in rows:
         def fmt(v, spec):
             return format(v, spec) if v is not None else "-"
-        print(f"{r['case']:<14} {r['faiss_s']:>10.4f} {fmt(r['quantnoise_s'], '>13.4f')} "
+        print(f"{r['case']:<20} {r['faiss_s']:>10.4f} {fmt(r['quantnoise_s'], '>13.4f')} "
               f"{fmt(r['time_ratio_quantnoise_over_faiss'], '>11.2f')} "
               f"{r['faiss_items_per_s'] / 1e6:>10.3f} "
               f"{fmt(r['quantnoise_items_per_s'] and r['quantnoise_items_per_s'] / 1e6, '>10.3f')} "

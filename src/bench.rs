@@ -82,7 +82,8 @@
 //! holds the run's metadata: `adapter`, `backend`, `device_type`, `driver`, `date_utc`
 //! (RFC 3339), `quantnoise_version`, `quick`, `rounds`, `cpu_rounds`, `command_line`,
 //! `filter`, `shape`, `block_size`, `min_sample_s`, `baseline`, `compute_baseline`, `pq` (N, d,
-//! K, the data (with `data_sum`, the f64 sum of its values in order, a checksum), the k-means
+//! K, the data (with `data_sum`, the f64 sum of its values in order, a checksum; `blobs_sum`
+//! the same for the clustered data), the k-means
 //! settings, the FMA kernel's size), `features`, `max_window_bytes`,
 //! `failed` (names of the cases that failed validation) and `units`.
 
@@ -281,6 +282,8 @@ pub struct Report {
     pub pq_n: u64,
     /// Sum of the PQ data's values (in f64, in order): a checksum for other implementations.
     pub pq_data_sum: f64,
+    /// The same checksum of the clustered PQ data ([`pq_blobs`]).
+    pub pq_blobs_sum: f64,
     /// Optional features enabled on the device.
     pub features: crate::KernelFeatures,
     /// Largest bound window in bytes.
@@ -338,6 +341,7 @@ impl Report {
                     "data": format!("pq_values(n * dim, {PQ_DATA_SEED:#x}): uniform in [-1, 1)"),
                     "data_seed": PQ_DATA_SEED,
                     "data_sum": self.pq_data_sum,
+                    "blobs_sum": self.pq_blobs_sum,
                     "assign_codebook": "rows i * floor(n / k) of the data",
                     "kmeans_init": "uniform",
                     "kmeans_seed": PQ_KMEANS_SEED,
@@ -1049,7 +1053,10 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
     let pq_host = pq_values(pq_n * PQ_DIM as u64, PQ_DATA_SEED);
     let pq_cb_host = pq_codebook(&pq_host);
     let pq_data = ctx.upload(&pq_host)?;
-    let pq_blobs = ctx.upload(&pq_blobs(pq_n, PQ_DATA_SEED))?;
+    let pq_blobs_host = pq_blobs(pq_n, PQ_DATA_SEED);
+    let pq_blobs_sum = pq_blobs_host.iter().map(|&x| x as f64).sum();
+    let pq_blobs = ctx.upload(&pq_blobs_host)?;
+    drop(pq_blobs_host);
     let pq_cb = ctx.upload(&pq_cb_host)?;
     let pq_out = Assignment {
         indices: ctx.empty(pq_n, DType::U32)?,
@@ -1568,6 +1575,7 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
         shape: (rows, cols),
         pq_n,
         pq_data_sum: pq_host.iter().map(|&x| x as f64).sum(),
+        pq_blobs_sum,
         features: ctx.features(),
         max_window_bytes: ctx.max_window_bytes(),
         cases: results,
