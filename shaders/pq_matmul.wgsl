@@ -439,6 +439,56 @@ fn pq_lut_build4(@builtin(local_invocation_index) lid: u32,
     }
 }
 
+// The table written as vec4s by pq_lut_build4x4.
+@group(0) @binding(7) var<storage, read_write> lut_out4: array<vec4<f32>>;
+
+// Centroid c's D/4 vec4s (D % 4 == 0).
+fn centroid_vec4s(c: u32) -> array<vec4<f32>, 16> {
+    var cv: array<vec4<f32>, 16>;
+    for (var q = 0u; q < D / 4u; q++) {
+        let t = 4u * q;
+        cv[q] = vec4<f32>(cb_storage(c, t), cb_storage(c, t + 1u), cb_storage(c, t + 2u),
+                          cb_storage(c, t + 3u));
+    }
+    return cv;
+}
+
+// pq_lut_build4 for G = 1 (batch rows not interleaved) and Kc % 4 == 0: each invocation computes 4
+// consecutive centroids' entries and writes them as one vec4, so every activation vec4 it
+// loads serves 4 centroids (on lavapipe a lane's vec4 load or store costs about what a scalar
+// one does). The same dot products as pq_lut_build4.
+@compute @workgroup_size(WG)
+fn pq_lut_build4x4(@builtin(local_invocation_index) lid: u32,
+                   @builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let quads = params.kc / 4u;
+    let cgroups = (quads + WG - 1u) / WG;
+    let jgroups = (params.nsub + JB - 1u) / JB;
+    let g = linear_group(wid, nwg);
+    let c4 = (g % cgroups) * WG + lid;
+    let rest = g / cgroups;
+    let m = rest / jgroups;
+    let j0 = (rest % jgroups) * JB;
+    if m >= params.m || c4 >= quads {
+        return;
+    }
+    let dq = D / 4u;
+    let cv0 = centroid_vec4s(4u * c4);
+    let cv1 = centroid_vec4s(4u * c4 + 1u);
+    let cv2 = centroid_vec4s(4u * c4 + 2u);
+    let cv3 = centroid_vec4s(4u * c4 + 3u);
+    let xb = params.x_off / 4u + m * (params.k / 4u);
+    let j1 = min(j0 + JB, params.nsub);
+    for (var j = j0; j < j1; j++) {
+        var s = vec4<f32>(0.0);
+        for (var q = 0u; q < dq; q++) {
+            let xv = x4[xb + j * dq + q];
+            s += vec4<f32>(dot(xv, cv0[q]), dot(xv, cv1[q]), dot(xv, cv2[q]), dot(xv, cv3[q]));
+        }
+        lut_out4[(m * params.nsub + j) * quads + c4] = s;
+    }
+}
+
 // Decoded codebook as vec4s (D % 4 == 0), CB4_LEN = Kc·D/4 rounded up (1 when unused).
 override CB4_LEN: u32 = 1u;
 var<workgroup> cb4: array<vec4<f32>, CB4_LEN>;

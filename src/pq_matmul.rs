@@ -893,6 +893,8 @@ fn record_pq_matmul(
     if lut {
         // D % 4 == 0: one invocation per centroid and JB subvectors (vec4 activations).
         let vec4_build = d.is_multiple_of(4);
+        // Unbatched rows and whole vec4s of centroids: 4 centroids per invocation.
+        let quad_build = vec4_build && group == 1 && kc.is_multiple_of(4);
         let mut o = common();
         o.push(("G", group as u32));
         if vec4_build {
@@ -901,10 +903,10 @@ fn record_pq_matmul(
         let build = g.pipeline(PipelineKey {
             family: Family::PqMatmul,
             precision,
-            entry: if vec4_build {
-                "pq_lut_build4"
-            } else {
-                "pq_lut_build"
+            entry: match (vec4_build, quad_build) {
+                (true, true) => "pq_lut_build4x4",
+                (true, false) => "pq_lut_build4",
+                _ => "pq_lut_build",
             },
             overrides: o,
         })?;
@@ -941,7 +943,9 @@ fn record_pq_matmul(
             let lut_b = crate::runtime::batch::sized(&table, table_bytes(mw));
             let mut b = vec![(0, u.as_entire_binding()), (1, xb), (7, lut_b.clone())];
             b.extend(cb_bindings.iter().cloned());
-            let groups = if vec4_build {
+            let groups = if quad_build {
+                (kc / 4).div_ceil(WG as u64) * mw * nsub.div_ceil(LUT_JB as u64)
+            } else if vec4_build {
                 kc.div_ceil(WG as u64) * mw * nsub.div_ceil(LUT_JB as u64)
             } else {
                 (mw * nsub * kc.div_ceil(4)).div_ceil(WG as u64)

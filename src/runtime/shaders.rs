@@ -182,6 +182,7 @@ impl Family {
                 "pq_lut_gather4",
                 "pq_matmul_rows",
                 "pq_lut_build4",
+                "pq_lut_build4x4",
                 "pq_lut_gather_split",
                 "dense_matvec_split",
             ],
