@@ -360,14 +360,22 @@ fn store_lut_rows(b0: u32, n: u32, acc: vec4<f32>) {
 
 @group(0) @binding(4) var<storage, read> indices4: array<vec4<u32>>;
 
+// 1: Kc = 2^IDX_BITS, so every index field is a valid centroid and needs no clamp.
+override FULL_K: u32 = 0u;
+
 // Adds the table entries of the `32 / IDX_BITS` indices of `word` (subvectors j0, j0 + 1, …).
 fn lut_word(word: u32, j0: u32, base: u32, acc: vec4<f32>) -> vec4<f32> {
     let per = 32u / IDX_BITS;
     let mask = (1u << IDX_BITS) - 1u;
     var a = acc;
+    var row = base + j0 * params.kc;
     for (var t = 0u; t < per; t++) {
-        let c = min((word >> (t * IDX_BITS)) & mask, params.kc - 1u);
-        a = lut_add(a, base + (j0 + t) * params.kc + c, true);
+        var c = (word >> (t * IDX_BITS)) & mask;
+        if FULL_K == 0u {
+            c = min(c, params.kc - 1u);
+        }
+        a = lut_add(a, row + c, true);
+        row += params.kc;
     }
     return a;
 }

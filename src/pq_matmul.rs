@@ -913,6 +913,7 @@ fn record_pq_matmul(
         let mut o = common();
         o.retain(|(name, _)| !matches!(*name, "CB_FMT" | "CB_WG" | "CB_LEN" | "DW" | "D" | "WG"));
         o.push(("G", group as u32));
+        o.push(("FULL_K", (kc == 1 << weight.index_format.bits()) as u32));
         let aligned = nsub.is_multiple_of(4 * weight.index_format.per_word());
         let (entry, wg, rows_per_group) = match (split, aligned) {
             (true, _) => {
