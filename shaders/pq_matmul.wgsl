@@ -408,6 +408,17 @@ fn pq_lut_gather4(@builtin(local_invocation_index) lid: u32,
     store_lut_rows(b0, n, acc);
 }
 
+// Centroid c's D/4 vec4s (D % 4 == 0).
+fn centroid_vec4s(c: u32) -> array<vec4<f32>, 16> {
+    var cv: array<vec4<f32>, 16>;
+    for (var q = 0u; q < D / 4u; q++) {
+        let t = 4u * q;
+        cv[q] = vec4<f32>(cb_storage(c, t), cb_storage(c, t + 1u), cb_storage(c, t + 2u),
+                          cb_storage(c, t + 3u));
+    }
+    return cv;
+}
+
 // Subvectors per invocation of pq_lut_build4.
 override JB: u32 = 16u;
 
@@ -430,12 +441,7 @@ fn pq_lut_build4(@builtin(local_invocation_index) lid: u32,
         return;
     }
     let dq = D / 4u;
-    var cv: array<vec4<f32>, 16>;
-    for (var q = 0u; q < dq; q++) {
-        let t = 4u * q;
-        cv[q] = vec4<f32>(cb_storage(c, t), cb_storage(c, t + 1u), cb_storage(c, t + 2u),
-                          cb_storage(c, t + 3u));
-    }
+    let cv = centroid_vec4s(c);
     let xb = params.x_off / 4u + m * (params.k / 4u);
     let j1 = min(j0 + JB, params.nsub);
     for (var j = j0; j < j1; j++) {
@@ -450,21 +456,10 @@ fn pq_lut_build4(@builtin(local_invocation_index) lid: u32,
 // The table written as vec4s by pq_lut_build4x4.
 @group(0) @binding(7) var<storage, read_write> lut_out4: array<vec4<f32>>;
 
-// Centroid c's D/4 vec4s (D % 4 == 0).
-fn centroid_vec4s(c: u32) -> array<vec4<f32>, 16> {
-    var cv: array<vec4<f32>, 16>;
-    for (var q = 0u; q < D / 4u; q++) {
-        let t = 4u * q;
-        cv[q] = vec4<f32>(cb_storage(c, t), cb_storage(c, t + 1u), cb_storage(c, t + 2u),
-                          cb_storage(c, t + 3u));
-    }
-    return cv;
-}
-
-// pq_lut_build4 for G = 1 (batch rows not interleaved) and Kc % 4 == 0: each invocation computes 4
-// consecutive centroids' entries and writes them as one vec4, so every activation vec4 it
-// loads serves 4 centroids (on lavapipe a lane's vec4 load or store costs about what a scalar
-// one does). The same dot products as pq_lut_build4.
+// pq_lut_build4 for G = 1 (batch rows not interleaved) and Kc % 4 == 0: each invocation
+// computes 4 consecutive centroids' entries and writes them as one vec4, so every activation
+// vec4 it loads serves 4 centroids (on lavapipe a lane's vec4 load or store costs about what a
+// scalar one does). The same dot products as pq_lut_build4.
 @compute @workgroup_size(WG)
 fn pq_lut_build4x4(@builtin(local_invocation_index) lid: u32,
                    @builtin(workgroup_id) wid: vec3<u32>,
