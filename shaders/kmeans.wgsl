@@ -389,6 +389,15 @@ fn kmeans_partial_fixed(@builtin(local_invocation_index) lid: u32,
 // Here each invocation owns a run of TILE rows and its own partial slot (K·d sums and K
 // counts, tile index = run index), and adds its rows into it in row order: no atomics, no
 // workgroup memory, deterministic.
+// The first cluster row of run `run`'s partial slot; zeroes the slot's counts.
+fn run_slot(run: u32) -> u32 {
+    let slot = (params.tile_base + run) * params.k;
+    for (var c = 0u; c < params.k; c++) {
+        part_counts[slot + c] = 0u;
+    }
+    return slot;
+}
+
 @compute @workgroup_size(WG)
 fn kmeans_partial_runs(@builtin(local_invocation_index) lid: u32,
                        @builtin(workgroup_id) wid: vec3<u32>,
@@ -400,12 +409,9 @@ fn kmeans_partial_runs(@builtin(local_invocation_index) lid: u32,
     }
     let end = min(start + TILE, params.n);
     let k = params.k;
-    let slot = (params.tile_base + run) * k;
+    let slot = run_slot(run);
     for (var e = 0u; e < k * D; e++) {
         part_sums[slot * D + e] = 0.0;
-    }
-    for (var c = 0u; c < k; c++) {
-        part_counts[slot + c] = 0u;
     }
     var objective = 0.0;
     for (var i = start; i < end; i++) {
@@ -452,12 +458,9 @@ fn kmeans_partial_runs4(@builtin(local_invocation_index) lid: u32,
     let end = min(start + TILE, params.n);
     let k = params.k;
     let d4 = D / 4u;
-    let slot = (params.tile_base + run) * k;
+    let slot = run_slot(run);
     for (var e = 0u; e < k * d4; e++) {
         part_sums4[slot * d4 + e] = vec4<f32>(0.0);
-    }
-    for (var c = 0u; c < k; c++) {
-        part_counts[slot + c] = 0u;
     }
     var objective = 0.0;
     for (var i = start; i < end; i++) {

@@ -422,6 +422,17 @@ fn centroid_vec4s(c: u32) -> array<vec4<f32>, 16> {
 // Subvectors per invocation of pq_lut_build4.
 override JB: u32 = 16u;
 
+// A table build invocation's (column, batch row, first subvector) when each of `columns`
+// columns (centroids, or quads of them) takes one invocation: workgroup g takes column group
+// g % ceil(columns / WG), then (batch row, group of JB subvectors).
+fn build_slot(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, columns: u32) -> vec3<u32> {
+    let cgroups = (columns + WG - 1u) / WG;
+    let jgroups = (params.nsub + JB - 1u) / JB;
+    let g = linear_group(wid, nwg);
+    let rest = g / cgroups;
+    return vec3<u32>((g % cgroups) * WG + lid, rest / jgroups, (rest % jgroups) * JB);
+}
+
 // pq_lut_build for D % 4 == 0: one invocation per centroid c (its D/4 vec4s kept in
 // registers) and JB subvectors of one batch row; the activations are the same for every
 // invocation of the workgroup (lane-uniform loads), consecutive invocations write consecutive
@@ -430,13 +441,10 @@ override JB: u32 = 16u;
 fn pq_lut_build4(@builtin(local_invocation_index) lid: u32,
                  @builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let cgroups = (params.kc + WG - 1u) / WG;
-    let jgroups = (params.nsub + JB - 1u) / JB;
-    let g = linear_group(wid, nwg);
-    let c = (g % cgroups) * WG + lid;
-    let rest = g / cgroups;
-    let m = rest / jgroups;
-    let j0 = (rest % jgroups) * JB;
+    let slot = build_slot(lid, wid, nwg, params.kc);
+    let c = slot.x;
+    let m = slot.y;
+    let j0 = slot.z;
     if m >= params.m || c >= params.kc {
         return;
     }
@@ -465,13 +473,10 @@ fn pq_lut_build4x4(@builtin(local_invocation_index) lid: u32,
                    @builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
     let quads = params.kc / 4u;
-    let cgroups = (quads + WG - 1u) / WG;
-    let jgroups = (params.nsub + JB - 1u) / JB;
-    let g = linear_group(wid, nwg);
-    let c4 = (g % cgroups) * WG + lid;
-    let rest = g / cgroups;
-    let m = rest / jgroups;
-    let j0 = (rest % jgroups) * JB;
+    let slot = build_slot(lid, wid, nwg, quads);
+    let c4 = slot.x;
+    let m = slot.y;
+    let j0 = slot.z;
     if m >= params.m || c4 >= quads {
         return;
     }
