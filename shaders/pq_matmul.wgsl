@@ -464,6 +464,18 @@ fn pq_lut_build4(@builtin(local_invocation_index) lid: u32,
 // The table written as vec4s by pq_lut_build4x4.
 @group(0) @binding(7) var<storage, read_write> lut_out4: array<vec4<f32>>;
 
+// Chunk q (components 4q .. 4q + 3) of centroids 4·c4 .. 4·c4 + 3, one per column.
+fn quad_chunk(c4: u32, q: u32) -> mat4x4<f32> {
+    var m: mat4x4<f32>;
+    for (var i = 0u; i < 4u; i++) {
+        let c = 4u * c4 + i;
+        let t = 4u * q;
+        m[i] = vec4<f32>(cb_storage(c, t), cb_storage(c, t + 1u), cb_storage(c, t + 2u),
+                         cb_storage(c, t + 3u));
+    }
+    return m;
+}
+
 // pq_lut_build4 for G = 1 (batch rows not interleaved) and Kc % 4 == 0: each invocation
 // computes 4 consecutive centroids' entries and writes them as one vec4, so every activation
 // vec4 it loads serves 4 centroids (on lavapipe a lane's vec4 load or store costs about what a
@@ -481,12 +493,45 @@ fn pq_lut_build4x4(@builtin(local_invocation_index) lid: u32,
         return;
     }
     let dq = D / 4u;
+    let xb = params.x_off / 4u + m * (params.k / 4u);
+    let j1 = min(j0 + JB, params.nsub);
+    if D <= 16u {
+        // Chunk q of the 4 centroids as the columns of one matrix, held in registers (a
+        // private array indexed in the loop would live in per-lane memory): x · m_q gives
+        // the 4 dot products of chunk q.
+        let m0 = quad_chunk(c4, 0u);
+        var m1: mat4x4<f32>;
+        var m2: mat4x4<f32>;
+        var m3: mat4x4<f32>;
+        if dq > 1u {
+            m1 = quad_chunk(c4, 1u);
+        }
+        if dq > 2u {
+            m2 = quad_chunk(c4, 2u);
+        }
+        if dq > 3u {
+            m3 = quad_chunk(c4, 3u);
+        }
+        for (var j = j0; j < j1; j++) {
+            let xj = xb + j * dq;
+            var s = x4[xj] * m0;
+            if dq > 1u {
+                s += x4[xj + 1u] * m1;
+            }
+            if dq > 2u {
+                s += x4[xj + 2u] * m2;
+            }
+            if dq > 3u {
+                s += x4[xj + 3u] * m3;
+            }
+            lut_out4[(m * params.nsub + j) * quads + c4] = s;
+        }
+        return;
+    }
     let cv0 = centroid_vec4s(4u * c4);
     let cv1 = centroid_vec4s(4u * c4 + 1u);
     let cv2 = centroid_vec4s(4u * c4 + 2u);
     let cv3 = centroid_vec4s(4u * c4 + 3u);
-    let xb = params.x_off / 4u + m * (params.k / 4u);
-    let j1 = min(j0 + JB, params.nsub);
     for (var j = j0; j < j1; j++) {
         var s = vec4<f32>(0.0);
         for (var q = 0u; q < dq; q++) {
