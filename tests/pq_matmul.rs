@@ -214,8 +214,8 @@ fn random_shapes(t: &Target) -> Result<(), Failed> {
     })
 }
 
-/// Kc from 1 to 4096 with u8 and u16 indices, both methods, a batch spanning several windows
-/// on the small-window targets.
+/// Kc from 1 to 4096 with u8 and u16 indices, d up to 20, every method, a batch spanning
+/// several windows on the small-window targets.
 fn codebook_sizes(t: &Target) -> Result<(), Failed> {
     let cases = [
         (1u32, false, 8u32, 3u64),
@@ -226,6 +226,8 @@ fn codebook_sizes(t: &Target) -> Result<(), Failed> {
         (257, true, 4, 6),
         (1000, true, 9, 3),
         (4096, true, 8, 4),
+        // d > 16: the table builds' per-lane centroid arrays.
+        (256, false, 20, 3),
     ];
     let mut combo = 0usize;
     for (i, &(kc, u16, d, nsub)) in cases.iter().enumerate() {
