@@ -152,95 +152,37 @@ pub struct MatmulConfig {
 impl MatmulConfig {
     /// The configuration used without autotuning: 64 invocations, 128 × 128 tiles, 16 × 16
     /// outputs per invocation, K-tiles of 8 (the fastest measured on lavapipe, 1024³).
-    pub const DEFAULT: MatmulConfig = MatmulConfig {
-        wg_m: 8,
-        wg_n: 8,
-        vm: 4,
-        vn: 4,
-        bk: 8,
-        k_fast: false,
-    };
+    pub const DEFAULT: MatmulConfig = MatmulConfig::tiled(8, 8, 4, 4, 8, false);
 
     /// The candidates [`Tuning::Auto`] times.
     pub const CANDIDATES: [MatmulConfig; 10] = [
         MatmulConfig::DEFAULT,
-        MatmulConfig {
-            wg_m: 8,
-            wg_n: 4,
-            vm: 4,
-            vn: 4,
-            bk: 16,
-            k_fast: false,
-        },
-        MatmulConfig {
-            wg_m: 8,
-            wg_n: 8,
-            vm: 2,
-            vn: 4,
-            bk: 16,
-            k_fast: false,
-        },
-        MatmulConfig {
-            wg_m: 16,
-            wg_n: 16,
-            vm: 2,
-            vn: 2,
-            bk: 8,
-            k_fast: false,
-        },
+        MatmulConfig::tiled(8, 4, 4, 4, 16, false),
+        MatmulConfig::tiled(8, 8, 2, 4, 16, false),
+        MatmulConfig::tiled(16, 16, 2, 2, 8, false),
         // GPU-shaped: 128 × 128 tiles of 256 invocations, coalesced staging.
-        MatmulConfig {
-            wg_m: 16,
-            wg_n: 16,
-            vm: 2,
-            vn: 2,
-            bk: 16,
-            k_fast: true,
-        },
-        MatmulConfig {
-            wg_m: 8,
-            wg_n: 8,
-            vm: 4,
-            vn: 4,
-            bk: 8,
-            k_fast: true,
-        },
+        MatmulConfig::tiled(16, 16, 2, 2, 16, true),
+        MatmulConfig::tiled(8, 8, 4, 4, 8, true),
         // Smaller tiles: enough workgroups to fill a GPU of 100+ multiprocessors at 1024²
         // outputs (64 × 64: 256 workgroups) and for few rows (32 × 32).
-        MatmulConfig {
-            wg_m: 16,
-            wg_n: 16,
-            vm: 1,
-            vn: 1,
-            bk: 16,
-            k_fast: true,
-        },
-        MatmulConfig {
-            wg_m: 8,
-            wg_n: 8,
-            vm: 2,
-            vn: 2,
-            bk: 16,
-            k_fast: true,
-        },
-        MatmulConfig {
-            wg_m: 8,
-            wg_n: 8,
-            vm: 1,
-            vn: 1,
-            bk: 16,
-            k_fast: true,
-        },
+        MatmulConfig::tiled(16, 16, 1, 1, 16, true),
+        MatmulConfig::tiled(8, 8, 2, 2, 16, true),
+        MatmulConfig::tiled(8, 8, 1, 1, 16, true),
         // Few rows (a small batch): 32 × 256 tiles.
-        MatmulConfig {
-            wg_m: 2,
-            wg_n: 32,
-            vm: 4,
-            vn: 2,
-            bk: 8,
-            k_fast: false,
-        },
+        MatmulConfig::tiled(2, 32, 4, 2, 8, false),
     ];
+
+    /// A configuration from its fields, in declaration order.
+    const fn tiled(wg_m: u32, wg_n: u32, vm: u32, vn: u32, bk: u32, k_fast: bool) -> Self {
+        MatmulConfig {
+            wg_m,
+            wg_n,
+            vm,
+            vn,
+            bk,
+            k_fast,
+        }
+    }
 
     /// Rows of a workgroup tile.
     pub fn tile_m(&self) -> u32 {
