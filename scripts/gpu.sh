@@ -130,7 +130,7 @@ run() {
     step "benchmark report"
     local bench_limit=$((deadline - SECONDS))
     ((bench_limit > ${GPU_BENCH_TIMEOUT:-240})) && bench_limit=${GPU_BENCH_TIMEOUT:-240}
-    timeout "$bench_limit" "$bin/quantnoise" bench --backend vulkan \
+    QUANTNOISE_TUNE_LOG=1 timeout "$bench_limit" "$bin/quantnoise" bench --backend vulkan \
         --rounds "${GPU_BENCH_ROUNDS:-5}" --cpu-rounds 1 ${GPU_BENCH_ARGS:-} --json "$out/bench.json" >"$logs/bench.txt" 2>"$logs/bench.log"
     rc=$?
     echo "bench rc=$rc" | tee -a "$out/summary.txt"

@@ -21,7 +21,8 @@
 //! [`MatmulConfig::CANDIDATES`] (the fastest of up to three timed runs each, after a compiling
 //! run) and keeps the fastest candidate for later calls (cached in this
 //! module, keyed by the device, the kernel family — dense or fused noisy Linear — and the
-//! bucket). [`set_tuning`] turns it off
+//! bucket); with the environment variable `QUANTNOISE_TUNE_LOG` set (not to `0`) it prints
+//! each candidate's time to stderr. [`set_tuning`] turns it off
 //! ([`Tuning::Off`]: always [`MatmulConfig::DEFAULT`]) or forces one configuration, for the
 //! whole process; [`with_tuning`] does so for the calling thread while a closure runs. Every
 //! candidate accumulates in f32 in the same order (k ascending), so they give the same results
@@ -683,6 +684,13 @@ pub(crate) fn with_config(
                                 break;
                             }
                         }
+                        if tune_log() {
+                            eprintln!(
+                                "quantnoise tune: {family:?} {:?} {m}×{n}×{k}: {:.3} ms  {c}",
+                                p.product,
+                                s * 1e3
+                            );
+                        }
                         if best.is_none_or(|(b, _)| s < b) {
                             best = Some((s, c));
                         }
@@ -700,6 +708,12 @@ pub(crate) fn with_config(
         }
     };
     op(config)
+}
+
+/// Whether [`Tuning::Auto`] prints each candidate's time to stderr (`QUANTNOISE_TUNE_LOG`
+/// set to anything but `0`).
+fn tune_log() -> bool {
+    std::env::var_os("QUANTNOISE_TUNE_LOG").is_some_and(|v| v != "0")
 }
 
 fn wait(g: &Gpu) -> Result<()> {
