@@ -6,8 +6,10 @@ GPU run, the `benches/cublas_compare.py --json` file of the same run).
         [--cublas bench-results/2026-11-27-h200-2-cublas.json]
 
 Prints one line per goal whose cases are in the report: the two medians and their ratio, and,
-where the report has per-round samples (`samples_s`), the median of the per-round ratios. Only
-the standard library is needed.
+where the report has per-round samples (`samples_s`), the median of the per-round ratios. Where
+the report has device times (`device_median_s`, GPU timestamps), a second line gives the same
+from device time: on a fast GPU the wall-clock time of a small op measures the host's submission
+path, the device time the kernel. Only the standard library is needed.
 """
 
 import argparse
@@ -32,14 +34,15 @@ def main():
     # Cases that failed validation hold only `error`: as if absent.
     r = {name: case for name, case in r.items() if name == "_meta" or "median_s" in case}
 
-    def ms(name):
-        return r[name]["median_s"] * 1e3 if name in r else None
+    def ms(name, key="median_s"):
+        v = r.get(name, {}).get(key)
+        return v * 1e3 if v is not None else None
 
-    def paired(num, den):
+    def paired(num, den, key="samples_s"):
         """Median over the rounds of the two cases' per-round ratio (reports with `samples_s`):
         a drift of the machine between rounds cancels out."""
-        a = r.get(num, {}).get("samples_s")
-        b = r.get(den, {}).get("samples_s")
+        a = r.get(num, {}).get(key)
+        b = r.get(den, {}).get(key)
         if not a or not b or len(a) != len(b):
             return None
         ratios = sorted(x / y for x, y in zip(a, b))
@@ -54,6 +57,15 @@ def main():
         p = paired(num, den)
         extra = f"   paired by round {p:6.3f}" if p is not None else ""
         print(f"{what:58} {a:10.4f} / {b:10.4f} ms = {a / b:7.3f}   goal {goal}{extra}")
+        da, db = ms(num, "device_median_s"), ms(den, "device_median_s")
+        if num_ms is None and da is not None and db is not None:
+            p = paired(num, den, "device_samples_s")
+            extra = f"   paired by round {p:6.3f}" if p is not None else ""
+            print(f"{'  (device time)':58} {da:10.4f} / {db:10.4f} ms = {da / db:7.3f}{' ' * (8 + len(goal))}{extra}")
+
+    def device_gflops(name):
+        d = r[name].get("device_median_s")
+        return r[name]["flops"] / d / 1e9 if d else None
 
     if ceiling in r:
         for case in ("matmul_f32_1024", "assign_1000000x8_k256"):
@@ -65,6 +77,9 @@ def main():
         if ours in r and theirs in blas:
             frac = r[ours]["gflops"] / blas[theirs]["gflops"]
             print(f"{ours + ' / cuBLAS fp32 (GFLOP/s)':58} {frac:7.3f}   goal >= 0.5 (GPU)")
+            if device_gflops(ours):
+                frac = device_gflops(ours) / blas[theirs]["gflops"]
+                print(f"{'  (device time)':58} {frac:7.3f}")
     line("fused noisy forward / plain forward", "noisy_linear_fwd_1024", "matmul_f32_1024", "<= 1.03")
     line("unfused noisy forward / plain forward", "noisy_linear_unfused_fwd_1024", "matmul_f32_1024", "(reported)")
     line("fused noisy backward / plain backward", "noisy_linear_bwd_1024", "matmul_bwd_f32_1024", "<= 1.03")

@@ -35,6 +35,13 @@
 //!   timed with [`Instant`]; its value is the elapsed time divided by `K`. The reported time is
 //!   the median of the samples. (A k-means op reads back counts and objective every iteration,
 //!   so it is synchronous by itself.)
+//! * Device time: where the adapter has timestamp queries, each sample also records the device
+//!   time of its ops ([`Context::device_time`]: GPU timestamps at the beginning and end of
+//!   every compute pass, summed per op, averaged over the sample's ops), reported as
+//!   `device_median_s` next to the wall-clock median. On a fast GPU a small op takes less
+//!   device time than the host needs to encode and submit it: wall-clock time then measures
+//!   the host's submission path, device time the kernels. Throughputs and ratios below use
+//!   the wall-clock time.
 //! * The CPU reference cases (`cpu_…`, via [`Context::cpu`]) are slow: each takes a few
 //!   single-op samples after the device rounds. Their data are the same as the device case's,
 //!   or its first subvectors when the case name says a smaller N.
@@ -199,6 +206,10 @@ pub struct CaseResult {
     pub dispatches_per_sample: u32,
     /// Median seconds per op.
     pub median_s: f64,
+    /// Device seconds per op of each sample, from GPU timestamps ([`Context::device_time`]:
+    /// the summed duration of each op's compute passes, averaged over the sample's ops); empty
+    /// where the adapter has no timestamp queries, and for CPU cases.
+    pub device_samples: Vec<f64>,
     /// Name of the case it is compared with (`None` when that case could not be measured).
     pub baseline: Option<String>,
     /// This case's throughput divided by its baseline's, in [`CaseResult::ratio_metric`].
@@ -245,6 +256,11 @@ impl CaseResult {
     /// Slowest sample (seconds per op).
     pub fn max_s(&self) -> f64 {
         self.samples.iter().copied().fold(0.0, f64::max)
+    }
+
+    /// Median device seconds per op, where measured.
+    pub fn device_median_s(&self) -> Option<f64> {
+        (!self.device_samples.is_empty()).then(|| median(&self.device_samples))
     }
 }
 
@@ -363,6 +379,10 @@ impl Report {
                     "median_s": "seconds per op, median over the samples",
                     "samples_s": "seconds per op of each sample, in round order (device cases: \
                                   one per round, so two cases' samples pair up by round)",
+                    "device_median_s": "median over the samples of the device time per op \
+                                        (GPU timestamps around each compute pass; null without \
+                                        timestamp queries)",
+                    "device_samples_s": "device seconds per op of each sample, in round order",
                     "bytes": "bytes read plus bytes written by one op (at least)",
                     "gb_per_s": "bytes / median_s / 1e9",
                     "flops": "floating-point operations of one op, an FMA counting 2",
@@ -385,6 +405,8 @@ impl Report {
                 "ratio_metric": c.ratio_metric,
                 "samples": c.samples.len(),
                 "samples_s": c.samples,
+                "device_median_s": c.device_median_s(),
+                "device_samples_s": c.device_samples,
                 "dispatches_per_sample": c.dispatches_per_sample,
                 "validation": c.validation,
             });
@@ -440,8 +462,8 @@ impl Report {
             .max()
             .unwrap_or(4);
         s += &format!(
-            "{:<width$}  {:>11}  {:>9}  {:>9}  {:>12}  {:>8}  {:>4}  {}\n",
-            "case", "median ms", "GB/s", "GFLOP/s", "M items/s", "ratio", "K", "vs"
+            "{:<width$}  {:>11}  {:>9}  {:>9}  {:>9}  {:>12}  {:>8}  {:>4}  {}\n",
+            "case", "median ms", "device ms", "GB/s", "GFLOP/s", "M items/s", "ratio", "K", "vs"
         );
         for c in &self.cases {
             let ratio = c
@@ -452,9 +474,11 @@ impl Report {
                 None => "-".into(),
             };
             s += &format!(
-                "{:<width$}  {:>11.3}  {:>9.3}  {:>9}  {:>12}  {:>8}  {:>4}  {}\n",
+                "{:<width$}  {:>11.3}  {:>9}  {:>9.3}  {:>9}  {:>12}  {:>8}  {:>4}  {}\n",
                 c.name,
                 c.median_s * 1e3,
+                c.device_median_s()
+                    .map_or("-".into(), |d| format!("{:.3}", d * 1e3)),
                 c.gb_per_s(),
                 c.gflops().map_or("-".into(), |g| format!("{g:.2}")),
                 c.items_per_s()
@@ -1004,6 +1028,13 @@ fn sample(ctx: &Context, op: &Op, k: u32) -> Result<f64> {
     Ok(time_ops(ctx, k as u64, op)?.as_secs_f64() / k as f64)
 }
 
+/// [`sample`] with the device time per op of the same ops (where the adapter has timestamp
+/// queries and some op was timed).
+fn timed_sample(ctx: &Context, op: &Op, k: u32) -> Result<(f64, Option<f64>)> {
+    let (wall, device) = ctx.device_time(|| sample(ctx, op, k))?;
+    Ok((wall, device.and_then(|d| d.per_op())))
+}
+
 fn per_sample(min_sample: Duration, per_op: f64) -> u32 {
     (min_sample.as_secs_f64() / per_op.max(1e-9))
         .ceil()
@@ -1389,11 +1420,14 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
     // Interleaved measurement.
     let rounds = options.rounds();
     let mut samples = vec![Vec::with_capacity(rounds); live.len()];
+    let mut device_samples = vec![Vec::with_capacity(rounds); live.len()];
     for r in 0..rounds {
         let t = Instant::now();
         for j in 0..live.len() {
             let i = (r + j) % live.len();
-            samples[i].push(sample(ctx, &live[i].0.op, ks[i])?);
+            let (wall, device) = timed_sample(ctx, &live[i].0.op, ks[i])?;
+            samples[i].push(wall);
+            device_samples[i].extend(device);
         }
         progress(format!(
             "[measure] round {}/{rounds} ({:.1} s)",
@@ -1405,21 +1439,30 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
     let mut results: Vec<CaseResult> = live
         .iter()
         .zip(samples)
+        .zip(device_samples)
         .zip(&ks)
-        .map(|(((case, validation, _), samples), &k)| CaseResult {
-            name: case.name.clone(),
-            kind: case.kind,
-            bytes: case.bytes,
-            flops: case.flops,
-            items: case.items,
-            median_s: median(&samples),
-            samples,
-            dispatches_per_sample: k,
-            baseline: None,
-            ratio_to_baseline: None,
-            ratio_metric: String::new(),
-            validation: validation.clone(),
-        })
+        .map(
+            |((((case, validation, _), samples), device_samples), &k)| CaseResult {
+                name: case.name.clone(),
+                kind: case.kind,
+                bytes: case.bytes,
+                flops: case.flops,
+                items: case.items,
+                median_s: median(&samples),
+                samples,
+                // A device time in every round, or none (so rounds pair up).
+                device_samples: if device_samples.len() == rounds {
+                    device_samples
+                } else {
+                    Vec::new()
+                },
+                dispatches_per_sample: k,
+                baseline: None,
+                ratio_to_baseline: None,
+                ratio_metric: String::new(),
+                validation: validation.clone(),
+            },
+        )
         .collect();
     drop(live);
 
@@ -1493,6 +1536,7 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
                 items,
                 median_s: median(&cpu_samples),
                 samples: cpu_samples,
+                device_samples: Vec::new(),
                 dispatches_per_sample: 1,
                 baseline: None,
                 ratio_to_baseline: None,
@@ -1533,9 +1577,11 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
     }
     for c in &results {
         progress(format!(
-            "[result] {}: {:.3} ms, {:.3} GB/s{}{}, ratio {}",
+            "[result] {}: {:.3} ms{}, {:.3} GB/s{}{}, ratio {}",
             c.name,
             c.median_s * 1e3,
+            c.device_median_s()
+                .map_or(String::new(), |d| format!(" (device {:.3} ms)", d * 1e3)),
             c.gb_per_s(),
             c.gflops()
                 .map_or(String::new(), |g| format!(", {g:.2} GFLOP/s")),

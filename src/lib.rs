@@ -61,5 +61,6 @@ pub use runtime::adapter::BackendChoice;
 pub use runtime::context::{AccessPattern, Context, ContextOptions};
 pub use runtime::gpu::KernelFeatures;
 pub use runtime::shaders;
+pub use runtime::timing::DeviceTime;
 pub use shape::WeightShape;
 pub use tensor::{DType, Element, Tensor};

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use libtest_mimic::Failed;
+use quantnoise::copy::CopyVariant;
 use quantnoise::{
     BackendChoice, Context, ContextOptions, DType, Error, Noise, NoiseSeed, NoiseSpec, Observer,
     QuantScheme, SteMode, WeightShape, cpu,
@@ -21,6 +22,7 @@ fn main() {
                 "validation_error_is_typed_and_recoverable",
                 validation_error,
             ),
+            ("device_time_of_each_op", device_time),
         ],
         false,
     )
@@ -244,4 +246,63 @@ fn validation_error(t: &Target) -> Result<(), Failed> {
         matches!(e, Error::WrongContext { .. })
     })?;
     still_usable(&other)
+}
+
+/// `Context::device_time`: one time per op, in submission order, positive and within the wall
+/// time of the window, larger for the op that moves 65536 times the bytes; ops beyond the
+/// window's 2048 passes are counted as untimed; a nested window is refused; the CPU backend
+/// and adapters without timestamp queries give no time.
+fn device_time(t: &Target) -> Result<(), Failed> {
+    let ctx = &t.ctx;
+    let variant = CopyVariant::benchmarked()[0];
+    let (big, small) = (1u64 << 22, 64u64);
+    let mut rng = Rng(7);
+    let src = ctx.upload(&rng.weights(big, 1.0))?;
+    let dst = ctx.empty(big, DType::F32)?;
+    let (src_s, dst_s) = (
+        ctx.upload(&rng.weights(small, 1.0))?,
+        ctx.empty(small, DType::F32)?,
+    );
+    ctx.copy_kernel(variant, &src, &dst)?; // compiles
+    ctx.synchronize()?;
+    let start = std::time::Instant::now();
+    let ((), time) = ctx.device_time(|| {
+        ctx.copy_kernel(variant, &src, &dst)?;
+        ctx.copy_kernel(variant, &src_s, &dst_s)?;
+        ctx.copy_kernel(variant, &src, &dst)
+    })?;
+    let wall = start.elapsed().as_secs_f64();
+    let Some(time) = time else {
+        return ensure(!ctx.features().timestamp_query, || {
+            "no device time on an adapter with timestamp queries".into()
+        });
+    };
+    let s = &time.op_seconds;
+    ensure(s.len() == 3 && time.ops_untimed == 0, || {
+        format!("3 ops timed, got {time:?}")
+    })?;
+    ensure(s.iter().all(|&x| x > 0.0 && x <= wall), || {
+        format!("op times {s:?} outside (0, {wall}] s")
+    })?;
+    ensure(s[0] > s[1] && s[2] > s[1], || {
+        format!("copying {big} floats took no longer than {small}: {s:?}")
+    })?;
+    expect_err(ctx, ctx.device_time(|| ctx.device_time(|| Ok(()))), |e| {
+        matches!(e, Error::InvalidArgument { .. })
+    })?;
+    let ((), time) =
+        ctx.device_time(|| (0..2100).try_for_each(|_| ctx.copy_kernel(variant, &src_s, &dst_s)))?;
+    let time = time.ok_or("no time for the second window")?;
+    ensure(
+        time.op_seconds.len() == 2048 && time.ops_untimed == 52,
+        || {
+            format!(
+                "2100 one-pass ops: {} timed and {} untimed, expected 2048 and 52",
+                time.op_seconds.len(),
+                time.ops_untimed
+            )
+        },
+    )?;
+    let ((), none) = t.cpu.device_time(|| Ok(()))?;
+    ensure(none.is_none(), || "a device time on the CPU backend".into())
 }

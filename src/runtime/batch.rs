@@ -7,6 +7,7 @@ use bytemuck::Pod;
 
 use crate::error::{Error, Result};
 use crate::runtime::gpu::{DeviceGuard, ErrorScopes, Gpu};
+use crate::runtime::timing::PassSlot;
 use crate::runtime::window::grid;
 use crate::tensor::{DType, Storage, Tensor};
 
@@ -42,6 +43,10 @@ pub(crate) struct Batch<'g> {
     pooled: Vec<wgpu::Buffer>,
     readbacks: Vec<(wgpu::Buffer, u64)>,
     scopes: ErrorScopes,
+    /// Timestamp slots of this op's passes while a device-timing window is open, and whether a
+    /// pass found the window's slots used up.
+    timed_passes: Vec<u32>,
+    untimed: bool,
     // Dropped last: the scopes are popped while the device is still held.
     _guard: DeviceGuard,
 }
@@ -62,6 +67,8 @@ impl<'g> Batch<'g> {
             pooled: Vec::new(),
             readbacks: Vec::new(),
             scopes,
+            timed_passes: Vec::new(),
+            untimed: false,
             _guard: guard,
         })
     }
@@ -178,15 +185,33 @@ impl<'g> Batch<'g> {
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &entries,
             });
-        let encoder = &mut self.encoder;
-        let pass = self.pass.get_or_insert_with(|| {
-            encoder
+        if self.pass.is_none() {
+            let slot = self.gpu.pass_slot();
+            let timestamp_writes = match &slot {
+                PassSlot::Slot(query_set, i) => {
+                    self.timed_passes.push(*i);
+                    Some(wgpu::ComputePassTimestampWrites {
+                        query_set,
+                        beginning_of_pass_write_index: Some(2 * i),
+                        end_of_pass_write_index: Some(2 * i + 1),
+                    })
+                }
+                PassSlot::Full => {
+                    self.untimed = true;
+                    None
+                }
+                PassSlot::Off => None,
+            };
+            let pass = self
+                .encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: None,
-                    timestamp_writes: None,
+                    timestamp_writes,
                 })
-                .forget_lifetime()
-        });
+                .forget_lifetime();
+            self.pass = Some(pass);
+        }
+        let pass = self.pass.as_mut().expect("begun above");
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass
@@ -222,6 +247,7 @@ impl<'g> Batch<'g> {
         self.end_pass();
         let gpu = self.gpu;
         let index = gpu.queue.submit([self.encoder.finish()]);
+        gpu.op_timed(std::mem::take(&mut self.timed_passes), !self.untimed);
         let scoped = self.scopes.pop(self.op);
         let result = scoped.and_then(|_| {
             if self.readbacks.is_empty() {

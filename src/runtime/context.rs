@@ -275,6 +275,24 @@ impl Context {
         Ok(())
     }
 
+    /// Runs `f` and measures, with GPU timestamp queries, the device time of the ops submitted
+    /// meanwhile (by any thread): each op counts the summed duration of its compute passes.
+    /// Returns `None` as the time on the CPU backend and on adapters without `timestamp-query`.
+    /// Waits for the ops to finish. Up to 2048 compute passes are timed per call; ops beyond
+    /// are counted in [`DeviceTime::ops_untimed`]. A nested call on the same device is an
+    /// [`Error::InvalidArgument`].
+    ///
+    /// [`DeviceTime::ops_untimed`]: crate::DeviceTime::ops_untimed
+    pub fn device_time<R>(
+        &self,
+        f: impl FnOnce() -> Result<R>,
+    ) -> Result<(R, Option<crate::DeviceTime>)> {
+        match &self.backend {
+            Backend::Gpu(g) => g.time_device(f),
+            Backend::Cpu => Ok((f()?, None)),
+        }
+    }
+
     /// Copies host data into a new tensor.
     pub fn upload<T: Element>(&self, data: &[T]) -> Result<Tensor> {
         let t = self.empty(data.len() as u64, T::DTYPE)?;

@@ -70,6 +70,8 @@ pub(crate) struct Gpu {
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     pool: Mutex<HashMap<(wgpu::BufferUsages, u64), Vec<wgpu::Buffer>>>,
     lost: Arc<Mutex<Option<String>>>,
+    /// The open device-timing window, if any (see [`Gpu::time_device`]).
+    pub(crate) timing: Mutex<Option<crate::runtime::timing::Window>>,
     /// Whether device access goes through [`GL_LOCK`].
     serialised: bool,
 }
@@ -126,6 +128,7 @@ impl Gpu {
             pipelines: Mutex::default(),
             pool: Mutex::default(),
             lost,
+            timing: Mutex::default(),
             serialised: backend == wgpu::Backend::Gl,
         }
     }

@@ -7,4 +7,5 @@ pub mod context;
 pub mod elementwise;
 pub mod gpu;
 pub mod shaders;
+pub mod timing;
 pub(crate) mod window;

@@ -1,0 +1,191 @@
+//! Device time of ops from GPU timestamp queries: while [`Gpu::time_device`] runs, every
+//! compute pass an op records writes a timestamp when it begins and when it ends, and each op
+//! counts the sum of its passes. On a fast GPU a small op takes less device time than the host
+//! needs to record and submit it, so wall-clock time per op measures the host there; this
+//! measures the kernels.
+
+use std::sync::mpsc;
+
+use crate::error::{Error, Result, invalid};
+use crate::runtime::gpu::Gpu;
+
+/// Compute passes one timing window can time (two queries each: wgpu allows 4096 per set).
+const MAX_PASSES: u32 = wgpu::QUERY_SET_MAX_QUERIES / 2;
+
+/// The device time of the ops submitted while [`crate::Context::device_time`] ran.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceTime {
+    /// Seconds of each op whose compute passes were all timed, in submission order: the sum of
+    /// its passes' durations (copies and clears between passes are not counted).
+    pub op_seconds: Vec<f64>,
+    /// Ops submitted after the window's query slots ran out (not in `op_seconds`).
+    pub ops_untimed: u32,
+}
+
+impl DeviceTime {
+    /// Mean seconds per timed op (`None` when no op was timed).
+    pub fn per_op(&self) -> Option<f64> {
+        (!self.op_seconds.is_empty())
+            .then(|| self.op_seconds.iter().sum::<f64>() / self.op_seconds.len() as f64)
+    }
+
+    /// Seconds of all timed ops together.
+    pub fn total(&self) -> f64 {
+        self.op_seconds.iter().sum()
+    }
+}
+
+/// What a new compute pass writes.
+pub(crate) enum PassSlot {
+    /// No timing window is open.
+    Off,
+    /// Timestamps at queries `2·slot` (begin) and `2·slot + 1` (end).
+    Slot(wgpu::QuerySet, u32),
+    /// A window is open but its slots are used up: the op is not timed.
+    Full,
+}
+
+/// The open timing window of a device.
+pub(crate) struct Window {
+    query_set: wgpu::QuerySet,
+    passes: u32,
+    /// Pass slots of each finished op, in submission order.
+    ops: Vec<Vec<u32>>,
+    untimed: u32,
+}
+
+impl Window {
+    fn new(device: &wgpu::Device) -> Self {
+        Self {
+            query_set: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("quantnoise device timing"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * MAX_PASSES,
+            }),
+            passes: 0,
+            ops: Vec::new(),
+            untimed: 0,
+        }
+    }
+}
+
+impl Gpu {
+    /// The timestamp slot of a compute pass about to begin.
+    pub(crate) fn pass_slot(&self) -> PassSlot {
+        match self.timing.lock().unwrap().as_mut() {
+            None => PassSlot::Off,
+            Some(w) if w.passes < MAX_PASSES => {
+                w.passes += 1;
+                PassSlot::Slot(w.query_set.clone(), w.passes - 1)
+            }
+            Some(_) => PassSlot::Full,
+        }
+    }
+
+    /// Records a submitted op's pass slots (`complete`: every pass of it got one).
+    pub(crate) fn op_timed(&self, slots: Vec<u32>, complete: bool) {
+        if let Some(w) = self.timing.lock().unwrap().as_mut() {
+            if complete && !slots.is_empty() {
+                w.ops.push(slots);
+            } else if !complete {
+                w.untimed += 1;
+            }
+        }
+    }
+
+    /// Runs `f` with a timing window open and returns the device time of the ops submitted
+    /// meanwhile (by any thread), or `None` without timestamp queries.
+    pub(crate) fn time_device<R>(
+        &self,
+        f: impl FnOnce() -> Result<R>,
+    ) -> Result<(R, Option<DeviceTime>)> {
+        if !self.features.timestamp_query {
+            return Ok((f()?, None));
+        }
+        let window = {
+            let _guard = self.lock();
+            Window::new(&self.device)
+        };
+        {
+            let mut timing = self.timing.lock().unwrap();
+            if timing.is_some() {
+                return Err(invalid(
+                    "device_time",
+                    "nested call",
+                    "one timing window per device at a time",
+                ));
+            }
+            *timing = Some(window);
+        }
+        let result = f();
+        let window = self
+            .timing
+            .lock()
+            .unwrap()
+            .take()
+            .expect("window opened above");
+        let value = result?;
+        Ok((value, Some(self.resolve(window)?)))
+    }
+
+    /// Waits for the window's ops and reads their timestamps back.
+    fn resolve(&self, w: Window) -> Result<DeviceTime> {
+        let mut out = DeviceTime {
+            op_seconds: Vec::with_capacity(w.ops.len()),
+            ops_untimed: w.untimed,
+        };
+        if w.passes == 0 {
+            return Ok(out);
+        }
+        let bytes = 2 * w.passes as u64 * wgpu::QUERY_SIZE as u64;
+        let _guard = self.lock();
+        let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("quantnoise timestamps"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("quantnoise timestamps readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("quantnoise timestamps"),
+            });
+        encoder.resolve_query_set(&w.query_set, 0..2 * w.passes, &resolve, 0);
+        encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, Some(bytes));
+        let index = self.queue.submit([encoder.finish()]);
+        let (tx, rx) = mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .map_err(|e| Error::DeviceLost(e.to_string()))?;
+        self.check_alive()?;
+        rx.recv()
+            .map_err(|e| Error::Readback(e.to_string()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(
+            &staging
+                .get_mapped_range(..)
+                .map_err(|e| Error::Readback(e.to_string()))?,
+        );
+        let period_s = self.queue.get_timestamp_period() as f64 * 1e-9;
+        for slots in &w.ops {
+            let ticks: u64 = slots
+                .iter()
+                .map(|&s| ticks[2 * s as usize + 1].saturating_sub(ticks[2 * s as usize]))
+                .sum();
+            out.op_seconds.push(ticks as f64 * period_s);
+        }
+        Ok(out)
+    }
+}
