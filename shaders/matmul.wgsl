@@ -30,6 +30,12 @@ override TRANS_A: u32 = 0u;
 // along the rows (what suits lavapipe's per-lane loads).
 override K_FAST: u32 = 0u;
 override TRANS_B: u32 = 1u;
+// 0: an invocation's register block is VM × VN contiguous vec4s (rows 4·(ty·VM + v) + r,
+// columns 4·(tx·VN + u) + c). 1: its vec4s are spread WG_M (WG_N) vec4s apart (rows
+// 4·(v·WG_M + ty) + r, columns 4·(u·WG_N + tx) + c), so that neighbouring invocations read
+// neighbouring vec4s of the staged tiles: on GPUs, conflict-free workgroup-memory reads for
+// any VM, VN.
+override SPREAD: u32 = 0u;
 override HAS_BIAS: u32 = 0u;
 // 1: add the output's current value (dW over windows of rows: the hook is linear, so applying
 // it per window is exact).
@@ -38,6 +44,11 @@ override ACCUMULATE: u32 = 0u;
 override BM: u32 = 4u * VM * WG_M;
 override BN: u32 = 4u * VN * WG_N;
 override THREADS: u32 = WG_M * WG_N;
+// An invocation's first vec4 of rows (columns) is at ty·QA (tx·QB), its next ones SA (SB) on.
+override QA: u32 = VM - SPREAD * (VM - 1u);
+override QB: u32 = VN - SPREAD * (VN - 1u);
+override SA: u32 = 1u + SPREAD * (WG_M - 1u);
+override SB: u32 = 1u + SPREAD * (WG_N - 1u);
 // vec4 slots of the staged tiles, and slots each invocation stages.
 override A_SLOTS: u32 = BK * BM / 4u;
 override B_SLOTS: u32 = BK * BN / 4u;
@@ -133,7 +144,7 @@ fn matmul(@builtin(local_invocation_index) lid: u32,
     let col0 = (t % mm.tiles_n) * BN;
     let tx = lid % WG_N;
     let ty = lid / WG_N;
-    // c{4·v + r}_{u}: row 4·(ty·VM + v) + r, columns 4·(tx·VN + u) .. + 3 of the invocation's
+    // c{4·v + r}_{u}: row 4·(ty·QA + v·SA) + r, columns 4·(tx·QB + u·SB) .. + 3 of the invocation's
     // register block (named registers: a private array indexed in a loop would live in memory).
     // Those past VM, VN are never touched (the branches on them fold away).
     var c0_0 = vec4<f32>(0.0);
@@ -261,8 +272,8 @@ fn matmul(@builtin(local_invocation_index) lid: u32,
         }
         workgroupBarrier();
         for (var p = 0u; p < BK; p++) {
-            let ra = p * (BM / 4u) + ty * VM;
-            let rb = p * (BN / 4u) + tx * VN;
+            let ra = p * (BM / 4u) + ty * QA;
+            let rb = p * (BN / 4u) + tx * QB;
             let a0 = tile_a[ra];
             let b0 = tile_b[rb];
             var a1 = vec4<f32>(0.0);
@@ -272,22 +283,22 @@ fn matmul(@builtin(local_invocation_index) lid: u32,
             var b2 = vec4<f32>(0.0);
             var b3 = vec4<f32>(0.0);
             if VM > 1u {
-                a1 = tile_a[ra + 1u];
+                a1 = tile_a[ra + SA];
             }
             if VM > 2u {
-                a2 = tile_a[ra + 2u];
+                a2 = tile_a[ra + 2u * SA];
             }
             if VM > 3u {
-                a3 = tile_a[ra + 3u];
+                a3 = tile_a[ra + 3u * SA];
             }
             if VN > 1u {
-                b1 = tile_b[rb + 1u];
+                b1 = tile_b[rb + SB];
             }
             if VN > 2u {
-                b2 = tile_b[rb + 2u];
+                b2 = tile_b[rb + 2u * SB];
             }
             if VN > 3u {
-                b3 = tile_b[rb + 3u];
+                b3 = tile_b[rb + 3u * SB];
             }
             c0_0 = fma(vec4<f32>(a0.x), b0, c0_0);
             c1_0 = fma(vec4<f32>(a0.y), b0, c1_0);
@@ -454,9 +465,9 @@ fn matmul(@builtin(local_invocation_index) lid: u32,
     acc[63] = c15_3;
     for (var v = 0u; v < VM; v++) {
         for (var r = 0u; r < 4u; r++) {
-            let i = row0 + 4u * (ty * VM + v) + r;
+            let i = row0 + 4u * (ty * QA + v * SA) + r;
             for (var u = 0u; u < VN; u++) {
-                let j = col0 + 4u * (tx * VN + u);
+                let j = col0 + 4u * (tx * QB + u * SB);
                 var out = acc[(4u * v + r) * 4u + u];
                 if HAS_BIAS == 1u {
                     out += vec4<f32>(f32(bias[min(j, mm.n - 1u)]), f32(bias[min(j + 1u, mm.n - 1u)]),

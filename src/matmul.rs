@@ -18,8 +18,9 @@
 //!
 //! **Autotuning.** With [`Tuning::Auto`] (the default) the first call of each product on a
 //! device and shape bucket (powers of two of M, N, K) times every candidate of
-//! [`MatmulConfig::CANDIDATES`] (the fastest of up to three timed runs each, after a compiling
-//! run) and keeps the fastest candidate for later calls (cached in this
+//! [`MatmulConfig::CANDIDATES`] (a compiling run of each, then up to three rounds over them,
+//! the fastest run of each counting; device time from GPU timestamps where the adapter has
+//! them, see [`Context::device_time`]) and keeps the fastest candidate for later calls (cached in this
 //! module, keyed by the device, the kernel family — dense or fused noisy Linear — and the
 //! bucket); with the environment variable `QUANTNOISE_TUNE_LOG` set (not to `0`) it prints
 //! each candidate's time to stderr. [`set_tuning`] turns it off
@@ -148,6 +149,11 @@ pub struct MatmulConfig {
     /// Stage row-major tiles 4 consecutive k per slot with consecutive invocations along k
     /// (coalesced global loads on GPUs) instead of along the rows (the `K_FAST` override).
     pub k_fast: bool,
+    /// Spread an invocation's register block over the tile, its vec4s `wg_m` (`wg_n`) vec4s
+    /// apart, instead of contiguous (the `SPREAD` override): neighbouring invocations then read
+    /// neighbouring vec4s of workgroup memory, which GPUs serve without bank conflicts when
+    /// `vm` or `vn` is above 1.
+    pub spread: bool,
 }
 
 impl MatmulConfig {
@@ -155,8 +161,15 @@ impl MatmulConfig {
     /// outputs per invocation, K-tiles of 8 (the fastest measured on lavapipe, 1024³).
     pub const DEFAULT: MatmulConfig = MatmulConfig::tiled(8, 8, 4, 4, 8, false);
 
+    /// [`MatmulConfig::tiled`] with spread register blocks and k-fast staging (GPU-shaped).
+    const fn gpu(wg_m: u32, wg_n: u32, vm: u32, vn: u32, bk: u32) -> Self {
+        let mut c = MatmulConfig::tiled(wg_m, wg_n, vm, vn, bk, true);
+        c.spread = true;
+        c
+    }
+
     /// The candidates [`Tuning::Auto`] times.
-    pub const CANDIDATES: [MatmulConfig; 10] = [
+    pub const CANDIDATES: [MatmulConfig; 13] = [
         MatmulConfig::DEFAULT,
         MatmulConfig::tiled(8, 4, 4, 4, 16, false),
         MatmulConfig::tiled(8, 8, 2, 4, 16, false),
@@ -171,6 +184,11 @@ impl MatmulConfig {
         MatmulConfig::tiled(8, 8, 1, 1, 16, true),
         // Few rows (a small batch): 32 × 256 tiles.
         MatmulConfig::tiled(2, 32, 4, 2, 8, false),
+        // GPU-shaped with 8 × 8 and 8 × 4 register blocks spread over 128 × 128 and 128 × 64
+        // tiles (conflict-free workgroup-memory reads).
+        MatmulConfig::gpu(16, 16, 2, 2, 16),
+        MatmulConfig::gpu(16, 16, 2, 2, 8),
+        MatmulConfig::gpu(16, 16, 2, 1, 16),
     ];
 
     /// A configuration from its fields, in declaration order.
@@ -182,6 +200,7 @@ impl MatmulConfig {
             vn,
             bk,
             k_fast,
+            spread: false,
         }
     }
 
@@ -232,22 +251,25 @@ impl MatmulConfig {
             ("VN", self.vn),
             ("BK", self.bk),
             ("K_FAST", self.k_fast as u32),
+            ("SPREAD", self.spread as u32),
         ]
     }
 }
 
 impl std::fmt::Display for MatmulConfig {
-    /// E.g. `8×8 invocations of 16×16 outputs, K-tiles of 8` (`, k-fast staging` when set).
+    /// E.g. `8×8 invocations of 16×16 outputs, K-tiles of 8` (`, k-fast staging` and
+    /// `, spread blocks` when set).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}×{} invocations of {}×{} outputs, K-tiles of {}{}",
+            "{}×{} invocations of {}×{} outputs, K-tiles of {}{}{}",
             self.wg_m,
             self.wg_n,
             4 * self.vm,
             4 * self.vn,
             self.bk,
-            if self.k_fast { ", k-fast staging" } else { "" }
+            if self.k_fast { ", k-fast staging" } else { "" },
+            if self.spread { ", spread blocks" } else { "" }
         )
     }
 }
@@ -663,27 +685,27 @@ pub(crate) fn with_config(
             match cached {
                 Some(c) => c,
                 None => {
-                    let mut best: Option<(f64, MatmulConfig)> = None;
-                    for c in MatmulConfig::CANDIDATES {
-                        // The first run compiles; the next are timed, the fastest counts
-                        // (one timing alone let the pick change from run to run).
-                        if op(c).is_err() {
-                            continue;
-                        }
-                        let mut s = f64::INFINITY;
-                        let mut spent = 0.0;
-                        for _ in 0..TUNING_RUNS {
-                            wait(g)?;
-                            let t = Instant::now();
-                            op(c)?;
-                            wait(g)?;
-                            let run = t.elapsed().as_secs_f64();
-                            s = s.min(run);
-                            spent += run;
-                            if spent > TUNING_BUDGET_S {
-                                break;
+                    // A first run of every candidate compiles it and warms the device up; then
+                    // rounds over all candidates, the fastest run of each counting (a clock
+                    // ramp or a disturbance then hits every candidate alike).
+                    let live: Vec<MatmulConfig> = MatmulConfig::CANDIDATES
+                        .into_iter()
+                        .filter(|&c| op(c).is_ok())
+                        .collect();
+                    let mut fastest = vec![f64::INFINITY; live.len()];
+                    let mut spent = vec![0.0; live.len()];
+                    for _ in 0..TUNING_RUNS {
+                        for (i, &c) in live.iter().enumerate() {
+                            if spent[i] > TUNING_BUDGET_S {
+                                continue;
                             }
+                            let s = time_once(g, || op(c))?;
+                            fastest[i] = fastest[i].min(s);
+                            spent[i] += s;
                         }
+                    }
+                    let mut best: Option<(f64, MatmulConfig)> = None;
+                    for (&c, &s) in live.iter().zip(&fastest) {
                         if tune_log() {
                             eprintln!(
                                 "quantnoise tune: {family:?} {:?} {m}×{n}×{k}: {:.3} ms  {c}",
@@ -714,6 +736,28 @@ pub(crate) fn with_config(
 /// set to anything but `0`).
 fn tune_log() -> bool {
     std::env::var_os("QUANTNOISE_TUNE_LOG").is_some_and(|v| v != "0")
+}
+
+/// Seconds of one run of `op`: its device time where the adapter has timestamp queries (and
+/// no other timing window is open), else the wall-clock time from an idle device to its end.
+fn time_once(g: &Gpu, op: impl Fn() -> Result<()>) -> Result<f64> {
+    if g.features.timestamp_query {
+        match g.time_device(&op) {
+            Ok(((), Some(t))) if t.ops_untimed == 0 && !t.op_seconds.is_empty() => {
+                return Ok(t.total());
+            }
+            Ok(_) | Err(Error::InvalidArgument {
+                name: "device_time",
+                ..
+            }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    wait(g)?;
+    let t = Instant::now();
+    op()?;
+    wait(g)?;
+    Ok(t.elapsed().as_secs_f64())
 }
 
 fn wait(g: &Gpu) -> Result<()> {

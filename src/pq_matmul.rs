@@ -234,9 +234,10 @@ impl PqWeight {
 /// How [`Context::pq_matmul`] computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PqMatmulMethod {
-    /// [`PqMatmulMethod::Lut`] for batches up to [`LUT_MAX_BATCH`] rows, and for any batch
-    /// when `4 · Kc ≤ N` (building the table then costs at most a quarter of the matmul), when
-    /// the table of 4 rows fits a bound window; otherwise [`PqMatmulMethod::Rows`] when `d % 4 == 0`, else
+    /// [`PqMatmulMethod::Lut`] for batches up to [`LUT_MAX_BATCH`] rows, and on adapters
+    /// with the per-invocation [`AccessPattern`] (CPU-type) for any batch when `4 · Kc ≤ N`
+    /// (building the table then costs at most a quarter of the matmul), when the table of 4
+    /// rows fits a bound window; otherwise [`PqMatmulMethod::Rows`] when `d % 4 == 0`, else
     /// [`PqMatmulMethod::Tiled`].
     Auto,
     /// Tiled matmul decoding weight tiles from the codebook (32 × 32 tiles, 4 × 4 register
@@ -830,7 +831,9 @@ fn record_pq_matmul(
     let lut = match method {
         // Beyond small batches the table still wins while building it (M·K·Kc multiply-adds)
         // costs at most a quarter of the matmul (M·N·K): one lookup replaces d multiply-adds.
-        PqMatmulMethod::Auto => lut_fits && (m <= LUT_MAX_BATCH || 4 * kc <= n),
+        // On GPUs (coalesced access) the table of many rows does not: on an H200 at 512 rows it
+        // took 5× the time of the rows kernel.
+        PqMatmulMethod::Auto => lut_fits && (m <= LUT_MAX_BATCH || (!g.coalesced && 4 * kc <= n)),
         PqMatmulMethod::Lut | PqMatmulMethod::LutWith(_) => lut_fits,
         PqMatmulMethod::Tiled | PqMatmulMethod::Rows => false,
     };

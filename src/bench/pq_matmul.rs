@@ -16,8 +16,9 @@
 //! [`AccessPattern`]), the same LUT and f16 cases in each pattern
 //! (`pq_matvec_lut_perrow_{n}_b1`, `pq_matvec_lut_split_{n}_b1`, `dense_matvec_f16_perrow_…`,
 //! `dense_matvec_f16_split_…`), `pq_matvec_lut_{n}_b16`, `pq_matmul_{n}_b16`
-//! and `pq_matmul_{n}_b512` ([`PqMatmulMethod::Auto`]: the LUT at both), `pq_matmul_rows_{n}_b512`
-//! (the rows kernel), `dense_matvec_f32_{n}_b16` (the dense matrix–vector kernel on 16 rows, reading the
+//! and `pq_matmul_{n}_b512` ([`PqMatmulMethod::Auto`]: the LUT at 16; at 512 the LUT on
+//! CPU-type adapters, the rows kernel on GPUs), `pq_matmul_rows_{n}_b512`
+//! (the rows kernel), `pq_matmul_tiled_{n}_b512` (the tiled kernel), `dense_matvec_f32_{n}_b16` (the dense matrix–vector kernel on 16 rows, reading the
 //! weight once per 4 rows: not a tiled matmul; the dense matmul comparison is the `matmul`
 //! family's), `pq_matmul_int8_{n}_b16`, `pq_matmul_int8_{n}_b512` (the integer path).
 
@@ -28,7 +29,9 @@ use half::f16;
 
 use super::{BenchOptions, Case, CaseKind};
 use crate::error::Result;
-use crate::pq_matmul::{ActQuant, CodebookFormat, IndexFormat, PqMatmulMethod, PqOutput, PqWeight};
+use crate::pq_matmul::{
+    ActQuant, CodebookFormat, IndexFormat, LUT_MAX_BATCH, PqMatmulMethod, PqOutput, PqWeight,
+};
 use crate::tensor::{DType, Tensor};
 use crate::{AccessPattern, Context};
 
@@ -44,7 +47,7 @@ const KC: u32 = 256;
 const CHECKED: usize = 256;
 
 /// The float PQ cases: base name, batch, method.
-const PQ_FLOAT_CASES: [(&str, usize, PqMatmulMethod); 7] = [
+const PQ_FLOAT_CASES: [(&str, usize, PqMatmulMethod); 8] = [
     ("pq_matvec_lut", 1usize, PqMatmulMethod::Lut),
     // Both layouts of the sums, whatever the adapter's default.
     (
@@ -61,6 +64,7 @@ const PQ_FLOAT_CASES: [(&str, usize, PqMatmulMethod); 7] = [
     ("pq_matmul", 16, PqMatmulMethod::Auto),
     ("pq_matmul", 512, PqMatmulMethod::Auto),
     ("pq_matmul_rows", 512, PqMatmulMethod::Rows),
+    ("pq_matmul_tiled", 512, PqMatmulMethod::Tiled),
 ];
 
 /// The dense matrix–vector cases: base name, batch, f16 weights, access pattern.
@@ -208,10 +212,19 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
         let counter = Cell::new(0usize);
         let (ws2, y2, h) = (ws.clone(), y.clone(), host.clone());
         let x2 = x.clone();
-        let tiled = !matches!(method, PqMatmulMethod::Lut | PqMatmulMethod::LutWith(_));
+        // What Auto picks here (see `PqMatmulMethod::Auto`; 4·Kc ≤ N for both shapes).
+        let coalesced = ctx.gpu().is_some_and(|g| g.coalesced);
+        let lut = match method {
+            PqMatmulMethod::Lut | PqMatmulMethod::LutWith(_) => true,
+            PqMatmulMethod::Auto => m as u64 <= LUT_MAX_BATCH || !coalesced,
+            _ => false,
+        };
+        let tiled = !lut;
         // The rows kernel reads the indices once per workgroup of up to 64 batch rows, the LUT
         // gather once per group of 4 batch rows (1 row below batch 4).
-        let reads = if method == PqMatmulMethod::Rows {
+        let reads = if method == PqMatmulMethod::Tiled {
+            m.div_ceil(32)
+        } else if tiled {
             m.div_ceil(64)
         } else if m >= 4 {
             m.div_ceil(4)
