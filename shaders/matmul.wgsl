@@ -36,6 +36,12 @@ override TRANS_B: u32 = 1u;
 // neighbouring vec4s of the staged tiles: on GPUs, conflict-free workgroup-memory reads for
 // any VM, VN.
 override SPREAD: u32 = 0u;
+// 1: split-K (few output tiles, long K): workgroup t computes output tile t % (tiles / splits)
+// over the k of split t / (tiles / splits), [split·k_chunk, (split + 1)·k_chunk), and writes the
+// raw sums, without bias or hook, to C = the f32 partials (splits × M × N); `matmul_reduce`
+// then adds each output's partial sums in split order, and the bias. The hook of a split
+// product must leave outputs unchanged (the second pass has none).
+override SPLIT: u32 = 0u;
 override HAS_BIAS: u32 = 0u;
 // 1: add the output's current value (dW over windows of rows: the hook is linear, so applying
 // it per window is exact).
@@ -68,6 +74,9 @@ struct MatmulParams {
     a_off: u32,
     b_off: u32,
     c_off: u32,
+    // K per split (a multiple of BK; K without split-K) and the number of splits.
+    k_chunk: u32,
+    splits: u32,
 }
 
 @group(0) @binding(0) var<uniform> mm: MatmulParams;
@@ -140,8 +149,13 @@ fn matmul(@builtin(local_invocation_index) lid: u32,
     if t >= mm.tiles {
         return;
     }
-    let row0 = (t / mm.tiles_n) * BM;
-    let col0 = (t % mm.tiles_n) * BN;
+    let tiles_mn = mm.tiles / mm.splits;
+    let split = t / tiles_mn;
+    let row0 = ((t % tiles_mn) / mm.tiles_n) * BM;
+    let col0 = ((t % tiles_mn) % mm.tiles_n) * BN;
+    // K-tiles never straddle two splits: k_chunk is a multiple of BK.
+    let k_begin = split * mm.k_chunk;
+    let k_end = min(k_begin + mm.k_chunk, mm.k);
     let tx = lid % WG_N;
     let ty = lid / WG_N;
     // c{4·v + r}_{u}: row 4·(ty·QA + v·SA) + r, columns 4·(tx·QB + u·SB) .. + 3 of the invocation's
@@ -211,7 +225,7 @@ fn matmul(@builtin(local_invocation_index) lid: u32,
     var c15_1 = vec4<f32>(0.0);
     var c15_2 = vec4<f32>(0.0);
     var c15_3 = vec4<f32>(0.0);
-    for (var k0 = 0u; k0 < mm.k; k0 += BK) {
+    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
         if K_FAST == 1u && TRANS_A == 0u {
             // Slot: 4 consecutive k of row il, into component il % 4 of 4 k-rows of the tile.
             for (var s = 0u; s < A_PER; s++) {
@@ -469,6 +483,24 @@ fn matmul(@builtin(local_invocation_index) lid: u32,
             for (var u = 0u; u < VN; u++) {
                 let j = col0 + 4u * (tx * QB + u * SB);
                 var out = acc[(4u * v + r) * 4u + u];
+                if SPLIT == 1u {
+                    if i < mm.m {
+                        let e = (split * mm.m + i) * mm.n + j;
+                        if j < mm.n {
+                            mat_c[e] = Elem(out.x);
+                        }
+                        if j + 1u < mm.n {
+                            mat_c[e + 1u] = Elem(out.y);
+                        }
+                        if j + 2u < mm.n {
+                            mat_c[e + 2u] = Elem(out.z);
+                        }
+                        if j + 3u < mm.n {
+                            mat_c[e + 3u] = Elem(out.w);
+                        }
+                    }
+                    continue;
+                }
                 if HAS_BIAS == 1u {
                     out += vec4<f32>(f32(bias[min(j, mm.n - 1u)]), f32(bias[min(j + 1u, mm.n - 1u)]),
                                      f32(bias[min(j + 2u, mm.n - 1u)]), f32(bias[min(j + 3u, mm.n - 1u)]));
@@ -491,4 +523,25 @@ fn matmul(@builtin(local_invocation_index) lid: u32,
             }
         }
     }
+}
+
+// Second pass of split-K: output e = Σ over the splits, in order, of A (the partials, bound from
+// offset 0) at s·M·N + e, plus the bias. One invocation per output.
+@compute @workgroup_size(256)
+fn matmul_reduce(@builtin(local_invocation_index) lid: u32,
+                 @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = (wid.y * nwg.x + wid.x) * 256u + lid;
+    let mn = mm.m * mm.n;
+    if e >= mn {
+        return;
+    }
+    var v = 0.0;
+    for (var s = 0u; s < mm.splits; s++) {
+        v += f32(mat_a[s * mn + e]);
+    }
+    if HAS_BIAS == 1u {
+        v += f32(bias[e % mm.n]);
+    }
+    store(e, v);
 }

@@ -154,6 +154,11 @@ pub struct MatmulConfig {
     /// neighbouring vec4s of workgroup memory, which GPUs serve without bank conflicts when
     /// `vm` or `vn` is above 1.
     pub spread: bool,
+    /// Split-K: the reduction of each output tile is cut into up to this many chunks computed
+    /// by separate workgroups (their f32 partial sums then added in chunk order by a second
+    /// pass), for products with few output tiles and a long K (1: none). Used for f32
+    /// forward and input-gradient products; f16 products and dW ignore it.
+    pub k_split: u32,
 }
 
 impl MatmulConfig {
@@ -168,8 +173,14 @@ impl MatmulConfig {
         c
     }
 
+    /// This configuration with split-K in `k_split` chunks.
+    const fn split(mut self, k_split: u32) -> Self {
+        self.k_split = k_split;
+        self
+    }
+
     /// The candidates [`Tuning::Auto`] times.
-    pub const CANDIDATES: [MatmulConfig; 13] = [
+    pub const CANDIDATES: [MatmulConfig; 15] = [
         MatmulConfig::DEFAULT,
         MatmulConfig::tiled(8, 4, 4, 4, 16, false),
         MatmulConfig::tiled(8, 8, 2, 4, 16, false),
@@ -189,6 +200,10 @@ impl MatmulConfig {
         MatmulConfig::gpu(16, 16, 2, 2, 16),
         MatmulConfig::gpu(16, 16, 2, 2, 8),
         MatmulConfig::gpu(16, 16, 2, 1, 16),
+        // Few rows and long K (a small batch on a GPU of 100+ multiprocessors): split-K over
+        // 32 × 64 and 64 × 64 tiles.
+        MatmulConfig::gpu(8, 16, 1, 1, 16).split(8),
+        MatmulConfig::tiled(16, 16, 1, 1, 16, true).split(4),
     ];
 
     /// A configuration from its fields, in declaration order.
@@ -201,6 +216,7 @@ impl MatmulConfig {
             bk,
             k_fast,
             spread: false,
+            k_split: 1,
         }
     }
 
@@ -240,6 +256,13 @@ impl MatmulConfig {
                 "must be a positive multiple of 4, with 4·bk·(tile_m + tile_n) <= 16384 bytes",
             ));
         }
+        if !(1..=64).contains(&self.k_split) {
+            return Err(invalid(
+                "MatmulConfig k_split",
+                self.k_split,
+                "must be in 1..=64",
+            ));
+        }
         Ok(())
     }
 
@@ -257,19 +280,24 @@ impl MatmulConfig {
 }
 
 impl std::fmt::Display for MatmulConfig {
-    /// E.g. `8×8 invocations of 16×16 outputs, K-tiles of 8` (`, k-fast staging` and
-    /// `, spread blocks` when set).
+    /// E.g. `8×8 invocations of 16×16 outputs, K-tiles of 8` (`, k-fast staging`,
+    /// `, spread blocks` and `, K split in 8` when set).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}×{} invocations of {}×{} outputs, K-tiles of {}{}{}",
+            "{}×{} invocations of {}×{} outputs, K-tiles of {}{}{}{}",
             self.wg_m,
             self.wg_n,
             4 * self.vm,
             4 * self.vn,
             self.bk,
             if self.k_fast { ", k-fast staging" } else { "" },
-            if self.spread { ", spread blocks" } else { "" }
+            if self.spread { ", spread blocks" } else { "" },
+            if self.k_split > 1 {
+                format!(", K split in {}", self.k_split)
+            } else {
+                String::new()
+            }
         )
     }
 }
@@ -402,6 +430,8 @@ struct MatmulParams {
     a_off: u32,
     b_off: u32,
     c_off: u32,
+    k_chunk: u32,
+    splits: u32,
 }
 
 /// One product bound to tensors: C (m × n) = op(A) · op(B).
@@ -578,7 +608,33 @@ pub(crate) fn record(
         Product::BackwardInput => (0, 0, [nf, kf]),
         Product::BackwardWeight => (1, 0, [nf, kf]),
     };
-    let per = rows_per_window(&widths, elem, g.max_window, align)?;
+    let mut per = rows_per_window(&widths, elem, g.max_window, align)?;
+    // Split-K (f32 forward and input gradient): K chunks of whole K-tiles, their partial sums
+    // (splits × rows × N f32 per window) in one binding.
+    let (kk, nn) = match p.product {
+        Product::Forward => (kf, nf),
+        _ => (nf, kf),
+    };
+    let bk = config.bk as u64;
+    let (k_chunk, splits) = if config.k_split > 1
+        && precision == Precision::F32
+        && p.product != Product::BackwardWeight
+    {
+        let chunk = kk.div_ceil(config.k_split as u64).next_multiple_of(bk);
+        (chunk, kk.div_ceil(chunk))
+    } else {
+        (kk, 1)
+    };
+    if splits > 1 {
+        per = per.min(g.max_window / (splits * nn * 4));
+        if per == 0 {
+            return Err(invalid(
+                "matmul split-K partials",
+                splits * nn * 4,
+                "one row of partial sums must fit one storage binding",
+            ));
+        }
+    }
     let mut overrides = config.overrides();
     overrides.extend([
         ("TRANS_A", trans_a),
@@ -586,19 +642,35 @@ pub(crate) fn record(
         ("HAS_BIAS", p.bias.is_some() as u32),
     ]);
     overrides.extend(hooks.overrides.iter().copied());
-    let pipeline = |accumulate: u32| {
+    let pipeline = |entry: &'static str, accumulate: u32, split: u32| {
         let mut o = overrides.clone();
-        o.push(("ACCUMULATE", accumulate));
+        o.extend([("ACCUMULATE", accumulate), ("SPLIT", split)]);
         g.pipeline(PipelineKey {
             family: hooks.family,
             precision,
-            entry: "matmul",
+            entry,
             overrides: o,
         })
     };
-    let first = pipeline(0)?;
+    let split_on = (splits > 1) as u32;
+    let first = pipeline("matmul", 0, split_on)?;
+    // The second pass of split-K is the dense family's: the hooks of split products (forward
+    // and input gradient) leave the outputs as they are, and the noise acts in the first pass.
+    let reduce = if splits > 1 {
+        Some(g.pipeline(PipelineKey {
+            family: Family::Matmul,
+            precision,
+            entry: "matmul_reduce",
+            overrides: vec![("HAS_BIAS", p.bias.is_some() as u32)],
+        })?)
+    } else {
+        None
+    };
+    let partials = reduce
+        .as_ref()
+        .map(|_| batch.scratch_uncleared(splits * per.min(rows) * nn * 4));
     let later = if p.product == Product::BackwardWeight && rows > per {
-        Some(pipeline(1)?)
+        Some(pipeline("matmul", 1, 0)?)
     } else {
         None
     };
@@ -615,7 +687,7 @@ pub(crate) fn record(
             Product::BackwardWeight => (nf, kf, wr),
         };
         let tiles_n = n.div_ceil(config.tile_n() as u64);
-        let tiles = tiles_n * m.div_ceil(config.tile_m() as u64);
+        let tiles = tiles_n * m.div_ceil(config.tile_m() as u64) * splits;
         let ((a, a_off), (b, b_off), (c, c_off)) = match p.product {
             Product::Forward => (
                 range_binding(p.a, r0 * kf, wr * kf, align, "x")?,
@@ -642,20 +714,40 @@ pub(crate) fn record(
             a_off,
             b_off,
             c_off,
+            // Without split-K one chunk covers this window's K (dW: its rows).
+            k_chunk: if splits > 1 { k_chunk } else { k } as u32,
+            splits: splits as u32,
         });
-        let mut bindings = vec![
-            (0, u.as_entire_binding()),
-            (1, a),
-            (2, b),
-            (3, c),
-            (4, bias.clone()),
-        ];
-        bindings.extend(hooks.bindings.iter().cloned());
         let pipe = match (&later, r0) {
             (Some(later), 1..) => later,
             _ => &first,
         };
-        batch.dispatch_at(pipe, &bindings, tiles)?;
+        let hooked = |a, b, c| {
+            let mut bindings = vec![
+                (0, u.as_entire_binding()),
+                (1, a),
+                (2, b),
+                (3, c),
+                (4, bias.clone()),
+            ];
+            bindings.extend(hooks.bindings.iter().cloned());
+            bindings
+        };
+        match (&reduce, &partials) {
+            (Some(reduce), Some(partials)) => {
+                // The partials are C of the first pass and A of the second.
+                let sums = crate::runtime::batch::sized(partials, splits * m * n * 4);
+                batch.dispatch_at(pipe, &hooked(a, b, sums.clone()), tiles)?;
+                let bindings = [
+                    (0, u.as_entire_binding()),
+                    (1, sums),
+                    (3, c),
+                    (4, bias.clone()),
+                ];
+                batch.dispatch_at(reduce, &bindings, (m * n).div_ceil(256))?;
+            }
+            _ => batch.dispatch_at(pipe, &hooked(a, b, c), tiles)?,
+        }
         r0 += wr;
     }
     Ok(())

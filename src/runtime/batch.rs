@@ -91,6 +91,14 @@ impl<'g> Batch<'g> {
         buffer
     }
 
+    /// A pooled device-only buffer of at least `size` bytes with unspecified contents (for
+    /// outputs a kernel writes whole before anything reads them).
+    pub(crate) fn scratch_uncleared(&mut self, size: u64) -> wgpu::Buffer {
+        let buffer = self.gpu.acquire(SCRATCH, size);
+        self.pooled.push(buffer.clone());
+        buffer
+    }
+
     /// [`Batch::scratch`] as a tensor of `len` elements of `dtype` (a kernel's temporary output).
     pub(crate) fn scratch_tensor(&mut self, len: u64, dtype: DType) -> Tensor {
         Tensor {
