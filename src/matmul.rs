@@ -838,7 +838,8 @@ fn time_once(g: &Gpu, op: impl Fn() -> Result<()>) -> Result<f64> {
             Ok(((), Some(t))) if t.ops_untimed == 0 && !t.op_seconds.is_empty() => {
                 return Ok(t.total());
             }
-            Ok(_) | Err(Error::InvalidArgument {
+            Ok(_)
+            | Err(Error::InvalidArgument {
                 name: "device_time",
                 ..
             }) => {}

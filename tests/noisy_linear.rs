@@ -12,7 +12,7 @@ mod common;
 
 use common::*;
 use libtest_mimic::Failed;
-use quantnoise::matmul::{LinearShape, Tuning, set_tuning};
+use quantnoise::matmul::{LinearShape, MatmulConfig, Tuning, set_tuning, with_tuning};
 use quantnoise::{
     Context, DType, Error, MaskSource, Noise, NoiseSeed, NoiseSpec, Observer, QuantScheme, SteMode,
     Tensor, cpu,
@@ -26,6 +26,7 @@ fn main() {
         &[
             ("forward_matches_standalone_noise", forward),
             ("backward_matches_standalone_ops", backward),
+            ("split_k_products_match", split_k),
             ("regenerated_mask_matches_precomputed", regenerated),
             ("fused_pq_first_stage_matches_standalone", fused_pq),
             (
@@ -198,9 +199,14 @@ fn standalone(
 }
 
 fn forward(t: &Target) -> Result<(), Failed> {
+    forward_cases(t, SHAPES.len())
+}
+
+/// The forward check on the first `cases` shapes.
+fn forward_cases(t: &Target, cases: usize) -> Result<(), Failed> {
     let ctx = &t.ctx;
     let mut rng = Rng(21);
-    for i in 0..SHAPES.len() {
+    for i in 0..cases {
         let c = case(&mut rng, i);
         let s = c.shape;
         let (x, w, b) = (ctx.upload(&c.x)?, ctx.upload(&c.w)?, ctx.upload(&c.b)?);
@@ -233,9 +239,14 @@ fn forward(t: &Target) -> Result<(), Failed> {
 }
 
 fn backward(t: &Target) -> Result<(), Failed> {
+    backward_cases(t, SHAPES.len())
+}
+
+/// The backward check on the first `cases` shapes.
+fn backward_cases(t: &Target, cases: usize) -> Result<(), Failed> {
     let ctx = &t.ctx;
     let mut rng = Rng(22);
-    for i in 0..SHAPES.len() {
+    for i in 0..cases {
         let c = case(&mut rng, i);
         let s = c.shape;
         let (x, w, dy) = (ctx.upload(&c.x)?, ctx.upload(&c.w)?, ctx.upload(&c.dy)?);
@@ -262,6 +273,19 @@ fn backward(t: &Target) -> Result<(), Failed> {
         }
     }
     Ok(())
+}
+
+/// The forward and backward checks with a split-K configuration: the noise is applied in the
+/// first pass, the partial sums added (and the bias) by the dense family's second pass.
+fn split_k(t: &Target) -> Result<(), Failed> {
+    let config = MatmulConfig::CANDIDATES
+        .into_iter()
+        .find(|c| c.k_split > 1)
+        .ok_or("no split-K candidate")?;
+    with_tuning(Tuning::Fixed(config), || {
+        forward_cases(t, 3)?;
+        backward_cases(t, 3)
+    })?
 }
 
 /// A chain with PQ stages (unfused path) gives X·ψ(W)ᵀ with the standalone ψ.
