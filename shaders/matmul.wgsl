@@ -43,6 +43,9 @@ override SPREAD: u32 = 0u;
 // product must leave outputs unchanged (the second pass has none).
 override SPLIT: u32 = 0u;
 override HAS_BIAS: u32 = 0u;
+// 0: b_row4 passes zeros to b_hook4 instead of reading B (a hook that computes the weight from
+// its index, matmul_pq.wgsl; B is then bound to a placeholder).
+override B_RAW: u32 = 1u;
 // 1: add the output's current value (dW over windows of rows: the hook is linear, so applying
 // it per window is exact).
 override ACCUMULATE: u32 = 0u;
@@ -116,8 +119,11 @@ fn a_row4(i: u32, p: u32) -> vec4<f32> {
 fn b_row4(p: u32, j: u32) -> vec4<f32> {
     let ps = vec4<u32>(p) + vec4<u32>(0u, 1u, 2u, 3u);
     let e = vec4<u32>(min(j, mm.n - 1u) * mm.k) + min(ps, vec4<u32>(mm.k - 1u));
-    let raw = vec4<f32>(f32(mat_b[mm.b_off + e.x]), f32(mat_b[mm.b_off + e.y]),
+    var raw = vec4<f32>(0.0);
+    if B_RAW == 1u {
+        raw = vec4<f32>(f32(mat_b[mm.b_off + e.x]), f32(mat_b[mm.b_off + e.y]),
                         f32(mat_b[mm.b_off + e.z]), f32(mat_b[mm.b_off + e.w]));
+    }
     let v = select(vec4<f32>(0.0), b_hook4(raw, e), ps < vec4<u32>(mm.k));
     return select(vec4<f32>(0.0), v, j < mm.n);
 }

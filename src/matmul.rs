@@ -513,6 +513,9 @@ pub(crate) struct Hooks<'h> {
     pub family: Family,
     pub overrides: Vec<(&'static str, u32)>,
     pub bindings: Vec<(u32, wgpu::BindingResource<'h>)>,
+    /// The hooks compute op(B) from its indices (`B_RAW = 0`, forward only): B is never read
+    /// and is bound to the placeholder.
+    pub b_computed: bool,
 }
 
 impl Hooks<'_> {
@@ -521,6 +524,7 @@ impl Hooks<'_> {
             family: Family::Matmul,
             overrides: Vec::new(),
             bindings: Vec::new(),
+            b_computed: false,
         }
     }
 }
@@ -596,7 +600,7 @@ pub(crate) fn record(
     };
     let align = g.limits.min_storage_buffer_offset_alignment as u64;
     let lead = device_buffer(whole, "weight")?.1 % align;
-    if lead + whole.size_bytes() > g.max_window {
+    if !hooks.b_computed && lead + whole.size_bytes() > g.max_window {
         return Err(invalid(
             "weight bytes",
             whole.size_bytes(),
@@ -641,6 +645,9 @@ pub(crate) fn record(
         ("TRANS_B", trans_b),
         ("HAS_BIAS", p.bias.is_some() as u32),
     ]);
+    if hooks.b_computed {
+        overrides.push(("B_RAW", 0));
+    }
     overrides.extend(hooks.overrides.iter().copied());
     let pipeline = |entry: &'static str, accumulate: u32, split: u32| {
         let mut o = overrides.clone();
@@ -691,7 +698,11 @@ pub(crate) fn record(
         let ((a, a_off), (b, b_off), (c, c_off)) = match p.product {
             Product::Forward => (
                 range_binding(p.a, r0 * kf, wr * kf, align, "x")?,
-                range_binding(p.b, 0, nf * kf, align, "weight")?,
+                if hooks.b_computed {
+                    (dummy.as_entire_binding(), 0)
+                } else {
+                    range_binding(p.b, 0, nf * kf, align, "weight")?
+                },
                 range_binding(p.c, r0 * nf, wr * nf, align, "y")?,
             ),
             Product::BackwardInput => (

@@ -196,6 +196,7 @@ fn run_fused(
                 (8, weight_binding),
                 (9, pq_binding),
             ],
+            b_computed: false,
         };
         record(g, &mut batch, precision, config, bound, &hooks, &dummy)?;
         batch.finish().map(|_| ())

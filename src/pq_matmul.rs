@@ -20,9 +20,13 @@
 //!
 //! # Kernels
 //!
-//! - [`Context::pq_matmul`] with [`PqMatmulMethod::Tiled`]: 32 × 32 output tiles, 4 × 4
-//!   register blocks; the weight tile of each K-chunk is decoded from the codebook (copied to
-//!   workgroup memory when it fits, read from its storage buffer otherwise).
+//! - [`Context::pq_matmul`] with [`PqMatmulMethod::Tiled`]: with an f32 codebook, the dense
+//!   tiled matmul of [`crate::matmul`] (its configurations and autotuning) whose weight tiles
+//!   are decoded from the indices and the codebook as they are staged
+//!   (`shaders/matmul_pq.wgsl`, [`Family::PqLinear`]); with an f16 or int8 codebook, 32 × 32
+//!   output tiles of 4 × 4 register blocks, the weight tile of each K-chunk decoded from the
+//!   codebook (copied to workgroup memory when it fits, read from its storage buffer
+//!   otherwise).
 //! - [`PqMatmulMethod::Rows`] (the default beyond [`LUT_MAX_BATCH`] rows when `d % 4 == 0`):
 //!   one invocation per batch row, 8 output columns per workgroup; the 8 weight rows are
 //!   decoded on the fly from the indices and the codebook (in workgroup memory when it fits),
@@ -46,6 +50,7 @@
 use bytemuck::Pod;
 
 use crate::error::{Error, Result, invalid};
+use crate::matmul::{Bound, Hooks, LinearShape, Product, record, with_config};
 use crate::runtime::batch::Batch;
 use crate::runtime::context::{AccessPattern, Backend, Context, check_dtype, wrong_context};
 use crate::runtime::elementwise::device_buffer;
@@ -237,12 +242,13 @@ pub enum PqMatmulMethod {
     /// [`PqMatmulMethod::Lut`] for batches up to [`LUT_MAX_BATCH`] rows, and on adapters
     /// with the per-invocation [`AccessPattern`] (CPU-type) for any batch when `4 · Kc ≤ N`
     /// (building the table then costs at most a quarter of the matmul), when the table of 4
-    /// rows fits a bound window; otherwise [`PqMatmulMethod::Rows`] when `d % 4 == 0`, else
+    /// rows fits a bound window; beyond [`LUT_MAX_BATCH`] rows on GPUs (coalesced access)
+    /// [`PqMatmulMethod::Tiled`] with an f32 codebook; otherwise [`PqMatmulMethod::Rows`] when `d % 4 == 0`, else
     /// [`PqMatmulMethod::Tiled`].
     Auto,
-    /// Tiled matmul decoding weight tiles from the codebook (32 × 32 tiles, 4 × 4 register
-    /// blocks); for block sizes that are a multiple of 4, [`PqMatmulMethod::Auto`] prefers
-    /// [`PqMatmulMethod::Rows`].
+    /// Tiled matmul decoding weight tiles from the codebook: with an f32 codebook the dense
+    /// matmul's kernel and autotuning (see the module docs), else 32 × 32 tiles of 4 × 4
+    /// register blocks.
     Tiled,
     /// One invocation per batch row, 8 output columns per workgroup, weights decoded with
     /// lane-uniform loads of indices and centroids (block sizes that are a multiple of 4; the
@@ -517,6 +523,9 @@ impl Context {
                 );
                 let out: Vec<f32> = out.iter().map(|&v| v as f32).collect();
                 write_host(y, &out)
+            }
+            Backend::Gpu(g) if decoded_tiles(g, m, weight, method) => {
+                pq_linear(g, x, m, weight, bias, y)
             }
             Backend::Gpu(g) => {
                 let mut batch = Batch::new(g, "pq_matmul")?;
@@ -795,6 +804,75 @@ impl Context {
             }
         }
     }
+}
+
+/// Whether [`Context::pq_matmul`] runs the dense tiled matmul with decoded weight tiles
+/// ([`pq_linear`]): [`PqMatmulMethod::Tiled`] with an f32 codebook, and
+/// [`PqMatmulMethod::Auto`] beyond [`LUT_MAX_BATCH`] rows on GPUs (coalesced access).
+fn decoded_tiles(g: &Gpu, m: u64, weight: &PqWeight, method: PqMatmulMethod) -> bool {
+    weight.codebook_format == CodebookFormat::F32
+        && match method {
+            PqMatmulMethod::Tiled => true,
+            PqMatmulMethod::Auto => g.coalesced && m > LUT_MAX_BATCH,
+            _ => false,
+        }
+}
+
+/// Mirror of `PqLinearParams` in `shaders/matmul_pq.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PqLinearParams {
+    kc: u32,
+    nsub: u32,
+    _pad: [u32; 2],
+}
+
+/// `y = x · decode(weight)ᵀ (+ bias)` by the dense matmul of [`crate::matmul`] (its
+/// configurations and autotuning, under [`Family::PqLinear`]), the weight tiles decoded from
+/// the codebook and indices as they are staged (`shaders/matmul_pq.wgsl`).
+fn pq_linear(
+    g: &Gpu,
+    x: &Tensor,
+    m: u64,
+    weight: &PqWeight,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+) -> Result<()> {
+    let shape = LinearShape::new(1, m, weight.in_features, weight.out_features);
+    shape.validate()?;
+    let bound = Bound::new(Product::Forward, shape, (x, &weight.indices, y), bias);
+    with_config(g, Family::PqLinear, &bound, |config| {
+        let mut batch = Batch::new(g, "pq_matmul")?;
+        let dummy = batch.scratch(16);
+        let params = batch.uniform(&PqLinearParams {
+            kc: weight.n_centroids,
+            nsub: weight.subvectors_per_row() as u32,
+            _pad: [0; 2],
+        });
+        let hooks = Hooks {
+            family: Family::PqLinear,
+            overrides: vec![
+                ("D", weight.block_size),
+                ("IDX_BITS", weight.index_format.bits()),
+            ],
+            bindings: vec![
+                (5, params.as_entire_binding()),
+                (6, whole(g, &weight.indices, "indices")?),
+                (7, whole(g, &weight.codebook, "codebook")?),
+            ],
+            b_computed: true,
+        };
+        record(
+            g,
+            &mut batch,
+            Precision::F32,
+            config,
+            &bound,
+            &hooks,
+            &dummy,
+        )?;
+        batch.finish().map(|_| ())
+    })
 }
 
 /// Records one PQ matmul (see [`Context::pq_matmul`]; arguments validated).

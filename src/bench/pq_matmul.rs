@@ -17,8 +17,9 @@
 //! (`pq_matvec_lut_perrow_{n}_b1`, `pq_matvec_lut_split_{n}_b1`, `dense_matvec_f16_perrow_…`,
 //! `dense_matvec_f16_split_…`), `pq_matvec_lut_{n}_b16`, `pq_matmul_{n}_b16`
 //! and `pq_matmul_{n}_b512` ([`PqMatmulMethod::Auto`]: the LUT at 16; at 512 the LUT on
-//! CPU-type adapters, the rows kernel on GPUs), `pq_matmul_rows_{n}_b512`
-//! (the rows kernel), `pq_matmul_tiled_{n}_b512` (the tiled kernel), `dense_matvec_f32_{n}_b16` (the dense matrix–vector kernel on 16 rows, reading the
+//! CPU-type adapters, the decoded-tile matmul on GPUs), `pq_matmul_rows_{n}_b512`
+//! (the rows kernel), `pq_matmul_tiled_{n}_b512` (the dense matmul with decoded weight tiles; the
+//! validation names its configuration), `dense_matvec_f32_{n}_b16` (the dense matrix–vector kernel on 16 rows, reading the
 //! weight once per 4 rows: not a tiled matmul; the dense matmul comparison is the `matmul`
 //! family's), `pq_matmul_int8_{n}_b16`, `pq_matmul_int8_{n}_b512` (the integer path).
 
@@ -29,9 +30,11 @@ use half::f16;
 
 use super::{BenchOptions, Case, CaseKind};
 use crate::error::Result;
+use crate::matmul::{LinearShape, Product, config_in_use};
 use crate::pq_matmul::{
     ActQuant, CodebookFormat, IndexFormat, LUT_MAX_BATCH, PqMatmulMethod, PqOutput, PqWeight,
 };
+use crate::runtime::shaders::Family;
 use crate::tensor::{DType, Tensor};
 use crate::{AccessPattern, Context};
 
@@ -220,18 +223,19 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
             _ => false,
         };
         let tiled = !lut;
+        // The dense matmul with decoded weight tiles (f32 codebook): Tiled, and Auto beyond
+        // the LUT's batches on GPUs.
+        let decoded = method == PqMatmulMethod::Tiled || (tiled && method == PqMatmulMethod::Auto);
         // The rows kernel reads the indices once per workgroup of up to 64 batch rows, the LUT
-        // gather once per group of 4 batch rows (1 row below batch 4).
-        let reads = if method == PqMatmulMethod::Tiled {
-            m.div_ceil(32)
-        } else if tiled {
+        // gather once per group of 4 batch rows (1 row below batch 4); the decoded tiles once
+        // per row tile of the configuration that ran.
+        let reads = if tiled {
             m.div_ceil(64)
         } else if m >= 4 {
             m.div_ceil(4)
         } else {
             m
-        } as f64;
-        let per_output = weight_bytes as f64 * reads / (m * n) as f64;
+        };
         let mm = m as u64;
         out.push(Case {
             name: name(base, m),
@@ -246,7 +250,15 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
             check: Box::new(move || {
                 ctx.write(&y2, &vec![f32::NAN; m * n])?;
                 ctx.pq_matmul(&x2, mm, &ws2[0], None, &y2, method)?;
-                Ok(check_sampled(&ctx.read_f32(&y2)?, &h, m, &h.w, per_output))
+                let shape = LinearShape::new(1, mm, nn, nn);
+                let config = decoded
+                    .then(|| config_in_use(ctx, Family::PqLinear, Product::Forward, shape))
+                    .flatten();
+                let reads = config.map_or(reads, |c| m.div_ceil(c.tile_m() as usize));
+                let per_output = weight_bytes as f64 * reads as f64 / (m * n) as f64;
+                let kernel = config.map_or(String::new(), |c| format!("; kernel: {c}"));
+                Ok(check_sampled(&ctx.read_f32(&y2)?, &h, m, &h.w, per_output)
+                    .map(|summary| summary + &kernel))
             }),
         });
     }

@@ -33,6 +33,9 @@ pub enum Family {
     NoisyLinear,
     /// `shaders/pq_matmul.wgsl`: product-quantized matmul / LUT matvec, dense matvec baseline.
     PqMatmul,
+    /// `shaders/matmul_pq.wgsl` + `matmul.wgsl`: the tiled matmul with its weight tiles
+    /// decoded from a product-quantized codebook and indices (f32).
+    PqLinear,
 }
 
 /// Element type a module is instantiated for.
@@ -60,10 +63,11 @@ const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATMUL_DENSE: &str = include_str!("../../shaders/matmul_dense.wgsl");
 const NOISY_LINEAR: &str = include_str!("../../shaders/noisy_linear.wgsl");
 const PQ_MATMUL: &str = include_str!("../../shaders/pq_matmul.wgsl");
+const MATMUL_PQ: &str = include_str!("../../shaders/matmul_pq.wgsl");
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 13] = [
+    pub const ALL: [Family; 14] = [
         Family::Noise,
         Family::Ste,
         Family::Observer,
@@ -77,6 +81,7 @@ impl Family {
         Family::Matmul,
         Family::NoisyLinear,
         Family::PqMatmul,
+        Family::PqLinear,
     ];
 
     /// File name under `shaders/`.
@@ -95,6 +100,7 @@ impl Family {
             Family::Matmul => "matmul.wgsl",
             Family::NoisyLinear => "noisy_linear.wgsl",
             Family::PqMatmul => "pq_matmul.wgsl",
+            Family::PqLinear => "matmul_pq.wgsl",
         }
     }
 
@@ -113,6 +119,7 @@ impl Family {
             Family::Matmul => &[MATMUL_DENSE, MATMUL],
             Family::NoisyLinear => &[PHILOX, NOISE_CHAIN, NOISY_LINEAR, MATMUL],
             Family::PqMatmul => &[PQ_MATMUL],
+            Family::PqLinear => &[MATMUL_PQ, MATMUL],
         }
     }
 
@@ -172,7 +179,7 @@ impl Family {
                 "int8_matmul_direct_dp4a_acc",
                 "int8_matmul_direct_polyfill_acc",
             ],
-            Family::Matmul | Family::NoisyLinear => &["matmul"],
+            Family::Matmul | Family::NoisyLinear | Family::PqLinear => &["matmul", "matmul_reduce"],
             Family::PqMatmul => &[
                 "pq_matmul_tiled",
                 "pq_lut_build",
@@ -197,7 +204,8 @@ impl Family {
             | Family::Kmeans
             | Family::Pq
             | Family::Fma
-            | Family::Int8 => &[Precision::F32],
+            | Family::Int8
+            | Family::PqLinear => &[Precision::F32],
             _ => &[Precision::F32, Precision::F16],
         }
     }
