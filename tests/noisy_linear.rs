@@ -282,6 +282,7 @@ fn split_k(t: &Target) -> Result<(), Failed> {
         .into_iter()
         .find(|c| c.k_split > 1)
         .ok_or("no split-K candidate")?;
+    // Shapes 1 and 2 split the forward's K (24, 45), shape 2 the input gradient's (17).
     with_tuning(Tuning::Fixed(config), || {
         forward_cases(t, 3)?;
         backward_cases(t, 3)
