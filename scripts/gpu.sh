@@ -18,7 +18,8 @@
 # Time limits (seconds, from the environment): GPU_TEST_TIMEOUT per test binary (default 180;
 # the binaries run concurrently), GPU_BENCH_TIMEOUT (240), and GPU_DEADLINE for the whole run
 # (600): the benchmark report runs last and gets at most what is left of it. GPU_BENCH_ROUNDS
-# (5) and GPU_BENCH_ARGS (e.g. `--filter fma`) shape the report.
+# (5) and GPU_BENCH_ARGS (e.g. `--filter fma`) shape the report. GPU_TEST_SKIP names test
+# binaries not to run (e.g. `lib_quantnoise`); GPU_CUBLAS=0 skips the cuBLAS baseline.
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -97,8 +98,10 @@ run() {
     local failed=() t name
     # All test binaries at once (a GPU machine has the cores, and the cold pipeline compiles
     # of one binary then overlap the others'), each with its own time limit.
+    local skip=" ${GPU_TEST_SKIP:-} "
     for t in "$bin"/tests/*; do
         name=$(basename "$t")
+        [[ $skip == *" $name "* ]] && rm "$t" && continue
         (
             start=$(date +%s%N)
             QUANTNOISE_BACKEND=$backend timeout "${GPU_TEST_TIMEOUT:-180}" "$t" --test-threads 4 \
@@ -123,7 +126,7 @@ run() {
             tee -a "$out/summary.txt"
         ((rc == 0)) || failed+=("example_$(basename "$t")")
     done
-    if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    if [[ ${GPU_CUBLAS:-1} != 0 ]] && python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
         step "vendor BLAS (cuBLAS through PyTorch, TF32 off)"
         timeout 60 python3 benches/cublas_compare.py --json "$out/cublas.json" 2>&1 | tee "$logs/cublas.txt"
     fi
