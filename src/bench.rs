@@ -37,7 +37,7 @@
 //!   so it is synchronous by itself.)
 //! * Device time: where the adapter has timestamp queries, each sample also records the device
 //!   time of its ops ([`Context::device_time`]: GPU timestamps at the beginning and end of
-//!   every compute pass, summed per op, averaged over the sample's ops), reported as
+//!   every compute pass, summed over the sample, divided by `K`), reported as
 //!   `device_median_s` next to the wall-clock median. On a fast GPU a small op takes less
 //!   device time than the host needs to encode and submit it: wall-clock time then measures
 //!   the host's submission path, device time the kernels. Throughputs and ratios below use
@@ -207,7 +207,7 @@ pub struct CaseResult {
     /// Median seconds per op.
     pub median_s: f64,
     /// Device seconds per op of each sample, from GPU timestamps ([`Context::device_time`]:
-    /// the summed duration of each op's compute passes, averaged over the sample's ops); empty
+    /// the summed duration of the sample's compute passes divided by `K`); empty
     /// where the adapter has no timestamp queries, and for CPU cases.
     pub device_samples: Vec<f64>,
     /// Name of the case it is compared with (`None` when that case could not be measured).
@@ -1029,10 +1029,13 @@ fn sample(ctx: &Context, op: &Op, k: u32) -> Result<f64> {
 }
 
 /// [`sample`] with the device time per op of the same ops (where the adapter has timestamp
-/// queries and some op was timed).
+/// queries and every submission was timed).
 fn timed_sample(ctx: &Context, op: &Op, k: u32) -> Result<(f64, Option<f64>)> {
     let (wall, device) = ctx.device_time(|| sample(ctx, op, k))?;
-    Ok((wall, device.and_then(|d| d.per_op())))
+    Ok((
+        wall,
+        device.and_then(|d| d.complete()).map(|t| t / k as f64),
+    ))
 }
 
 fn per_sample(min_sample: Duration, per_op: f64) -> u32 {

@@ -42,7 +42,7 @@ use crate::runtime::elementwise::device_buffer;
 use crate::runtime::gpu::{Gpu, PipelineKey};
 use crate::runtime::shaders::{Family, Precision};
 use crate::shape::WeightShape;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// The shape of a Linear layer's products: X is `(batch, rows, in_features)`, W
 /// `(out_features, in_features)`, Y `(batch, rows, out_features)`.
@@ -319,6 +319,8 @@ static TUNING: Mutex<Tuning> = Mutex::new(Tuning::Auto);
 /// take more than [`TUNING_BUDGET_S`] seconds together.
 const TUNING_RUNS: usize = 3;
 const TUNING_BUDGET_S: f64 = 0.5;
+/// Shortest timing of a candidate (see [`time_once`]).
+const TUNING_MIN_S: f64 = 1e-3;
 
 /// Winners of [`Tuning::Auto`]: (device id, kernel family, product, log2 bucket of M, N, K).
 /// The family is part of the key: the fused noisy Linear loader does more work per staged
@@ -580,6 +582,11 @@ fn range_binding<'t>(
     ))
 }
 
+/// Whether [`MatmulConfig::k_split`] applies to a product: f32 forward and input gradient.
+fn split_applies(product: Product, precision: Precision) -> bool {
+    precision == Precision::F32 && product != Product::BackwardWeight
+}
+
 /// Records one product (every window) into `batch` with configuration `config`.
 pub(crate) fn record(
     g: &Gpu,
@@ -620,10 +627,7 @@ pub(crate) fn record(
         _ => (nf, kf),
     };
     let bk = config.bk as u64;
-    let (k_chunk, splits) = if config.k_split > 1
-        && precision == Precision::F32
-        && p.product != Product::BackwardWeight
-    {
+    let (k_chunk, splits) = if config.k_split > 1 && split_applies(p.product, precision) {
         let chunk = kk.div_ceil(config.k_split as u64).next_multiple_of(bk);
         (chunk, kk.div_ceil(chunk))
     } else {
@@ -791,9 +795,15 @@ pub(crate) fn with_config(
                     // A first run of every candidate compiles it and warms the device up; then
                     // rounds over all candidates, the fastest run of each counting (a clock
                     // ramp or a disturbance then hits every candidate alike).
+                    // Split-K candidates where it does not apply would time a duplicate.
+                    let precision = match p.c.dtype {
+                        DType::F16 => Precision::F16,
+                        _ => Precision::F32,
+                    };
+                    let splits = split_applies(p.product, precision);
                     let live: Vec<MatmulConfig> = MatmulConfig::CANDIDATES
                         .into_iter()
-                        .filter(|&c| op(c).is_ok())
+                        .filter(|&c| (c.k_split == 1 || splits) && op(c).is_ok())
                         .collect();
                     let mut fastest = vec![f64::INFINITY; live.len()];
                     let mut spent = vec![0.0; live.len()];
@@ -843,11 +853,24 @@ fn tune_log() -> bool {
 
 /// Seconds of one run of `op`: its device time where the adapter has timestamp queries (and
 /// no other timing window is open), else the wall-clock time from an idle device to its end.
+/// A run shorter than [`TUNING_MIN_S`] is timed again as the mean of enough back-to-back runs
+/// to fill that time (up to 16): a device idling between short runs lowers its clocks.
 fn time_once(g: &Gpu, op: impl Fn() -> Result<()>) -> Result<f64> {
+    let single = time_runs(g, &op, 1)?;
+    if single >= TUNING_MIN_S {
+        return Ok(single);
+    }
+    let reps = ((TUNING_MIN_S / single.max(1e-7)).ceil() as usize).clamp(2, 16);
+    time_runs(g, &op, reps)
+}
+
+/// Mean seconds of `reps` back-to-back runs of `op` (see [`time_once`]).
+fn time_runs(g: &Gpu, op: &impl Fn() -> Result<()>, reps: usize) -> Result<f64> {
+    let runs = || (0..reps).try_for_each(|_| op());
     if g.features.timestamp_query {
-        match g.time_device(&op) {
-            Ok(((), Some(t))) if t.ops_untimed == 0 && !t.op_seconds.is_empty() => {
-                return Ok(t.total());
+        match g.time_device(runs) {
+            Ok(((), Some(t))) if t.untimed == 0 && !t.submissions.is_empty() => {
+                return Ok(t.total() / reps as f64);
             }
             Ok(_)
             | Err(Error::InvalidArgument {
@@ -859,9 +882,9 @@ fn time_once(g: &Gpu, op: impl Fn() -> Result<()>) -> Result<f64> {
     }
     wait(g)?;
     let t = Instant::now();
-    op()?;
+    (0..reps).try_for_each(|_| op())?;
     wait(g)?;
-    Ok(t.elapsed().as_secs_f64())
+    Ok(t.elapsed().as_secs_f64() / reps as f64)
 }
 
 fn wait(g: &Gpu) -> Result<()> {

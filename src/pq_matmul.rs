@@ -64,6 +64,10 @@ pub const MAX_BLOCK_SIZE: u32 = 64;
 const WG: u32 = 64;
 /// Largest batch for which [`PqMatmulMethod::Auto`] picks the lookup table.
 pub const LUT_MAX_BATCH: u64 = 16;
+/// Largest batch for which [`PqMatmulMethod::Auto`] picks the lookup table on GPUs (coalesced
+/// access) when the codebook is f32: beyond, the dense matmul with decoded weight tiles. On an
+/// H200 the table took 0.33 ms at 16 rows, about twice the dense matmul, and 0.027 ms at one.
+pub const GPU_LUT_MAX_BATCH: u64 = 4;
 /// Floats of the codebook copy in workgroup memory of the tiled kernel (8 KiB).
 const CB_WG_FLOATS: u64 = 2048;
 /// Subvectors per invocation of the vec4 LUT build (the `JB` override).
@@ -242,8 +246,8 @@ pub enum PqMatmulMethod {
     /// [`PqMatmulMethod::Lut`] for batches up to [`LUT_MAX_BATCH`] rows, and on adapters
     /// with the per-invocation [`AccessPattern`] (CPU-type) for any batch when `4 · Kc ≤ N`
     /// (building the table then costs at most a quarter of the matmul), when the table of 4
-    /// rows fits a bound window; beyond [`LUT_MAX_BATCH`] rows on GPUs (coalesced access)
-    /// [`PqMatmulMethod::Tiled`] with an f32 codebook; otherwise [`PqMatmulMethod::Rows`] when `d % 4 == 0`, else
+    /// rows fits a bound window; on GPUs (coalesced access) with an f32 codebook, the table up
+    /// to [`GPU_LUT_MAX_BATCH`] rows and [`PqMatmulMethod::Tiled`] beyond; otherwise [`PqMatmulMethod::Rows`] when `d % 4 == 0`, else
     /// [`PqMatmulMethod::Tiled`].
     Auto,
     /// Tiled matmul decoding weight tiles from the codebook: with an f32 codebook the dense
@@ -808,12 +812,12 @@ impl Context {
 
 /// Whether [`Context::pq_matmul`] runs the dense tiled matmul with decoded weight tiles
 /// ([`pq_linear`]): [`PqMatmulMethod::Tiled`] with an f32 codebook, and
-/// [`PqMatmulMethod::Auto`] beyond [`LUT_MAX_BATCH`] rows on GPUs (coalesced access).
+/// [`PqMatmulMethod::Auto`] beyond [`GPU_LUT_MAX_BATCH`] rows on GPUs (coalesced access).
 fn decoded_tiles(g: &Gpu, m: u64, weight: &PqWeight, method: PqMatmulMethod) -> bool {
     weight.codebook_format == CodebookFormat::F32
         && match method {
             PqMatmulMethod::Tiled => true,
-            PqMatmulMethod::Auto => g.coalesced && m > LUT_MAX_BATCH,
+            PqMatmulMethod::Auto => g.coalesced && m > GPU_LUT_MAX_BATCH,
             _ => false,
         }
 }
@@ -976,10 +980,13 @@ fn record_pq_matmul(
         let vec4_build = d.is_multiple_of(4);
         // Unbatched rows and whole vec4s of centroids: 4 centroids per invocation.
         let quad_build = vec4_build && group == 1 && kc.is_multiple_of(4);
+        // Subvectors per build invocation: a CPU lane reuses its centroids over 16; a GPU
+        // needs the invocations (Kc/4 · K/d at one row: 32768 for the 4096 × 4096 bench).
+        let jb = if split { 1 } else { LUT_JB };
         let mut o = common();
         o.push(("G", group as u32));
         if vec4_build {
-            o.push(("JB", LUT_JB));
+            o.push(("JB", jb));
         }
         let build = g.pipeline(PipelineKey {
             family: Family::PqMatmul,
@@ -1017,7 +1024,13 @@ fn record_pq_matmul(
         })?;
         // Bound as vec4s by the gathers: whole vec4s.
         let table_bytes = |rows: u64| (rows.div_ceil(group) * group * lut_row).next_multiple_of(16);
-        let table = batch.scratch(table_bytes(rows.min(m)));
+        // The builds write every entry of the real rows; padding rows of a group of 4 stay
+        // zero.
+        let table = if m.is_multiple_of(group) {
+            batch.scratch_uncleared(table_bytes(rows.min(m)))
+        } else {
+            batch.scratch(table_bytes(rows.min(m)))
+        };
         for (m0, mw) in windows(m, rows) {
             let (xb, x_off) = shifted_binding(x, m0 * k, mw * k, "x")?;
             let (yb, y_off) = shifted_binding(y, m0 * n, mw * n, "y")?;
@@ -1026,9 +1039,9 @@ fn record_pq_matmul(
             let mut b = vec![(0, u.as_entire_binding()), (1, xb), (7, lut_b.clone())];
             b.extend(cb_bindings.iter().cloned());
             let groups = if quad_build {
-                (kc / 4).div_ceil(WG as u64) * mw * nsub.div_ceil(LUT_JB as u64)
+                (kc / 4).div_ceil(WG as u64) * mw * nsub.div_ceil(jb as u64)
             } else if vec4_build {
-                kc.div_ceil(WG as u64) * mw * nsub.div_ceil(LUT_JB as u64)
+                kc.div_ceil(WG as u64) * mw * nsub.div_ceil(jb as u64)
             } else {
                 (mw * nsub * kc.div_ceil(4)).div_ceil(WG as u64)
             };

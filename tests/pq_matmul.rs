@@ -10,6 +10,7 @@ use common::*;
 use libtest_mimic::Failed;
 use proptest::prelude::*;
 use quantnoise::cpu::pq_matmul as reference;
+use quantnoise::matmul::{MatmulConfig, Tuning, with_tuning};
 use quantnoise::{
     AccessPattern, ActQuant, CodebookFormat, Context, DType, Error, IndexFormat, PqLayer,
     PqMatmulMethod, PqOutput, PqWeight, Tensor, WeightShape,
@@ -20,12 +21,42 @@ fn main() {
         &[
             ("pq_matmul_random_shapes", random_shapes),
             ("pq_matmul_codebook_sizes", codebook_sizes),
+            ("decoded_tiles_every_kind_of_config", decoded_tiles_configs),
             ("pq_matmul_int8_bit_exact", int8_bit_exact),
             ("dense_matvec_f32_f16", dense_matvec),
             ("bad_inputs_are_typed_errors", bad_inputs),
         ],
         true,
     )
+}
+
+/// `PqMatmulMethod::Tiled` with an f32 codebook runs the dense matmul's kernel: one candidate
+/// configuration of each kind (staging, spread blocks, split-K), on a long K (192: split in up
+/// to 12 chunks) with u8 and u16 indices and a block size that is not a multiple of 4 (so that
+/// staged vec4s straddle subvectors).
+fn decoded_tiles_configs(t: &Target) -> Result<(), Failed> {
+    let mut kinds = std::collections::HashSet::new();
+    for c in MatmulConfig::CANDIDATES {
+        if !kinds.insert((c.k_fast, c.spread, c.k_split > 1)) {
+            continue;
+        }
+        for (d, nsub, u16) in [(8u32, 24u64, false), (9, 21, true)] {
+            let p = Problem {
+                m: 21,
+                n: 70,
+                d,
+                nsub,
+                kc: 256,
+                u16,
+                cb: 0,
+                bias: true,
+                method: PqMatmulMethod::Tiled,
+            };
+            with_tuning(Tuning::Fixed(c), || run_problem(t, &p, 31))?
+                .map_err(|e| format!("{c}: {}", e.message().unwrap_or_default()))?;
+        }
+    }
+    Ok(())
 }
 
 /// One random problem: shapes and formats.

@@ -248,10 +248,11 @@ fn validation_error(t: &Target) -> Result<(), Failed> {
     still_usable(&other)
 }
 
-/// `Context::device_time` (on a device of its own): one time per op, in submission order, positive and within the wall
-/// time of the window, larger for the op that moves 65536 times the bytes; ops beyond the
-/// window's 2048 passes are counted as untimed; a nested window is refused; the CPU backend
-/// and adapters without timestamp queries give no time.
+/// `Context::device_time` (on a device of its own): one time per submission (one per copy),
+/// in order, positive and within the wall time of the window, larger for the copy that moves
+/// 65536 times the bytes; submissions beyond the window's 2048 passes are counted as untimed;
+/// a nested window is refused; the CPU backend and adapters without timestamp queries give
+/// no time.
 fn device_time(t: &Target) -> Result<(), Failed> {
     // A device of its own: a timing window also counts the ops other tests submit meanwhile.
     let own = Context::all_adapters(BackendChoice::Auto, None)
@@ -283,8 +284,8 @@ fn device_time(t: &Target) -> Result<(), Failed> {
             "no device time on an adapter with timestamp queries".into()
         });
     };
-    let s = &time.op_seconds;
-    ensure(s.len() == 3 && time.ops_untimed == 0, || {
+    let s = &time.submissions;
+    ensure(s.len() == 3 && time.untimed == 0, || {
         format!("3 ops timed, got {time:?}")
     })?;
     ensure(s.iter().all(|&x| x > 0.0 && x <= wall), || {
@@ -299,16 +300,13 @@ fn device_time(t: &Target) -> Result<(), Failed> {
     let ((), time) =
         ctx.device_time(|| (0..2100).try_for_each(|_| ctx.copy_kernel(variant, &src_s, &dst_s)))?;
     let time = time.ok_or("no time for the second window")?;
-    ensure(
-        time.op_seconds.len() == 2048 && time.ops_untimed == 52,
-        || {
-            format!(
-                "2100 one-pass ops: {} timed and {} untimed, expected 2048 and 52",
-                time.op_seconds.len(),
-                time.ops_untimed
-            )
-        },
-    )?;
+    ensure(time.submissions.len() == 2048 && time.untimed == 52, || {
+        format!(
+            "2100 one-pass ops: {} timed and {} untimed, expected 2048 and 52",
+            time.submissions.len(),
+            time.untimed
+        )
+    })?;
     let ((), none) = t.cpu.device_time(|| Ok(()))?;
     ensure(none.is_none(), || "a device time on the CPU backend".into())
 }

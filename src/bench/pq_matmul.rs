@@ -16,8 +16,8 @@
 //! [`AccessPattern`]), the same LUT and f16 cases in each pattern
 //! (`pq_matvec_lut_perrow_{n}_b1`, `pq_matvec_lut_split_{n}_b1`, `dense_matvec_f16_perrow_…`,
 //! `dense_matvec_f16_split_…`), `pq_matvec_lut_{n}_b16`, `pq_matmul_{n}_b16`
-//! and `pq_matmul_{n}_b512` ([`PqMatmulMethod::Auto`]: the LUT at 16; at 512 the LUT on
-//! CPU-type adapters, the decoded-tile matmul on GPUs), `pq_matmul_rows_{n}_b512`
+//! and `pq_matmul_{n}_b512` ([`PqMatmulMethod::Auto`]: on CPU-type adapters the LUT at both,
+//! on GPUs the decoded-tile matmul at both), `pq_matmul_rows_{n}_b512`
 //! (the rows kernel), `pq_matmul_tiled_{n}_b512` (the dense matmul with decoded weight tiles; the
 //! validation names its configuration), `dense_matvec_f32_{n}_b16` (the dense matrix–vector kernel on 16 rows, reading the
 //! weight once per 4 rows: not a tiled matmul; the dense matmul comparison is the `matmul`
@@ -32,7 +32,8 @@ use super::{BenchOptions, Case, CaseKind};
 use crate::error::Result;
 use crate::matmul::{LinearShape, Product, config_in_use};
 use crate::pq_matmul::{
-    ActQuant, CodebookFormat, IndexFormat, LUT_MAX_BATCH, PqMatmulMethod, PqOutput, PqWeight,
+    ActQuant, CodebookFormat, GPU_LUT_MAX_BATCH, IndexFormat, LUT_MAX_BATCH, PqMatmulMethod,
+    PqOutput, PqWeight,
 };
 use crate::runtime::shaders::Family;
 use crate::tensor::{DType, Tensor};
@@ -215,17 +216,16 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
         let counter = Cell::new(0usize);
         let (ws2, y2, h) = (ws.clone(), y.clone(), host.clone());
         let x2 = x.clone();
-        // What Auto picks here (see `PqMatmulMethod::Auto`; 4·Kc ≤ N for both shapes).
+        // What Auto picks here (see `PqMatmulMethod::Auto`; f32 codebook, 4·Kc ≤ N for both
+        // shapes): the dense matmul with decoded weight tiles (Tiled) beyond a few rows on
+        // GPUs, else the LUT up to 16 rows, and beyond on CPU-type adapters.
         let coalesced = ctx.gpu().is_some_and(|g| g.coalesced);
-        let lut = match method {
-            PqMatmulMethod::Lut | PqMatmulMethod::LutWith(_) => true,
-            PqMatmulMethod::Auto => m as u64 <= LUT_MAX_BATCH || !coalesced,
-            _ => false,
-        };
+        let auto = method == PqMatmulMethod::Auto;
+        let decoded =
+            method == PqMatmulMethod::Tiled || (auto && coalesced && m as u64 > GPU_LUT_MAX_BATCH);
+        let lut = matches!(method, PqMatmulMethod::Lut | PqMatmulMethod::LutWith(_))
+            || (auto && !decoded && (m as u64 <= LUT_MAX_BATCH || !coalesced));
         let tiled = !lut;
-        // The dense matmul with decoded weight tiles (f32 codebook): Tiled, and Auto beyond
-        // the LUT's batches on GPUs.
-        let decoded = method == PqMatmulMethod::Tiled || (tiled && method == PqMatmulMethod::Auto);
         // The rows kernel reads the indices once per workgroup of up to 64 batch rows, the LUT
         // gather once per group of 4 batch rows (1 row below batch 4); the decoded tiles once
         // per row tile of the configuration that ran.

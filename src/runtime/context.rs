@@ -275,14 +275,14 @@ impl Context {
         Ok(())
     }
 
-    /// Runs `f` and measures, with GPU timestamp queries, the device time of the ops submitted
-    /// meanwhile (by any thread): each op counts the summed duration of its compute passes.
-    /// Returns `None` as the time on the CPU backend and on adapters without `timestamp-query`.
-    /// Waits for the ops to finish. Up to 2048 compute passes are timed per call; ops beyond
-    /// are counted in [`DeviceTime::ops_untimed`]. A nested call on the same device is an
-    /// [`Error::InvalidArgument`].
+    /// Runs `f` and measures, with GPU timestamp queries, the device time of the work submitted
+    /// meanwhile (by any thread): each submission counts the summed duration of its compute
+    /// passes. Returns `None` as the time on the CPU backend and on adapters without
+    /// `timestamp-query`. Waits for the work to finish. Up to 2048 compute passes are timed
+    /// per call; submissions beyond are counted in [`DeviceTime::untimed`]. A nested call on
+    /// the same device is an [`Error::InvalidArgument`].
     ///
-    /// [`DeviceTime::ops_untimed`]: crate::DeviceTime::ops_untimed
+    /// [`DeviceTime::untimed`]: crate::DeviceTime::untimed
     pub fn device_time<R>(
         &self,
         f: impl FnOnce() -> Result<R>,

@@ -1,6 +1,6 @@
-//! Device time of ops from GPU timestamp queries: while [`Gpu::time_device`] runs, every
-//! compute pass an op records writes a timestamp when it begins and when it ends, and each op
-//! counts the sum of its passes. On a fast GPU a small op takes less device time than the host
+//! Device time from GPU timestamp queries: while [`Gpu::time_device`] runs, every compute pass
+//! writes a timestamp when it begins and when it ends, and each submission counts the sum of
+//! its passes. On a fast GPU a small op takes less device time than the host
 //! needs to record and submit it, so wall-clock time per op measures the host there; this
 //! measures the kernels.
 
@@ -12,26 +12,27 @@ use crate::runtime::gpu::Gpu;
 /// Compute passes one timing window can time (two queries each: wgpu allows 4096 per set).
 const MAX_PASSES: u32 = wgpu::QUERY_SET_MAX_QUERIES / 2;
 
-/// The device time of the ops submitted while [`crate::Context::device_time`] ran.
+/// The device time of the work submitted while [`crate::Context::device_time`] ran. Most ops
+/// submit their work at once; some submit several times (an op that reads back midway, such
+/// as each k-means iteration, or a Linear backward: one submission per product).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeviceTime {
-    /// Seconds of each op whose compute passes were all timed, in submission order: the sum of
-    /// its passes' durations (copies and clears between passes are not counted).
-    pub op_seconds: Vec<f64>,
-    /// Ops submitted after the window's query slots ran out (not in `op_seconds`).
-    pub ops_untimed: u32,
+    /// Seconds of each submission whose compute passes were all timed, in submission order:
+    /// the sum of its passes' durations (copies and clears between passes are not counted).
+    pub submissions: Vec<f64>,
+    /// Submissions after the window's query slots ran out (not in `submissions`).
+    pub untimed: u32,
 }
 
 impl DeviceTime {
-    /// Mean seconds per timed op (`None` when no op was timed).
-    pub fn per_op(&self) -> Option<f64> {
-        (!self.op_seconds.is_empty())
-            .then(|| self.op_seconds.iter().sum::<f64>() / self.op_seconds.len() as f64)
+    /// Seconds of all timed submissions together.
+    pub fn total(&self) -> f64 {
+        self.submissions.iter().sum()
     }
 
-    /// Seconds of all timed ops together.
-    pub fn total(&self) -> f64 {
-        self.op_seconds.iter().sum()
+    /// [`DeviceTime::total`], where every submission was timed.
+    pub fn complete(&self) -> Option<f64> {
+        (self.untimed == 0).then(|| self.total())
     }
 }
 
@@ -49,7 +50,7 @@ pub(crate) enum PassSlot {
 pub(crate) struct Window {
     query_set: wgpu::QuerySet,
     passes: u32,
-    /// Pass slots of each finished op, in submission order.
+    /// Pass slots of each submission, in order.
     ops: Vec<Vec<u32>>,
     untimed: u32,
 }
@@ -82,7 +83,7 @@ impl Gpu {
         }
     }
 
-    /// Records a submitted op's pass slots (`complete`: every pass of it got one).
+    /// Records a submission's pass slots (`complete`: every pass of it got one).
     pub(crate) fn op_timed(&self, slots: Vec<u32>, complete: bool) {
         if let Some(w) = self.timing.lock().unwrap().as_mut() {
             if complete && !slots.is_empty() {
@@ -93,7 +94,7 @@ impl Gpu {
         }
     }
 
-    /// Runs `f` with a timing window open and returns the device time of the ops submitted
+    /// Runs `f` with a timing window open and returns the device time of the work submitted
     /// meanwhile (by any thread), or `None` without timestamp queries.
     pub(crate) fn time_device<R>(
         &self,
@@ -131,8 +132,8 @@ impl Gpu {
     /// Waits for the window's ops and reads their timestamps back.
     fn resolve(&self, w: Window) -> Result<DeviceTime> {
         let mut out = DeviceTime {
-            op_seconds: Vec::with_capacity(w.ops.len()),
-            ops_untimed: w.untimed,
+            submissions: Vec::with_capacity(w.ops.len()),
+            untimed: w.untimed,
         };
         if w.passes == 0 {
             return Ok(out);
@@ -184,7 +185,7 @@ impl Gpu {
                 .iter()
                 .map(|&s| ticks[2 * s as usize + 1].saturating_sub(ticks[2 * s as usize]))
                 .sum();
-            out.op_seconds.push(ticks as f64 * period_s);
+            out.submissions.push(ticks as f64 * period_s);
         }
         Ok(out)
     }
