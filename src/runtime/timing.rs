@@ -1,8 +1,8 @@
-//! Device time from GPU timestamp queries: while [`Gpu::time_device`] runs, every compute pass
-//! writes a timestamp when it begins and when it ends, and each submission counts the sum of
-//! its passes. On a fast GPU a small op takes less device time than the host
-//! needs to record and submit it, so wall-clock time per op measures the host there; this
-//! measures the kernels.
+//! Device time from GPU timestamp queries: while [`crate::Context::device_time`] runs, every
+//! compute pass writes a timestamp when it begins and when it ends, and each submission counts
+//! the sum of its passes. On a fast GPU a small op takes less device time than the host needs
+//! to record and submit it, so wall-clock time per op measures the host there; this measures
+//! the kernels.
 
 use std::sync::mpsc;
 
