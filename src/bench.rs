@@ -82,8 +82,10 @@
 //! [`Report::to_json`] writes one object keyed by case name; each case holds `kind`,
 //! `median_s`, `bytes`, `gb_per_s`, `baseline`, `ratio_to_baseline`, `ratio_metric`, plus
 //! `min_s`, `max_s`, `samples` (their count), `samples_s` (each sample's seconds per op, in
-//! round order), `dispatches_per_sample` and `validation` (what was checked; for matmul and
-//! noisy-Linear cases also the kernel configuration each product ran with);
+//! round order), `device_median_s` and `device_samples_s` (the same from device time; null and
+//! empty without timestamp queries), `dispatches_per_sample` and `validation` (what was
+//! checked; for matmul, noisy-Linear and decoded-tile PQ cases also the kernel configuration
+//! each product ran with);
 //! compute-bound cases add `flops` and `gflops`, PQ cases `items`, `item_unit` and
 //! `{item_unit}_per_s`. A case that failed validation holds only `error`. The key `"_meta"`
 //! holds the run's metadata: `adapter`, `backend`, `device_type`, `driver`, `date_utc`

@@ -20,10 +20,10 @@
 //! device and shape bucket (powers of two of M, N, K) times every candidate of
 //! [`MatmulConfig::CANDIDATES`] (a compiling run of each, then up to three rounds over them,
 //! the fastest run of each counting; device time from GPU timestamps where the adapter has
-//! them, see [`Context::device_time`]) and keeps the fastest candidate for later calls (cached in this
-//! module, keyed by the device, the kernel family — dense or fused noisy Linear — and the
-//! bucket); with the environment variable `QUANTNOISE_TUNE_LOG` set (not to `0`) it prints
-//! each candidate's time to stderr. [`set_tuning`] turns it off
+//! them, see [`Context::device_time`]) and keeps the fastest candidate for later calls
+//! (cached in this module, keyed by the device, the kernel family — dense, fused noisy Linear
+//! or PQ-decoded — and the bucket); with the environment variable `QUANTNOISE_TUNE_LOG` set
+//! (not to `0`) it prints each candidate's time to stderr. [`set_tuning`] turns it off
 //! ([`Tuning::Off`]: always [`MatmulConfig::DEFAULT`]) or forces one configuration, for the
 //! whole process; [`with_tuning`] does so for the calling thread while a closure runs. Every
 //! candidate accumulates in f32 in the same order (k ascending), so they give the same results

@@ -27,7 +27,8 @@
 //!   output tiles of 4 × 4 register blocks, the weight tile of each K-chunk decoded from the
 //!   codebook (copied to workgroup memory when it fits, read from its storage buffer
 //!   otherwise).
-//! - [`PqMatmulMethod::Rows`] (the default beyond [`LUT_MAX_BATCH`] rows when `d % 4 == 0`):
+//! - [`PqMatmulMethod::Rows`] (what [`PqMatmulMethod::Auto`] picks where the table does not
+//!   serve and `d % 4 == 0`, except on GPUs with an f32 codebook):
 //!   one invocation per batch row, 8 output columns per workgroup; the 8 weight rows are
 //!   decoded on the fly from the indices and the codebook (in workgroup memory when it fits),
 //!   the same for every invocation, while each invocation reads its own activations as vec4s.
@@ -243,11 +244,12 @@ impl PqWeight {
 /// How [`Context::pq_matmul`] computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PqMatmulMethod {
-    /// [`PqMatmulMethod::Lut`] for batches up to [`LUT_MAX_BATCH`] rows, and on adapters
-    /// with the per-invocation [`AccessPattern`] (CPU-type) for any batch when `4 · Kc ≤ N`
+    /// On GPUs (coalesced access) with an f32 codebook: [`PqMatmulMethod::Lut`] up to
+    /// [`GPU_LUT_MAX_BATCH`] rows, [`PqMatmulMethod::Tiled`] beyond. Otherwise
+    /// [`PqMatmulMethod::Lut`] for batches up to [`LUT_MAX_BATCH`] rows, and on adapters with
+    /// the per-invocation [`AccessPattern`] (CPU-type) for any batch when `4 · Kc ≤ N`
     /// (building the table then costs at most a quarter of the matmul), when the table of 4
-    /// rows fits a bound window; on GPUs (coalesced access) with an f32 codebook, the table up
-    /// to [`GPU_LUT_MAX_BATCH`] rows and [`PqMatmulMethod::Tiled`] beyond; otherwise [`PqMatmulMethod::Rows`] when `d % 4 == 0`, else
+    /// rows fits a bound window; else [`PqMatmulMethod::Rows`] when `d % 4 == 0`, else
     /// [`PqMatmulMethod::Tiled`].
     Auto,
     /// Tiled matmul decoding weight tiles from the codebook: with an f32 codebook the dense
