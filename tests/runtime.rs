@@ -251,8 +251,8 @@ fn validation_error(t: &Target) -> Result<(), Failed> {
 /// `Context::device_time` (on a device of its own): one time per submission (one per copy),
 /// in order, positive and within the wall time of the window, larger for the copy that moves
 /// 65536 times the bytes; submissions beyond the window's 2048 passes are counted as untimed;
-/// a nested window is refused; the CPU backend and adapters without timestamp queries give
-/// no time.
+/// a nested window is refused; a panic inside closes the window; the CPU backend and adapters
+/// without timestamp queries give no time.
 fn device_time(t: &Target) -> Result<(), Failed> {
     // A device of its own: a timing window also counts the ops other tests submit meanwhile.
     let own = Context::all_adapters(BackendChoice::Auto, None)
@@ -297,6 +297,11 @@ fn device_time(t: &Target) -> Result<(), Failed> {
     expect_err(ctx, ctx.device_time(|| ctx.device_time(|| Ok(()))), |e| {
         matches!(e, Error::InvalidArgument { .. })
     })?;
+    // A panic inside closes the window too.
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ctx.device_time(|| -> quantnoise::Result<()> { panic!("inside the window") })
+    }));
+    ensure(panicked.is_err(), || "the closure did not panic".into())?;
     let ((), time) =
         ctx.device_time(|| (0..2100).try_for_each(|_| ctx.copy_kernel(variant, &src_s, &dst_s)))?;
     let time = time.ok_or("no time for the second window")?;

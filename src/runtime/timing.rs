@@ -118,13 +118,21 @@ impl Gpu {
             }
             *timing = Some(window);
         }
+        // Closed however `f` ends (a panic included).
+        struct Close<'a>(&'a std::sync::Mutex<Option<Window>>);
+        impl Close<'_> {
+            fn take(&self) -> Option<Window> {
+                self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+            }
+        }
+        impl Drop for Close<'_> {
+            fn drop(&mut self) {
+                self.take();
+            }
+        }
+        let close = Close(&self.timing);
         let result = f();
-        let window = self
-            .timing
-            .lock()
-            .unwrap()
-            .take()
-            .expect("window opened above");
+        let window = close.take().expect("window opened above");
         let value = result?;
         Ok((value, Some(self.resolve(window)?)))
     }
