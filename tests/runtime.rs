@@ -313,5 +313,45 @@ fn device_time(t: &Target) -> Result<(), Failed> {
         )
     })?;
     let ((), none) = t.cpu.device_time(|| Ok(()))?;
-    ensure(none.is_none(), || "a device time on the CPU backend".into())
+    ensure(none.is_none(), || "a device time on the CPU backend".into())?;
+    concurrent_windows(ctx, variant, (&src_s, &dst_s))
+}
+
+/// Windows opened and closed by two threads while a third submits untimed work, all on one
+/// device: each call either times (finite, non-negative times) or is refused as nested, and
+/// no submission straddling two windows is counted in either.
+fn concurrent_windows(
+    ctx: &Context,
+    variant: CopyVariant,
+    (src, dst): (&quantnoise::Tensor, &quantnoise::Tensor),
+) -> Result<(), Failed> {
+    let copies = || (0..3).try_for_each(|_| ctx.copy_kernel(variant, src, dst));
+    let timer = || -> Result<usize, String> {
+        let mut timed = 0;
+        for _ in 0..50 {
+            match ctx.device_time(copies) {
+                Ok(((), Some(t))) => {
+                    if !t.submissions.iter().all(|x| x.is_finite() && *x >= 0.0) {
+                        return Err(format!("times {:?}", t.submissions));
+                    }
+                    timed += 1;
+                }
+                Ok(((), None)) => return Err("no time".into()),
+                Err(Error::InvalidArgument { .. }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(timed)
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(timer);
+        let b = s.spawn(timer);
+        s.spawn(|| (0..150).try_for_each(|_| copies()));
+        (a.join(), b.join())
+    });
+    let (a, b) = (
+        a.map_err(|_| "a timing thread panicked")??,
+        b.map_err(|_| "a timing thread panicked")??,
+    );
+    ensure(a + b > 0, || "no window was ever opened".into())
 }

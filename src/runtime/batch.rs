@@ -43,8 +43,10 @@ pub(crate) struct Batch<'g> {
     pooled: Vec<wgpu::Buffer>,
     readbacks: Vec<(wgpu::Buffer, u64)>,
     scopes: ErrorScopes,
-    /// Timestamp slots of this op's passes while a device-timing window is open, and whether a
-    /// pass found the window's slots used up.
+    /// The device-timing window this submission's passes were timed in, their timestamp
+    /// slots, and whether some pass was not (the window's slots used up, or a pass outside
+    /// that window).
+    timed_window: Option<u64>,
     timed_passes: Vec<u32>,
     untimed: bool,
     // Dropped last: the scopes are popped while the device is still held.
@@ -67,6 +69,7 @@ impl<'g> Batch<'g> {
             pooled: Vec::new(),
             readbacks: Vec::new(),
             scopes,
+            timed_window: None,
             timed_passes: Vec::new(),
             untimed: false,
             _guard: guard,
@@ -196,19 +199,28 @@ impl<'g> Batch<'g> {
         if self.pass.is_none() {
             let slot = self.gpu.pass_slot();
             let timestamp_writes = match &slot {
-                PassSlot::Slot(query_set, i) => {
-                    self.timed_passes.push(*i);
+                PassSlot::Slot {
+                    query_set,
+                    slot,
+                    window,
+                } if *self.timed_window.get_or_insert(*window) == *window => {
+                    self.timed_passes.push(*slot);
                     Some(wgpu::ComputePassTimestampWrites {
                         query_set,
-                        beginning_of_pass_write_index: Some(2 * i),
-                        end_of_pass_write_index: Some(2 * i + 1),
+                        beginning_of_pass_write_index: Some(2 * slot),
+                        end_of_pass_write_index: Some(2 * slot + 1),
                     })
                 }
-                PassSlot::Full => {
+                PassSlot::Full { window } => {
+                    self.timed_window.get_or_insert(*window);
                     self.untimed = true;
                     None
                 }
-                PassSlot::Off => None,
+                // A pass before the window opened, or in another window than earlier passes.
+                _ => {
+                    self.untimed = true;
+                    None
+                }
             };
             let pass = self
                 .encoder
@@ -255,7 +267,11 @@ impl<'g> Batch<'g> {
         self.end_pass();
         let gpu = self.gpu;
         let index = gpu.queue.submit([self.encoder.finish()]);
-        gpu.op_timed(std::mem::take(&mut self.timed_passes), !self.untimed);
+        gpu.op_timed(
+            self.timed_window,
+            std::mem::take(&mut self.timed_passes),
+            !self.untimed,
+        );
         let scoped = self.scopes.pop(self.op);
         let result = scoped.and_then(|_| {
             if self.readbacks.is_empty() {

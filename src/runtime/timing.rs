@@ -40,14 +40,20 @@ impl DeviceTime {
 pub(crate) enum PassSlot {
     /// No timing window is open.
     Off,
-    /// Timestamps at queries `2·slot` (begin) and `2·slot + 1` (end).
-    Slot(wgpu::QuerySet, u32),
-    /// A window is open but its slots are used up: the op is not timed.
-    Full,
+    /// Timestamps at queries `2·slot` (begin) and `2·slot + 1` (end) of window `window`.
+    Slot {
+        query_set: wgpu::QuerySet,
+        slot: u32,
+        window: u64,
+    },
+    /// Window `window` is open but its slots are used up: the submission is not timed.
+    Full { window: u64 },
 }
 
 /// The open timing window of a device.
 pub(crate) struct Window {
+    /// Process-unique: a submission whose passes began in another window is not counted.
+    id: u64,
     query_set: wgpu::QuerySet,
     passes: u32,
     /// Pass slots of each submission, in order.
@@ -57,7 +63,9 @@ pub(crate) struct Window {
 
 impl Window {
     fn new(device: &wgpu::Device) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             query_set: device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("quantnoise device timing"),
                 ty: wgpu::QueryType::Timestamp,
@@ -77,20 +85,27 @@ impl Gpu {
             None => PassSlot::Off,
             Some(w) if w.passes < MAX_PASSES => {
                 w.passes += 1;
-                PassSlot::Slot(w.query_set.clone(), w.passes - 1)
+                PassSlot::Slot {
+                    query_set: w.query_set.clone(),
+                    slot: w.passes - 1,
+                    window: w.id,
+                }
             }
-            Some(_) => PassSlot::Full,
+            Some(w) => PassSlot::Full { window: w.id },
         }
     }
 
-    /// Records a submission's pass slots (`complete`: every pass of it got one).
-    pub(crate) fn op_timed(&self, slots: Vec<u32>, complete: bool) {
-        if let Some(w) = self.timing.lock().unwrap().as_mut() {
-            if complete && !slots.is_empty() {
-                w.ops.push(slots);
-            } else if !complete {
-                w.untimed += 1;
-            }
+    /// Records a submission's pass slots in window `window` (`complete`: every pass of the
+    /// submission got one there); ignored unless that window is still open.
+    pub(crate) fn op_timed(&self, window: Option<u64>, slots: Vec<u32>, complete: bool) {
+        let mut timing = self.timing.lock().unwrap();
+        let Some(w) = timing.as_mut().filter(|w| Some(w.id) == window) else {
+            return;
+        };
+        if !complete {
+            w.untimed += 1;
+        } else if !slots.is_empty() {
+            w.ops.push(slots);
         }
     }
 
@@ -132,7 +147,10 @@ impl Gpu {
         }
         let close = Close(&self.timing);
         let result = f();
-        let window = close.take().expect("window opened above");
+        let window = close.take();
+        // Disarmed: once taken, the slot may hold another thread's window.
+        std::mem::forget(close);
+        let window = window.expect("only this call takes its window");
         let value = result?;
         Ok((value, Some(self.resolve(window)?)))
     }
