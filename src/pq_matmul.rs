@@ -245,12 +245,13 @@ impl PqWeight {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PqMatmulMethod {
     /// On GPUs (coalesced access) with an f32 codebook: [`PqMatmulMethod::Lut`] up to
-    /// [`GPU_LUT_MAX_BATCH`] rows, [`PqMatmulMethod::Tiled`] beyond. Otherwise
-    /// [`PqMatmulMethod::Lut`] for batches up to [`LUT_MAX_BATCH`] rows, and on adapters with
-    /// the per-invocation [`AccessPattern`] (CPU-type) for any batch when `4 · Kc ≤ N`
-    /// (building the table then costs at most a quarter of the matmul), when the table of 4
-    /// rows fits a bound window; else [`PqMatmulMethod::Rows`] when `d % 4 == 0`, else
-    /// [`PqMatmulMethod::Tiled`].
+    /// [`GPU_LUT_MAX_BATCH`] rows, [`PqMatmulMethod::Tiled`] beyond. On CPU-type adapters
+    /// with an f32 codebook beyond [`LUT_MAX_BATCH`] rows: [`PqMatmulMethod::Lut`] when
+    /// `8 · Kc ≤ N`, else [`PqMatmulMethod::Tiled`]. Otherwise [`PqMatmulMethod::Lut`] for
+    /// batches up to [`LUT_MAX_BATCH`] rows, and on CPU-type adapters for any batch when
+    /// `4 · Kc ≤ N` (building the table then costs at most a quarter of the matmul), when the
+    /// table of 4 rows fits a bound window; else [`PqMatmulMethod::Rows`] when `d % 4 == 0`,
+    /// else [`PqMatmulMethod::Tiled`].
     Auto,
     /// Tiled matmul decoding weight tiles from the codebook: with an f32 codebook the dense
     /// matmul's kernel and autotuning (see the module docs), else 32 × 32 tiles of 4 × 4
@@ -814,12 +815,18 @@ impl Context {
 
 /// Whether [`Context::pq_matmul`] runs the dense tiled matmul with decoded weight tiles
 /// ([`pq_linear`]): [`PqMatmulMethod::Tiled`] with an f32 codebook, and
-/// [`PqMatmulMethod::Auto`] beyond [`GPU_LUT_MAX_BATCH`] rows on GPUs (coalesced access).
+/// [`PqMatmulMethod::Auto`] with one beyond [`GPU_LUT_MAX_BATCH`] rows on GPUs (coalesced
+/// access), and on CPU-type adapters beyond [`LUT_MAX_BATCH`] rows unless `8 · Kc ≤ N`.
 fn decoded_tiles(g: &Gpu, m: u64, weight: &PqWeight, method: PqMatmulMethod) -> bool {
     weight.codebook_format == CodebookFormat::F32
         && match method {
             PqMatmulMethod::Tiled => true,
-            PqMatmulMethod::Auto => g.coalesced && m > GPU_LUT_MAX_BATCH,
+            PqMatmulMethod::Auto if g.coalesced => m > GPU_LUT_MAX_BATCH,
+            // lavapipe, 512 rows: at N = 1024 (Kc = 256) the decoded tiles took 101 ms against
+            // 183 ms for the table; at N = 4096 1212 ms against 1051 ms.
+            PqMatmulMethod::Auto => {
+                m > LUT_MAX_BATCH && 8 * weight.n_centroids as u64 > weight.out_features
+            }
             _ => false,
         }
 }

@@ -16,8 +16,9 @@
 //! [`AccessPattern`]), the same LUT and f16 cases in each pattern
 //! (`pq_matvec_lut_perrow_{n}_b1`, `pq_matvec_lut_split_{n}_b1`, `dense_matvec_f16_perrow_…`,
 //! `dense_matvec_f16_split_…`), `pq_matvec_lut_{n}_b16`, `pq_matmul_{n}_b16`
-//! and `pq_matmul_{n}_b512` ([`PqMatmulMethod::Auto`]: on CPU-type adapters the LUT at both,
-//! on GPUs the decoded-tile matmul at both), `pq_matmul_rows_{n}_b512`
+//! and `pq_matmul_{n}_b512` ([`PqMatmulMethod::Auto`]: on GPUs the decoded-tile matmul at
+//! both; on CPU-type adapters the LUT at 16 and, at 512, the LUT for n = 4096 and the
+//! decoded tiles for n = 1024), `pq_matmul_rows_{n}_b512`
 //! (the rows kernel), `pq_matmul_tiled_{n}_b512` (the dense matmul with decoded weight tiles; the
 //! validation names its configuration), `dense_matvec_f32_{n}_b16` (the dense matrix–vector kernel on 16 rows, reading the
 //! weight once per 4 rows: not a tiled matmul; the dense matmul comparison is the `matmul`
@@ -218,11 +219,12 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
         let x2 = x.clone();
         // What Auto picks here (see `PqMatmulMethod::Auto`; f32 codebook, 4·Kc ≤ N for both
         // shapes): the dense matmul with decoded weight tiles (Tiled) beyond a few rows on
-        // GPUs, else the LUT up to 16 rows, and beyond on CPU-type adapters.
+        // GPUs, and beyond 16 rows on CPU-type adapters unless 8·Kc ≤ N; else the LUT.
         let coalesced = ctx.gpu().is_some_and(|g| g.coalesced);
         let auto = method == PqMatmulMethod::Auto;
-        let decoded =
-            method == PqMatmulMethod::Tiled || (auto && coalesced && m as u64 > GPU_LUT_MAX_BATCH);
+        let decoded = method == PqMatmulMethod::Tiled
+            || (auto && coalesced && m as u64 > GPU_LUT_MAX_BATCH)
+            || (auto && !coalesced && m as u64 > LUT_MAX_BATCH && 8 * KC as usize > n);
         let lut = matches!(method, PqMatmulMethod::Lut | PqMatmulMethod::LutWith(_))
             || (auto && !decoded && (m as u64 <= LUT_MAX_BATCH || !coalesced));
         let tiled = !lut;
