@@ -161,10 +161,15 @@ impl Gpu {
             submissions: Vec::with_capacity(w.ops.len()),
             untimed: w.untimed,
         };
-        if w.passes == 0 {
+        // Only the slots of recorded submissions are resolved: a slot whose pass never ran (its
+        // submission failed, or another thread's submission straddling the window's end) would
+        // be waited for. Each pair goes to its own aligned offset.
+        let slots: Vec<u32> = w.ops.iter().flatten().copied().collect();
+        if slots.is_empty() {
             return Ok(out);
         }
-        let bytes = 2 * w.passes as u64 * wgpu::QUERY_SIZE as u64;
+        const STRIDE: u64 = wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT;
+        let bytes = slots.len() as u64 * STRIDE;
         let _guard = self.lock();
         let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("quantnoise timestamps"),
@@ -183,7 +188,14 @@ impl Gpu {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("quantnoise timestamps"),
             });
-        encoder.resolve_query_set(&w.query_set, 0..2 * w.passes, &resolve, 0);
+        for (i, &slot) in slots.iter().enumerate() {
+            encoder.resolve_query_set(
+                &w.query_set,
+                2 * slot..2 * slot + 2,
+                &resolve,
+                i as u64 * STRIDE,
+            );
+        }
         encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, Some(bytes));
         let index = self.queue.submit([encoder.finish()]);
         let (tx, rx) = mpsc::channel();
@@ -206,12 +218,16 @@ impl Gpu {
                 .map_err(|e| Error::Readback(e.to_string()))?,
         );
         let period_s = self.queue.get_timestamp_period() as f64 * 1e-9;
-        for slots in &w.ops {
-            let ticks: u64 = slots
-                .iter()
-                .map(|&s| ticks[2 * s as usize + 1].saturating_sub(ticks[2 * s as usize]))
-                .sum();
-            out.submissions.push(ticks as f64 * period_s);
+        // Slot pair i at u64 i·STRIDE/8, in the order of `slots`.
+        let per = (STRIDE / 8) as usize;
+        let mut i = 0;
+        for op in &w.ops {
+            let mut sum = 0u64;
+            for _ in op {
+                sum += ticks[i * per + 1].saturating_sub(ticks[i * per]);
+                i += 1;
+            }
+            out.submissions.push(sum as f64 * period_s);
         }
         Ok(out)
     }
