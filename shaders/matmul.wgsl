@@ -147,6 +147,16 @@ fn store(e: u32, value: f32) {
     mat_c[mm.c_off + e] = Elem(v);
 }
 
+// Output e of split `split`: with SPLIT = 1 its raw partial sum at split·M·N + e of the
+// partials (bound as C from offset 0), else through store.
+fn emit(split: u32, e: u32, value: f32) {
+    if SPLIT == 1u {
+        mat_c[split * mm.m * mm.n + e] = Elem(value);
+    } else {
+        store(e, value);
+    }
+}
+
 @compute @workgroup_size(THREADS)
 fn matmul(@builtin(local_invocation_index) lid: u32,
           @builtin(workgroup_id) wid: vec3<u32>,
@@ -489,41 +499,23 @@ fn matmul(@builtin(local_invocation_index) lid: u32,
             for (var u = 0u; u < VN; u++) {
                 let j = col0 + 4u * (tx * QB + u * SB);
                 var out = acc[(4u * v + r) * 4u + u];
-                if SPLIT == 1u {
-                    if i < mm.m {
-                        let e = (split * mm.m + i) * mm.n + j;
-                        if j < mm.n {
-                            mat_c[e] = Elem(out.x);
-                        }
-                        if j + 1u < mm.n {
-                            mat_c[e + 1u] = Elem(out.y);
-                        }
-                        if j + 2u < mm.n {
-                            mat_c[e + 2u] = Elem(out.z);
-                        }
-                        if j + 3u < mm.n {
-                            mat_c[e + 3u] = Elem(out.w);
-                        }
-                    }
-                    continue;
-                }
-                if HAS_BIAS == 1u {
+                if HAS_BIAS == 1u && SPLIT == 0u {
                     out += vec4<f32>(f32(bias[min(j, mm.n - 1u)]), f32(bias[min(j + 1u, mm.n - 1u)]),
                                      f32(bias[min(j + 2u, mm.n - 1u)]), f32(bias[min(j + 3u, mm.n - 1u)]));
                 }
                 if i < mm.m {
                     let e = i * mm.n + j;
                     if j < mm.n {
-                        store(e, out.x);
+                        emit(split, e, out.x);
                     }
                     if j + 1u < mm.n {
-                        store(e + 1u, out.y);
+                        emit(split, e + 1u, out.y);
                     }
                     if j + 2u < mm.n {
-                        store(e + 2u, out.z);
+                        emit(split, e + 2u, out.z);
                     }
                     if j + 3u < mm.n {
-                        store(e + 3u, out.w);
+                        emit(split, e + 3u, out.w);
                     }
                 }
             }

@@ -884,19 +884,11 @@ fn time_runs(g: &Gpu, op: &impl Fn() -> Result<()>, reps: usize) -> Result<f64> 
             Err(e) => return Err(e),
         }
     }
-    wait(g)?;
+    g.wait_idle()?;
     let t = Instant::now();
     (0..reps).try_for_each(|_| op())?;
-    wait(g)?;
+    g.wait_idle()?;
     Ok(t.elapsed().as_secs_f64() / reps as f64)
-}
-
-fn wait(g: &Gpu) -> Result<()> {
-    let _guard = g.lock();
-    g.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| Error::DeviceLost(e.to_string()))?;
-    g.check_alive()
 }
 
 /// Checks the tensors of a product: ownership, dtype (all equal, float), lengths, aliasing.

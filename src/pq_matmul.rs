@@ -531,14 +531,14 @@ impl Context {
                 let out: Vec<f32> = out.iter().map(|&v| v as f32).collect();
                 write_host(y, &out)
             }
-            Backend::Gpu(g) if decoded_tiles(g, m, weight, method) => {
-                pq_linear(g, x, m, weight, bias, y)
-            }
-            Backend::Gpu(g) => {
-                let mut batch = Batch::new(g, "pq_matmul")?;
-                record_pq_matmul(g, &mut batch, x, m, weight, bias, y, method)?;
-                batch.finish().map(|_| ())
-            }
+            Backend::Gpu(g) => match pq_kernel(g, m, weight, method) {
+                PqKernel::Decoded => pq_linear(g, x, m, weight, bias, y),
+                kernel => {
+                    let mut batch = Batch::new(g, "pq_matmul")?;
+                    record_pq_matmul(g, &mut batch, x, m, weight, bias, y, method, kernel)?;
+                    batch.finish().map(|_| ())
+                }
+            },
         }
     }
 
@@ -813,22 +813,54 @@ impl Context {
     }
 }
 
-/// Whether [`Context::pq_matmul`] runs the dense tiled matmul with decoded weight tiles
-/// ([`pq_linear`]): [`PqMatmulMethod::Tiled`] with an f32 codebook, and
-/// [`PqMatmulMethod::Auto`] with one beyond [`GPU_LUT_MAX_BATCH`] rows on GPUs (coalesced
-/// access), and on CPU-type adapters beyond [`LUT_MAX_BATCH`] rows unless `8 · Kc ≤ N`.
-fn decoded_tiles(g: &Gpu, m: u64, weight: &PqWeight, method: PqMatmulMethod) -> bool {
-    weight.codebook_format == CodebookFormat::F32
+/// The kernel [`Context::pq_matmul`] runs on a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PqKernel {
+    /// The dense tiled matmul with decoded weight tiles ([`pq_linear`]).
+    Decoded,
+    /// The lookup table (build, then gather).
+    Lut,
+    /// One invocation per batch row (`pq_matmul_rows`).
+    Rows,
+    /// 32 × 32 tiles (`pq_matmul_tiled`).
+    Tiled32,
+}
+
+/// What `method` resolves to for `m` rows of `weight` on `g` (see [`PqMatmulMethod`]).
+pub(crate) fn pq_kernel(g: &Gpu, m: u64, weight: &PqWeight, method: PqMatmulMethod) -> PqKernel {
+    let kc = weight.n_centroids as u64;
+    let n = weight.out_features;
+    let f32_codebook = weight.codebook_format == CodebookFormat::F32;
+    let decoded = f32_codebook
         && match method {
             PqMatmulMethod::Tiled => true,
             PqMatmulMethod::Auto if g.coalesced => m > GPU_LUT_MAX_BATCH,
             // lavapipe, 512 rows: at N = 1024 (Kc = 256) the decoded tiles took 101 ms against
             // 183 ms for the table; at N = 4096 1212 ms against 1051 ms.
-            PqMatmulMethod::Auto => {
-                m > LUT_MAX_BATCH && 8 * weight.n_centroids as u64 > weight.out_features
-            }
+            PqMatmulMethod::Auto => m > LUT_MAX_BATCH && 8 * kc > n,
             _ => false,
-        }
+        };
+    // The table of the batch rows interleaved by 4 (1 below 4 rows) must fit a bound window.
+    let group: u64 = if m >= 4 { 4 } else { 1 };
+    let lut_fits = group * weight.subvectors_per_row() * kc * 4 <= g.max_window;
+    let lut = match method {
+        // Beyond small batches the table still wins while building it (M·K·Kc multiply-adds)
+        // costs at most a quarter of the matmul (M·N·K): one lookup replaces d multiply-adds.
+        // On GPUs (coalesced access) the table of many rows does not: on an H200 at 512 rows it
+        // took 5× the time of the rows kernel.
+        PqMatmulMethod::Auto => lut_fits && (m <= LUT_MAX_BATCH || (!g.coalesced && 4 * kc <= n)),
+        PqMatmulMethod::Lut | PqMatmulMethod::LutWith(_) => lut_fits,
+        PqMatmulMethod::Tiled | PqMatmulMethod::Rows => false,
+    };
+    if decoded {
+        PqKernel::Decoded
+    } else if lut {
+        PqKernel::Lut
+    } else if weight.block_size.is_multiple_of(4) && method != PqMatmulMethod::Tiled {
+        PqKernel::Rows
+    } else {
+        PqKernel::Tiled32
+    }
 }
 
 /// Mirror of `PqLinearParams` in `shaders/matmul_pq.wgsl`.
@@ -888,7 +920,8 @@ fn pq_linear(
     })
 }
 
-/// Records one PQ matmul (see [`Context::pq_matmul`]; arguments validated).
+/// Records one PQ matmul with `kernel` (from [`pq_kernel`], not [`PqKernel::Decoded`]; see
+/// [`Context::pq_matmul`]; arguments validated).
 #[allow(clippy::too_many_arguments)]
 fn record_pq_matmul(
     g: &Gpu,
@@ -899,6 +932,7 @@ fn record_pq_matmul(
     bias: Option<&Tensor>,
     y: &Tensor,
     method: PqMatmulMethod,
+    kernel: PqKernel,
 ) -> Result<()> {
     let (n, k) = (weight.out_features, weight.in_features);
     let d = weight.block_size;
@@ -918,21 +952,12 @@ fn record_pq_matmul(
     // Batch rows interleaved in the table (G): 4 from 4 rows on (one vec4 load per index for
     // 4 rows), else 1 (a 4× smaller table, which stays in cache).
     let group: u64 = if m >= 4 { 4 } else { 1 };
-    let lut_fits = group * lut_row <= g.max_window;
-    let lut = match method {
-        // Beyond small batches the table still wins while building it (M·K·Kc multiply-adds)
-        // costs at most a quarter of the matmul (M·N·K): one lookup replaces d multiply-adds.
-        // On GPUs (coalesced access) the table of many rows does not: on an H200 at 512 rows it
-        // took 5× the time of the rows kernel.
-        PqMatmulMethod::Auto => lut_fits && (m <= LUT_MAX_BATCH || (!g.coalesced && 4 * kc <= n)),
-        PqMatmulMethod::Lut | PqMatmulMethod::LutWith(_) => lut_fits,
-        PqMatmulMethod::Tiled | PqMatmulMethod::Rows => false,
-    };
+    let lut = kernel == PqKernel::Lut;
     let split = match method {
         PqMatmulMethod::LutWith(access) => access.coalesced(g.coalesced),
         _ => g.coalesced,
     };
-    let rows_kernel = !lut && d.is_multiple_of(4) && method != PqMatmulMethod::Tiled;
+    let rows_kernel = kernel == PqKernel::Rows;
     let s = (32 / d).max(1);
     let bk = s * d;
     let tiles_bytes = if lut || rows_kernel {

@@ -30,11 +30,10 @@ use std::rc::Rc;
 use half::f16;
 
 use super::{BenchOptions, Case, CaseKind};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::matmul::{LinearShape, Product, config_in_use};
 use crate::pq_matmul::{
-    ActQuant, CodebookFormat, GPU_LUT_MAX_BATCH, IndexFormat, LUT_MAX_BATCH, PqMatmulMethod,
-    PqOutput, PqWeight,
+    ActQuant, CodebookFormat, IndexFormat, PqKernel, PqMatmulMethod, PqOutput, PqWeight, pq_kernel,
 };
 use crate::runtime::shaders::Family;
 use crate::tensor::{DType, Tensor};
@@ -217,26 +216,21 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
         let counter = Cell::new(0usize);
         let (ws2, y2, h) = (ws.clone(), y.clone(), host.clone());
         let x2 = x.clone();
-        // What Auto picks here (see `PqMatmulMethod::Auto`; f32 codebook, 4·Kc ≤ N for both
-        // shapes): the dense matmul with decoded weight tiles (Tiled) beyond a few rows on
-        // GPUs, and beyond 16 rows on CPU-type adapters unless 8·Kc ≤ N; else the LUT.
-        let coalesced = ctx.gpu().is_some_and(|g| g.coalesced);
-        let auto = method == PqMatmulMethod::Auto;
-        let decoded = method == PqMatmulMethod::Tiled
-            || (auto && coalesced && m as u64 > GPU_LUT_MAX_BATCH)
-            || (auto && !coalesced && m as u64 > LUT_MAX_BATCH && 8 * KC as usize > n);
-        let lut = matches!(method, PqMatmulMethod::Lut | PqMatmulMethod::LutWith(_))
-            || (auto && !decoded && (m as u64 <= LUT_MAX_BATCH || !coalesced));
-        let tiled = !lut;
-        // The rows kernel reads the indices once per workgroup of up to 64 batch rows, the LUT
-        // gather once per group of 4 batch rows (1 row below batch 4); the decoded tiles once
-        // per row tile of the configuration that ran.
-        let reads = if tiled {
-            m.div_ceil(64)
-        } else if m >= 4 {
-            m.div_ceil(4)
-        } else {
-            m
+        // The kernel the library runs here. The rows kernel reads the indices once per
+        // workgroup of up to 64 batch rows, the 32 × 32 tiles once per 32 rows, the LUT gather
+        // once per group of 4 batch rows (1 row below batch 4); the decoded tiles once per row
+        // tile of the configuration that ran (known after the check).
+        let g = ctx
+            .gpu()
+            .ok_or_else(|| Error::NoAdapter("the PQ cases measure a device".into()))?;
+        let kernel = pq_kernel(g, m as u64, &ws[0], method);
+        let decoded = kernel == PqKernel::Decoded;
+        let tiled = kernel != PqKernel::Lut;
+        let reads = match kernel {
+            PqKernel::Lut if m >= 4 => m.div_ceil(4),
+            PqKernel::Lut => m,
+            PqKernel::Tiled32 => m.div_ceil(32),
+            _ => m.div_ceil(64),
         };
         let mm = m as u64;
         out.push(Case {

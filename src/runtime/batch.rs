@@ -18,6 +18,8 @@ pub(crate) const SCRATCH: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 const UNIFORM: wgpu::BufferUsages = wgpu::BufferUsages::UNIFORM.union(wgpu::BufferUsages::COPY_DST);
 const INDIRECT: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::INDIRECT);
+const RESOLVE: wgpu::BufferUsages =
+    wgpu::BufferUsages::QUERY_RESOLVE.union(wgpu::BufferUsages::COPY_SRC);
 const STAGING: wgpu::BufferUsages =
     wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 
@@ -260,6 +262,26 @@ impl<'g> Batch<'g> {
             .copy_buffer_to_buffer(buffer, offset, &staging, 0, Some(padded));
         self.readbacks.push((staging, size));
         Readback(self.readbacks.len() - 1)
+    }
+
+    /// Resolves the timestamp query pairs `2·slot, 2·slot + 1` of `set`, one pair per
+    /// [`wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT`] bytes in the order of `slots`, and reads them
+    /// back.
+    pub(crate) fn read_timestamp_pairs(&mut self, set: &wgpu::QuerySet, slots: &[u32]) -> Readback {
+        const STRIDE: u64 = wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT;
+        let bytes = slots.len() as u64 * STRIDE;
+        let resolved = self.gpu.acquire(RESOLVE, bytes);
+        self.pooled.push(resolved.clone());
+        self.end_pass();
+        for (i, &slot) in slots.iter().enumerate() {
+            self.encoder.resolve_query_set(
+                set,
+                2 * slot..2 * slot + 2,
+                &resolved,
+                i as u64 * STRIDE,
+            );
+        }
+        self.read(&resolved, 0, bytes)
     }
 
     /// Submits, waits when something is read back, and returns the bytes of each readback.

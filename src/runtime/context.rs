@@ -264,15 +264,10 @@ impl Context {
     /// Waits until all submitted work on the device has finished (no-op on the CPU backend).
     /// Ops return once their work is submitted unless they read something back.
     pub fn synchronize(&self) -> Result<()> {
-        if let Backend::Gpu(g) = &self.backend {
-            g.check_alive()?;
-            let _guard = g.lock();
-            g.device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| Error::DeviceLost(e.to_string()))?;
-            g.check_alive()?;
+        match &self.backend {
+            Backend::Gpu(g) => g.wait_idle(),
+            Backend::Cpu => Ok(()),
         }
-        Ok(())
     }
 
     /// Runs `f` and measures, with GPU timestamp queries, the device time of the work submitted

@@ -133,6 +133,16 @@ impl Gpu {
         }
     }
 
+    /// Waits until all submitted work has finished; a lost device is an error.
+    pub(crate) fn wait_idle(&self) -> Result<()> {
+        self.check_alive()?;
+        let _guard = self.lock();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::DeviceLost(e.to_string()))?;
+        self.check_alive()
+    }
+
     /// Serialises device access on GL (no-op elsewhere).
     pub(crate) fn lock(&self) -> DeviceGuard {
         self.serialised.then(|| GL_LOCK.lock())

@@ -4,9 +4,8 @@
 //! to record and submit it, so wall-clock time per op measures the host there; this measures
 //! the kernels.
 
-use std::sync::mpsc;
-
-use crate::error::{Error, Result, invalid};
+use crate::error::{Result, invalid};
+use crate::runtime::batch::Batch;
 use crate::runtime::gpu::Gpu;
 
 /// Compute passes one timing window can time (two queries each: wgpu allows 4096 per set).
@@ -163,63 +162,18 @@ impl Gpu {
         };
         // Only the slots of recorded submissions are resolved: a slot whose pass never ran (its
         // submission failed, or another thread's submission straddling the window's end) would
-        // be waited for. Each pair goes to its own aligned offset.
+        // be waited for.
         let slots: Vec<u32> = w.ops.iter().flatten().copied().collect();
         if slots.is_empty() {
             return Ok(out);
         }
-        const STRIDE: u64 = wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT;
-        let bytes = slots.len() as u64 * STRIDE;
-        let _guard = self.lock();
-        let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("quantnoise timestamps"),
-            size: bytes,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("quantnoise timestamps readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("quantnoise timestamps"),
-            });
-        for (i, &slot) in slots.iter().enumerate() {
-            encoder.resolve_query_set(
-                &w.query_set,
-                2 * slot..2 * slot + 2,
-                &resolve,
-                i as u64 * STRIDE,
-            );
-        }
-        encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, Some(bytes));
-        let index = self.queue.submit([encoder.finish()]);
-        let (tx, rx) = mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(index),
-                timeout: None,
-            })
-            .map_err(|e| Error::DeviceLost(e.to_string()))?;
-        self.check_alive()?;
-        rx.recv()
-            .map_err(|e| Error::Readback(e.to_string()))?
-            .map_err(|e| Error::Readback(e.to_string()))?;
-        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(
-            &staging
-                .get_mapped_range(..)
-                .map_err(|e| Error::Readback(e.to_string()))?,
-        );
+        let mut batch = Batch::new(self, "device_time")?;
+        let r = batch.read_timestamp_pairs(&w.query_set, &slots);
+        let mut read = batch.finish()?;
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&Batch::take(&mut read, r));
         let period_s = self.queue.get_timestamp_period() as f64 * 1e-9;
-        // Slot pair i at u64 i·STRIDE/8, in the order of `slots`.
-        let per = (STRIDE / 8) as usize;
+        // Pair i at u64 i·(alignment / 8), in the order of `slots`.
+        let per = (wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT / 8) as usize;
         let mut i = 0;
         for op in &w.ops {
             let mut sum = 0u64;
