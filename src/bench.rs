@@ -870,13 +870,15 @@ fn check_kmeans(
     }
     Ok(format!(
         "objective {:.6e} -> {:.6e} over {} E-steps, non-increasing; counts sum to {n} \
-         (min {}, max {}); {} repair(s)",
+         (min {}, max {}); {} repair(s); pairs scored per E-step: mean {:.3}, last {:.3}",
         r.objective[0],
         r.objective[r.objective.len() - 1],
         r.objective.len(),
         r.counts.iter().min().unwrap_or(&0),
         r.counts.iter().max().unwrap_or(&0),
-        r.repairs
+        r.repairs,
+        r.scored.iter().sum::<f64>() / r.scored.len().max(1) as f64,
+        r.scored.last().unwrap_or(&1.0),
     ))
 }
 
@@ -1709,6 +1711,7 @@ mod tests {
             counts,
             objective,
             repairs: 0,
+            scored: vec![1.0; objective.len()],
         };
         let k = PQ_K as usize;
         let ok = result(vec![4; k], vec![3.0, 2.0, 2.0]);

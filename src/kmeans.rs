@@ -30,7 +30,8 @@ pub enum KmeansInit {
 
 /// Whether the device E-step uses Hamerly bounds: only the subvectors whose nearest centroid
 /// may have changed are then scored against the whole codebook. The results are the same bits
-/// either way; bounds are used for dim ≤ 16 and ignored by the CPU reference.
+/// either way ([`KmeansResult::scored`] shows the work saved); bounds are used for dim ≤ 16 and
+/// ignored by the CPU reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KmeansBounds {
     /// Every E-step scores every subvector.
@@ -102,6 +103,10 @@ pub struct KmeansResult {
     pub iterations: u32,
     /// Empty clusters repaired along the way.
     pub repairs: u32,
+    /// Per E-step (as `objective`), the fraction of (subvector, centroid) pairs the
+    /// nearest-centroid search scored: 1 without bounds, less where [`KmeansBounds`] proved
+    /// subvectors' centroids unchanged.
+    pub scored: Vec<f64>,
 }
 
 /// Progress report passed to the callback of [`Context::kmeans_with_progress`].
@@ -118,6 +123,8 @@ pub struct KmeansProgress {
 pub(crate) struct StepOut {
     pub counts: Vec<u32>,
     pub objective: f64,
+    /// Fraction of (subvector, centroid) pairs the E-step scored.
+    pub scored: f64,
 }
 
 /// The primitive steps the k-means driver needs, per problem index.
@@ -224,6 +231,7 @@ pub(crate) struct Run {
     pub objective: Vec<f64>,
     pub iterations: u32,
     pub repairs: u32,
+    pub scored: Vec<f64>,
 }
 
 /// K distinct indices below `n` (Floyd's sampling driven by Philox), in draw order.
@@ -405,6 +413,7 @@ pub(crate) fn drive(
             engine.accept(p);
             let run = &mut runs[p];
             run.objective.push(out.objective);
+            run.scored.push(out.scored);
             run.iterations += 1;
             report[p] = Some(out.objective);
             let converged = run.objective.len() >= 2 && {
@@ -426,6 +435,7 @@ pub(crate) fn drive(
     let outs = step_repaired(engine, &all, &mut runs, options.seed, options.n_iter)?;
     for (run, out) in runs.iter_mut().zip(outs) {
         run.objective.push(out.objective);
+        run.scored.push(out.scored);
         run.counts = out.counts;
     }
     Ok(runs)

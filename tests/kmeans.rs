@@ -302,8 +302,10 @@ fn bad_inputs(t: &Target) -> Result<(), Failed> {
 /// Hamerly bounds (the default) against the plain E-step: the same codebook bits, assignments,
 /// counts, objectives and repairs, on problems full of exact ties (points on a small integer
 /// lattice), near-duplicates (copies a few ulps apart), few distinct points (repairs), blobs
-/// several tiles of centroids wide, d = 1, 16 and mixed magnitudes, batched together. The
-/// final objective is within 4e-6 of the f64 sum of its squared distances.
+/// several tiles of centroids wide, d = 1, 16, mixed magnitudes and far from the origin,
+/// batched together; fewer
+/// pairs scored on the blobs. The final objective is within 4e-6 of the f64 sum of its squared
+/// distances.
 fn bounds_match_plain(t: &Target) -> Result<(), Failed> {
     let mut rng = Rng(77);
     let lattice: Vec<f32> = (0..2000 * 3).map(|_| rng.below(4) as f32).collect();
@@ -319,6 +321,12 @@ fn bounds_match_plain(t: &Target) -> Result<(), Failed> {
         row.iter_mut().for_each(|v| *v *= scale);
     }
     let few: Vec<f32> = rng.weights(45 * 5, 1.0).repeat(9);
+    // Far from the origin: ||x||² − 2·x·c + ||c||² cancels, its rounding is as large as the
+    // gaps between near centroids (only the margins keep the bounds exact).
+    let offset: Vec<f32> = blobs(&mut rng, 2000, 4, 20)
+        .iter()
+        .map(|v| v + 64.0)
+        .collect();
     let cases = [
         (lattice, 3u32),
         (few, 5),
@@ -327,6 +335,7 @@ fn bounds_match_plain(t: &Target) -> Result<(), Failed> {
         (blobs(&mut rng, 900, 1, 7), 1),
         (mixed, 2),
         (blobs(&mut rng, 1000, 16, 30), 16),
+        (offset, 4),
     ];
     let tensors: Vec<_> = cases
         .iter()
@@ -394,6 +403,20 @@ fn bounds_match_plain(t: &Target) -> Result<(), Failed> {
                 format!("K={k} problem {i}: objective {last} vs {exact}")
             })?;
             total_repairs += b.repairs;
+            ensure(p.scored.iter().all(|&s| s == 1.0), || what("plain scored"))?;
+            ensure(
+                b.scored.len() == b.objective.len()
+                    && b.scored.iter().all(|&s| (0.0..=1.0).contains(&s)),
+                || format!("K={k} problem {i}: scored {:?}", b.scored),
+            )?;
+        }
+        // The bounds prune: on the blobs (problems 3 and 6), late E-steps score next to nothing.
+        let pruned = [&on[3], &on[6], &auto[3], &auto[6]];
+        for b in pruned.into_iter().filter(|_| t.is_gpu()) {
+            let least = b.scored.iter().copied().fold(1.0, f64::min);
+            ensure(least < 0.1, || {
+                format!("K={k}: bounds never pruned: {:?}", b.scored)
+            })?;
         }
     }
     ensure(total_repairs > 0, || "no repair exercised".into())?;

@@ -83,6 +83,7 @@ impl CpuEngine {
                     objective: run.objective,
                     iterations: run.iterations,
                     repairs: run.repairs,
+                    scored: run.scored,
                 })
             })
             .collect()
@@ -141,7 +142,11 @@ impl Engine for CpuEngine {
                 let objective = tile_sums(&dist).iter().sum();
                 pr.distances = dist;
                 debug_assert_eq!(counts.len(), pr.k);
-                StepOut { counts, objective }
+                StepOut {
+                    counts,
+                    objective,
+                    scored: 1.0,
+                }
             })
             .collect())
     }

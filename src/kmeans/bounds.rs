@@ -77,11 +77,19 @@ impl Bounds {
 
     /// Updates the state with the outcome of an E-step: its objective and, when bounded, how
     /// many subvectors were rescored (the bytes of the readback of [`Bounds::record`]).
-    pub(crate) fn observe(&mut self, objective: f64, listed: Option<&[u8]>, n: u64) {
+    /// Returns the fraction of the subvectors (hence of the subvector-centroid pairs) scored.
+    pub(crate) fn observe(&mut self, objective: f64, listed: Option<&[u8]>, n: u64) -> f64 {
         let settled = self
             .previous
             .is_some_and(|prev| prev <= 0.0 || (prev - objective) / prev < AUTO_START);
         self.previous = Some(objective);
+        let scored = listed.map_or(1.0, |bytes| {
+            let rescored: u64 = bytemuck::pod_collect_to_vec::<u8, u32>(bytes)
+                .iter()
+                .map(|&c| c as u64)
+                .sum();
+            rescored as f64 / n as f64
+        });
         self.state = match (self.state, listed) {
             (State::Plain(calm), _) if self.mode == KmeansBounds::Auto => {
                 match (calm + 1) * settled as u32 {
@@ -89,12 +97,8 @@ impl Bounds {
                     calm => State::Plain(calm),
                 }
             }
-            (State::Bounded(steps, over), Some(bytes)) => {
-                let rescored: u64 = bytemuck::pod_collect_to_vec::<u8, u32>(bytes)
-                    .iter()
-                    .map(|&c| c as u64)
-                    .sum();
-                let over = if steps >= 1 && rescored as f64 > AUTO_STOP * n as f64 {
+            (State::Bounded(steps, over), Some(_)) => {
+                let over = if steps >= 1 && scored > AUTO_STOP {
                     over + 1
                 } else {
                     0
@@ -107,6 +111,7 @@ impl Bounds {
             }
             (state, _) => state,
         };
+        scored
     }
 
     /// Records an E-step of `p` into `o`, which holds the previous E-step's assignments and

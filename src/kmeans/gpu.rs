@@ -370,6 +370,7 @@ impl<'a> GpuEngine<'a> {
                 objective: run.objective,
                 iterations: run.iterations,
                 repairs: run.repairs,
+                scored: run.scored,
             })
             .collect()
     }
@@ -514,13 +515,17 @@ impl Engine for GpuEngine<'_> {
         for (&p, (c, s, listed)) in active.iter().zip(reads) {
             let objective = f32s(&Batch::take(&mut out, s)).iter().sum();
             let pr = &mut self.problems[p];
-            if let Some(b) = &mut pr.bounds {
-                let listed = listed.map(|r| Batch::take(&mut out, r));
-                b.observe(objective, listed.as_deref(), pr.n);
-            }
+            let scored = match &mut pr.bounds {
+                Some(b) => {
+                    let listed = listed.map(|r| Batch::take(&mut out, r));
+                    b.observe(objective, listed.as_deref(), pr.n)
+                }
+                None => 1.0,
+            };
             steps.push(StepOut {
                 counts: bytemuck::pod_collect_to_vec(&Batch::take(&mut out, c)),
                 objective,
+                scored,
             });
         }
         Ok(steps)
