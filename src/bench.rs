@@ -1708,10 +1708,10 @@ mod tests {
             codebook: ctx.empty(1, DType::F32).unwrap(),
             assignments: ctx.empty(1, DType::U32).unwrap(),
             iterations: objective.len() as u32 - 1,
+            scored: vec![1.0; objective.len()],
             counts,
             objective,
             repairs: 0,
-            scored: vec![1.0; objective.len()],
         };
         let k = PQ_K as usize;
         let ok = result(vec![4; k], vec![3.0, 2.0, 2.0]);
