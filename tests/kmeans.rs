@@ -303,9 +303,8 @@ fn bad_inputs(t: &Target) -> Result<(), Failed> {
 /// counts, objectives and repairs, on problems full of exact ties (points on a small integer
 /// lattice), near-duplicates (copies a few ulps apart), few distinct points (repairs), blobs
 /// several tiles of centroids wide, d = 1, 16, mixed magnitudes and far from the origin,
-/// batched together; fewer
-/// pairs scored on the blobs. The final objective is within 4e-6 of the f64 sum of its squared
-/// distances.
+/// batched together; on a device, fewer pairs scored on the blobs. The final objective is
+/// within 4e-6 of the f64 sum of its squared distances.
 fn bounds_match_plain(t: &Target) -> Result<(), Failed> {
     let mut rng = Rng(77);
     let lattice: Vec<f32> = (0..2000 * 3).map(|_| rng.below(4) as f32).collect();
@@ -321,8 +320,8 @@ fn bounds_match_plain(t: &Target) -> Result<(), Failed> {
         row.iter_mut().for_each(|v| *v *= scale);
     }
     let few: Vec<f32> = rng.weights(45 * 5, 1.0).repeat(9);
-    // Far from the origin: ||x||² − 2·x·c + ||c||² cancels, its rounding is as large as the
-    // gaps between near centroids (only the margins keep the bounds exact).
+    // Far from the origin: ||x||² − 2·x·c + ||c||² cancels, so its rounding (about 1e-2 here)
+    // is large against the squared distances (about 0.1), and the bounds' margins are wide.
     let offset: Vec<f32> = blobs(&mut rng, 2000, 4, 20)
         .iter()
         .map(|v| v + 64.0)
