@@ -383,6 +383,10 @@ fn kmeans_partial_fixed(@builtin(local_invocation_index) lid: u32,
     }
 }
 
+// Rows per block of a run's objective sum: each block is summed in f32 on its own, so the
+// rounding of a long run's objective grows with the block length, not the run's.
+const OBJECTIVE_BLOCK: u32 = 1024u;
+
 // kmeans_partial_runs: the same partial sums for adapters where a workgroup runs as SIMD lanes
 // of one CPU thread (the per-invocation access pattern). There an atomic on workgroup memory is
 // a locked instruction per lane, and `kmeans_partial_fixed` spends most of its time in them.
@@ -413,7 +417,9 @@ fn kmeans_partial_runs(@builtin(local_invocation_index) lid: u32,
     for (var e = 0u; e < k * D; e++) {
         part_sums[slot * D + e] = 0.0;
     }
+    // The run's distances summed in blocks of OBJECTIVE_BLOCK rows, then the blocks' sums.
     var objective = 0.0;
+    var block = 0.0;
     for (var i = start; i < end; i++) {
         let a = assignments[i];
         if a < k {
@@ -430,12 +436,16 @@ fn kmeans_partial_runs(@builtin(local_invocation_index) lid: u32,
             }
             if DIST {
                 row_dist[i] = dist;
-                objective += dist;
+                block += dist;
             }
+        }
+        if DIST && (i - start) % OBJECTIVE_BLOCK == OBJECTIVE_BLOCK - 1u {
+            objective += block;
+            block = 0.0;
         }
     }
     if DIST {
-        run_objective[params.tile_base + run] = objective;
+        run_objective[params.tile_base + run] = objective + block;
     }
 }
 
@@ -462,7 +472,9 @@ fn kmeans_partial_runs4(@builtin(local_invocation_index) lid: u32,
     for (var e = 0u; e < k * d4; e++) {
         part_sums4[slot * d4 + e] = vec4<f32>(0.0);
     }
+    // The run's distances summed in blocks of OBJECTIVE_BLOCK rows, then the blocks' sums.
     var objective = 0.0;
+    var block = 0.0;
     for (var i = start; i < end; i++) {
         let a = assignments[i];
         if a < k {
@@ -482,11 +494,15 @@ fn kmeans_partial_runs4(@builtin(local_invocation_index) lid: u32,
             }
             if DIST {
                 row_dist[i] = dist;
-                objective += dist;
+                block += dist;
             }
+        }
+        if DIST && (i - start) % OBJECTIVE_BLOCK == OBJECTIVE_BLOCK - 1u {
+            objective += block;
+            block = 0.0;
         }
     }
     if DIST {
-        run_objective[params.tile_base + run] = objective;
+        run_objective[params.tile_base + run] = objective + block;
     }
 }

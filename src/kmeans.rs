@@ -96,8 +96,9 @@ pub struct KmeansResult {
     pub counts: Vec<u32>,
     /// Σ squared distances at every E-step: entry i before the i-th M-step, the last one for
     /// the final codebook (so `iterations + 1` entries). On a device each distance is Σ (x − c)²
-    /// in f32 and the sum runs in f32 tiles of 1024, then f64: within 4e-6 (relative) of the
-    /// exact sum for dim ≤ 16.
+    /// in f32 and the sum runs in f32 over blocks of at most 1024 rows (on CPU adapters the
+    /// blocks of one run of rows are then added in f32), then in f64: within 4e-6 (relative) of
+    /// the exact sum for dim ≤ 16.
     pub objective: Vec<f64>,
     /// Lloyd iterations run (fewer than `n_iter` after an early stop).
     pub iterations: u32,
