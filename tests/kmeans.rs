@@ -37,6 +37,23 @@ fn blobs(rng: &mut Rng, n: usize, d: usize, centers: usize) -> Vec<f32> {
     out
 }
 
+/// The f64 sum of the squared distances of `data` (rows of `d`) to their assigned centroids of
+/// the result's final codebook.
+fn exact_objective(ctx: &Context, data: &[f32], d: usize, r: &KmeansResult) -> Result<f64, Failed> {
+    let codebook = ctx.read_f32(&r.codebook)?;
+    Ok(data
+        .chunks(d)
+        .zip(ctx.read_u32(&r.assignments)?)
+        .map(|(row, a)| {
+            let c = &codebook[a as usize * d..(a as usize + 1) * d];
+            row.iter()
+                .zip(c)
+                .map(|(&v, &w)| (v as f64 - w as f64).powi(2))
+                .sum::<f64>()
+        })
+        .sum())
+}
+
 /// Objective non-increasing, counts sum to N and match the assignments, no empty cluster,
 /// assignments nearest under the final codebook (up to near-ties).
 fn check_result(
@@ -385,19 +402,7 @@ fn bounds_match_plain(t: &Target) -> Result<(), Failed> {
                 b.counts == p.counts && b.repairs == p.repairs && b.iterations == p.iterations,
                 || what("counts, repairs or iterations"),
             )?;
-            let (x, d) = (&cases[i].0, cases[i].1 as usize);
-            let codebook = t.ctx.read_f32(&b.codebook)?;
-            let exact: f64 = x
-                .chunks(d)
-                .zip(t.ctx.read_u32(&b.assignments)?)
-                .map(|(row, a)| {
-                    let c = &codebook[a as usize * d..(a as usize + 1) * d];
-                    row.iter()
-                        .zip(c)
-                        .map(|(&v, &w)| (v as f64 - w as f64).powi(2))
-                        .sum::<f64>()
-                })
-                .sum();
+            let exact = exact_objective(&t.ctx, &cases[i].0, cases[i].1 as usize, b)?;
             let last = *b.objective.last().unwrap();
             ensure((last - exact).abs() <= 4e-6 * exact, || {
                 format!("K={k} problem {i}: objective {last} vs {exact}")
@@ -446,18 +451,7 @@ fn long_runs_objective(t: &Target) -> Result<(), Failed> {
         }],
         &options,
     )?;
-    let codebook = t.ctx.read_f32(&r[0].codebook)?;
-    let exact: f64 = x
-        .chunks(d)
-        .zip(t.ctx.read_u32(&r[0].assignments)?)
-        .map(|(row, a)| {
-            let c = &codebook[a as usize * d..(a as usize + 1) * d];
-            row.iter()
-                .zip(c)
-                .map(|(&v, &w)| (v as f64 - w as f64).powi(2))
-                .sum::<f64>()
-        })
-        .sum();
+    let exact = exact_objective(&t.ctx, &x, d, &r[0])?;
     let last = *r[0].objective.last().unwrap();
     ensure((last - exact).abs() <= 4e-6 * exact, || {
         format!(
