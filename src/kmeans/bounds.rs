@@ -5,9 +5,12 @@
 //! the assignments are those of the plain E-step (the rounding margins are in
 //! `shaders/assign.wgsl`), hence the codebooks; the objective's distances come from the M-step
 //! in both paths. Pays when the assignments settle (clustered data: the E-step all but
-//! vanishes); on uniform data about half the subvectors are rescanned late in the run, about
-//! even with the plain E-step. Kernels: `bound_drift`, `bound_check`, `bound_args` and
-//! `assign_tile{N}` with `RESCAN` of `shaders/assign.wgsl`.
+//! vanishes); on uniform data (1M × 8, K = 256) a third to a half of the subvectors are
+//! rescanned in the later iterations, a bounded E-step then costing about three quarters of a
+//! plain one on lavapipe. Yinyang group bounds (one bound per group of 16 centroids) rescanned
+//! fewer pairs but cost more there (`bench-results/README.md`, 2026-12-07). Kernels:
+//! `bound_drift`, `bound_check`, `bound_args` and `assign_tile{N}` with `RESCAN` of
+//! `shaders/assign.wgsl`.
 
 use crate::assign::{
     AssignParams, AssignProblem, Assignment, Rows, SPT, WG, record_assign, record_prepare,
