@@ -19,6 +19,8 @@
 //   (one index read per D weights), one table load per index for G batch rows.
 // * pq_lut_build4 / pq_lut_gather4: the same for D % 4 == 0 (one invocation per centroid, vec4
 //   activations) and for rows of indices that start on a vec4 of words (16 u8 indices a load).
+// * pq_lut_build_ub / pq_lut_gather_ub: the table of one batch row in uniform buffers, a slab
+//   of subvectors at a time (CPU adapters; see the section at the end).
 // * pq_matmul_rows (D % 4 == 0): one invocation per batch row, 8 output columns per
 //   workgroup, the weights decoded on the fly (the same for every invocation of a workgroup).
 // * pq_matmul_i8: the integer path: int8 activations (per-tensor affine, zero point zx) times
@@ -900,5 +902,174 @@ fn dense_matvec_split(@builtin(local_invocation_index) lid: u32,
                 y[params.y_off + (b0 + b) * params.n + n] = add_bias(sum[b], n);
             }
         }
+    }
+}
+
+// ---- pq_lut_build_ub + pq_lut_gather_ub: the table in uniform buffers (CPU adapters) ----
+//
+// On lavapipe a storage or workgroup load whose address differs between lanes is a loop over
+// the lanes, each lane's load behind a branch on the execution mask; a uniform-buffer load at
+// such an address is a branch-free gather (Mesa's gallivm, `emit_load_ubo`). The table's
+// lookups are such loads, so for one batch row the table goes to uniform buffers: at most
+// 64 KiB each, UB_SLOTS of them, holding a slab of `slab.count` subvectors (from subvector
+// `slab.first` of every weight row; the host loops over slabs). Layout: 4 consecutive
+// subvectors per vec4, so that every lookup reads one fixed component: group q (subvectors
+// 4q .. 4q + 3 of the slab) of centroid c is vec4 (q % qpb)·Kc + c of binding q / qpb, qpb =
+// UB_VEC4S / Kc groups per binding. The slab's activations come from a uniform buffer too (at
+// lane-uniform addresses: one broadcast load). D ≤ 16, Kc ≤ UB_VEC4S, K/D and the slab's
+// first subvector and count multiples of 4.
+
+const UB_VEC4S: u32 = 4096u;
+
+struct SlabParams {
+    first: u32,
+    count: u32,
+    // 0: y = sum (+ bias); 1: y += sum (later slabs).
+    accumulate: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(20) var<uniform> slab: SlabParams;
+// The slab's activations (count·D floats).
+@group(0) @binding(19) var<uniform> x_slab: array<vec4<f32>, UB_VEC4S>;
+@group(0) @binding(11) var<uniform> ub0: array<vec4<f32>, UB_VEC4S>;
+@group(0) @binding(12) var<uniform> ub1: array<vec4<f32>, UB_VEC4S>;
+@group(0) @binding(13) var<uniform> ub2: array<vec4<f32>, UB_VEC4S>;
+@group(0) @binding(14) var<uniform> ub3: array<vec4<f32>, UB_VEC4S>;
+@group(0) @binding(15) var<uniform> ub4: array<vec4<f32>, UB_VEC4S>;
+@group(0) @binding(16) var<uniform> ub5: array<vec4<f32>, UB_VEC4S>;
+@group(0) @binding(17) var<uniform> ub6: array<vec4<f32>, UB_VEC4S>;
+@group(0) @binding(18) var<uniform> ub7: array<vec4<f32>, UB_VEC4S>;
+const UB_SLOTS: u32 = 8u;
+
+// Activation i of the slab (a lane-uniform i).
+fn x_slab_at(i: u32) -> f32 {
+    return x_slab[i / 4u][i % 4u];
+}
+
+// Component t of centroid c, 0 past D.
+fn cb_or_zero(c: u32, t: u32) -> f32 {
+    if t < D {
+        return cb_storage(c, t);
+    }
+    return 0.0;
+}
+
+// Entry (slab subvector j, centroid of `cv`): the activations of subvector j times cv.
+fn slab_dot(j: u32, cv: array<vec4<f32>, 4>) -> f32 {
+    var s = 0.0;
+    for (var t = 0u; t < D; t++) {
+        s = fma(x_slab_at(j * D + t), cv[t / 4u][t % 4u], s);
+    }
+    return s;
+}
+
+// One invocation per centroid c and JB subvectors of the slab (JB a multiple of 4): workgroup
+// g takes centroid group g % ceil(Kc / WG), then subvector block g / ceil(Kc / WG).
+@compute @workgroup_size(WG)
+fn pq_lut_build_ub(@builtin(local_invocation_index) lid: u32,
+                   @builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let cgroups = (params.kc + WG - 1u) / WG;
+    let g = linear_group(wid, nwg);
+    let c = (g % cgroups) * WG + lid;
+    let j0 = (g / cgroups) * JB;
+    if c >= params.kc || j0 >= slab.count {
+        return;
+    }
+    var cv: array<vec4<f32>, 4>;
+    for (var q = 0u; q < 4u; q++) {
+        cv[q] = vec4<f32>(cb_or_zero(c, 4u * q), cb_or_zero(c, 4u * q + 1u),
+                          cb_or_zero(c, 4u * q + 2u), cb_or_zero(c, 4u * q + 3u));
+    }
+    let qpb = UB_VEC4S / params.kc;
+    let j1 = min(j0 + JB, slab.count);
+    for (var j = j0; j < j1; j += 4u) {
+        let q = j / 4u;
+        let s = vec4<f32>(slab_dot(j, cv), slab_dot(j + 1u, cv), slab_dot(j + 2u, cv),
+                          slab_dot(j + 3u, cv));
+        lut_out4[(q / qpb) * UB_VEC4S + (q % qpb) * params.kc + c] = s;
+    }
+}
+
+// The centroids of the 4 subvectors from flat subvector p (a multiple of 4).
+fn group_indices(p: u32) -> vec4<u32> {
+    var cs: vec4<u32>;
+    if IDX_BITS == 8u {
+        cs = (vec4<u32>(indices[p / 4u]) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u);
+    } else {
+        let w0 = indices[p / 2u];
+        let w1 = indices[p / 2u + 1u];
+        cs = vec4<u32>(w0 & 65535u, w0 >> 16u, w1 & 65535u, w1 >> 16u);
+    }
+    if FULL_K == 0u {
+        cs = min(cs, vec4<u32>(params.kc - 1u));
+    }
+    return cs;
+}
+
+// One invocation per output row n: the slab's lookups of row n, binding by binding.
+@compute @workgroup_size(WG)
+fn pq_lut_gather_ub(@builtin(local_invocation_index) lid: u32,
+                    @builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n = linear_group(wid, nwg) * WG + lid;
+    if n >= params.n {
+        return;
+    }
+    let groups = slab.count / 4u;
+    let p0 = n * params.nsub + slab.first;
+    let kc = params.kc;
+    var acc = 0.0;
+    // Binding by binding, each loop over the groups it holds (a switch on the binding would
+    // run every case: lavapipe masks control flow rather than branching).
+    let qpb = UB_VEC4S / kc;
+    let q0 = 0u;
+    var q = 0u;
+    for (var e = 0u; q < min(q0 + 1u * qpb, groups); q++) {
+        let c = e + group_indices(p0 + 4u * q);
+        acc += ub0[c.x].x + ub0[c.y].y + ub0[c.z].z + ub0[c.w].w;
+        e += kc;
+    }
+    for (var e = 0u; q < min(q0 + 2u * qpb, groups); q++) {
+        let c = e + group_indices(p0 + 4u * q);
+        acc += ub1[c.x].x + ub1[c.y].y + ub1[c.z].z + ub1[c.w].w;
+        e += kc;
+    }
+    for (var e = 0u; q < min(q0 + 3u * qpb, groups); q++) {
+        let c = e + group_indices(p0 + 4u * q);
+        acc += ub2[c.x].x + ub2[c.y].y + ub2[c.z].z + ub2[c.w].w;
+        e += kc;
+    }
+    for (var e = 0u; q < min(q0 + 4u * qpb, groups); q++) {
+        let c = e + group_indices(p0 + 4u * q);
+        acc += ub3[c.x].x + ub3[c.y].y + ub3[c.z].z + ub3[c.w].w;
+        e += kc;
+    }
+    for (var e = 0u; q < min(q0 + 5u * qpb, groups); q++) {
+        let c = e + group_indices(p0 + 4u * q);
+        acc += ub4[c.x].x + ub4[c.y].y + ub4[c.z].z + ub4[c.w].w;
+        e += kc;
+    }
+    for (var e = 0u; q < min(q0 + 6u * qpb, groups); q++) {
+        let c = e + group_indices(p0 + 4u * q);
+        acc += ub5[c.x].x + ub5[c.y].y + ub5[c.z].z + ub5[c.w].w;
+        e += kc;
+    }
+    for (var e = 0u; q < min(q0 + 7u * qpb, groups); q++) {
+        let c = e + group_indices(p0 + 4u * q);
+        acc += ub6[c.x].x + ub6[c.y].y + ub6[c.z].z + ub6[c.w].w;
+        e += kc;
+    }
+    for (var e = 0u; q < min(q0 + 8u * qpb, groups); q++) {
+        let c = e + group_indices(p0 + 4u * q);
+        acc += ub7[c.x].x + ub7[c.y].y + ub7[c.z].z + ub7[c.w].w;
+        e += kc;
+    }
+    let at = params.y_off + n;
+    if slab.accumulate == 1u {
+        y[at] += acc;
+    } else {
+        y[at] = add_bias(acc, n);
     }
 }

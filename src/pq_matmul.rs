@@ -39,7 +39,12 @@
 //!   (u8 indices), one vec4 table load per index for 4 batch rows. The sums follow the
 //!   context's [`AccessPattern`]: one invocation per output row (per-invocation, CPU-type
 //!   adapters), or each row split over 32 invocations (coalesced index loads, a fixed-order
-//!   tree sum; GPUs).
+//!   tree sum; GPUs). Per-invocation with fewer than 4 batch rows, when `d ≤ 16`, `Kc ≤ 4096`
+//!   and `K/d % 4 == 0` (and `x` can be copied from), the table lives in uniform buffers
+//!   instead, built and summed a slab of subvectors at a time (eight 64 KiB bindings: 512
+//!   subvectors at `Kc = 256`), each slab adding its sums to `y`: on CPU adapters a uniform
+//!   buffer is the one place a lookup at a per-lane address is a gather rather than a loop over
+//!   the lanes (`pq_matmul/uniform_lut.rs`).
 //! - [`Context::pq_matmul_int8`]: int8 activations × int8 centroids with `dot4I8Packed` into
 //!   i32, zero-point corrected, then `y = sx·sc·acc (+ b)` or the raw accumulators.
 //! - [`Context::dense_matvec`]: the dense baseline `y = W x (+ b)` (f32 or f16 weights), in
@@ -58,6 +63,8 @@ use crate::runtime::elementwise::device_buffer;
 use crate::runtime::gpu::{Gpu, PipelineKey};
 use crate::runtime::shaders::{Family, Precision};
 use crate::tensor::{DType, Storage, Tensor, bytes_to_f64};
+
+mod uniform_lut;
 
 /// Largest block size `d` of the PQ matmul kernels.
 pub const MAX_BLOCK_SIZE: u32 = 64;
@@ -1009,7 +1016,21 @@ fn record_pq_matmul(
         has_bias: bias.is_some() as u32,
         _pad: 0,
     };
-    if lut {
+    let full_k = kc == 1 << weight.index_format.bits();
+    if lut && !split && uniform_lut::fits(g, x, m, weight) {
+        let mut overrides = common();
+        overrides.retain(|(name, _)| !matches!(*name, "CB_WG" | "CB_LEN"));
+        let recording = uniform_lut::Recording {
+            params: &params,
+            codebook: &cb_bindings,
+            indices,
+            bias: bias_b,
+            overrides,
+            precision,
+            full_k,
+        };
+        uniform_lut::record(g, batch, (x, y), m, weight, &recording)?;
+    } else if lut {
         // D % 4 == 0: one invocation per centroid and JB subvectors (vec4 activations).
         let vec4_build = d.is_multiple_of(4);
         // Unbatched rows and whole vec4s of centroids: 4 centroids per invocation.
@@ -1035,7 +1056,7 @@ fn record_pq_matmul(
         let mut o = common();
         o.retain(|(name, _)| !matches!(*name, "CB_FMT" | "CB_WG" | "CB_LEN" | "DW" | "D" | "WG"));
         o.push(("G", group as u32));
-        o.push(("FULL_K", (kc == 1 << weight.index_format.bits()) as u32));
+        o.push(("FULL_K", full_k as u32));
         let aligned = nsub.is_multiple_of(4 * weight.index_format.per_word());
         let (entry, wg, rows_per_group) = match (split, aligned) {
             (true, _) => {

@@ -21,6 +21,7 @@ fn main() {
         &[
             ("pq_matmul_random_shapes", random_shapes),
             ("pq_matmul_codebook_sizes", codebook_sizes),
+            ("pq_matvec_table_slabs", table_slabs),
             ("decoded_tiles_every_kind_of_config", decoded_tiles_configs),
             ("pq_matmul_int8_bit_exact", int8_bit_exact),
             ("dense_matvec_f32_f16", dense_matvec),
@@ -305,6 +306,39 @@ fn codebook_sizes(t: &Target) -> Result<(), Failed> {
         },
         8,
     )
+}
+
+/// One to three batch rows whose table spans several slabs on CPU adapters (there the table
+/// of such rows lives in uniform buffers, built and gathered a slab of subvectors at a time,
+/// each slab adding to y): slabs bounded by the table's bindings (Kc = 4096, 1000) and by the
+/// activations' (d = 16), d not a multiple of 4, u8 and u16 indices, with a bias.
+fn table_slabs(t: &Target) -> Result<(), Failed> {
+    let cases = [
+        (4096u32, true, 8u32, 44u64, 1u64),
+        (1000, true, 4, 132, 3),
+        (256, false, 9, 8, 2),
+        (16, false, 16, 1028, 1),
+    ];
+    for (i, &(kc, u16, d, nsub, m)) in cases.iter().enumerate() {
+        // The last case's rows (64 KiB) exceed the small-window targets' bound window (which
+        // use the coalesced pattern, not this path).
+        if nsub * d as u64 * 4 > common::SMALL_WINDOW && t.name.contains("window=") {
+            continue;
+        }
+        let p = Problem {
+            m,
+            n: 67,
+            d,
+            nsub,
+            kc,
+            u16,
+            cb: 0,
+            bias: true,
+            method: PqMatmulMethod::Lut,
+        };
+        run_problem(t, &p, 2000 + i as u64)?;
+    }
+    Ok(())
 }
 
 fn int8_bit_exact(t: &Target) -> Result<(), Failed> {

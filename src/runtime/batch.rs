@@ -16,6 +16,8 @@ pub(crate) const SCRATCH: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 const UNIFORM: wgpu::BufferUsages = wgpu::BufferUsages::UNIFORM.union(wgpu::BufferUsages::COPY_DST);
+/// Written by kernels (or copies) as storage, read by others as uniform buffers.
+const UNIFORM_SCRATCH: wgpu::BufferUsages = SCRATCH.union(wgpu::BufferUsages::UNIFORM);
 const INDIRECT: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::INDIRECT);
 const RESOLVE: wgpu::BufferUsages =
@@ -100,6 +102,13 @@ impl<'g> Batch<'g> {
     /// outputs a kernel writes whole before anything reads them).
     pub(crate) fn scratch_uncleared(&mut self, size: u64) -> wgpu::Buffer {
         let buffer = self.gpu.acquire(SCRATCH, size);
+        self.pooled.push(buffer.clone());
+        buffer
+    }
+
+    /// [`Batch::scratch_uncleared`] that kernels may also bind as uniform buffers.
+    pub(crate) fn uniform_scratch(&mut self, size: u64) -> wgpu::Buffer {
+        let buffer = self.gpu.acquire(UNIFORM_SCRATCH, size);
         self.pooled.push(buffer.clone());
         buffer
     }

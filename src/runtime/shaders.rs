@@ -191,6 +191,8 @@ impl Family {
                 "pq_lut_build4",
                 "pq_lut_build4x4",
                 "pq_lut_gather_split",
+                "pq_lut_build_ub",
+                "pq_lut_gather_ub",
                 "dense_matvec_split",
             ],
         }
