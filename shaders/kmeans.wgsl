@@ -451,10 +451,22 @@ fn kmeans_partial_runs(@builtin(local_invocation_index) lid: u32,
 
 // kmeans_partial_runs4: kmeans_partial_runs for D % 4 == 0 with every access a vec4 (the same
 // sums and distances, in the same order): on lavapipe a per-lane vec4 load costs about what a
-// scalar one does, so this takes 15 ms against 25 ms at 1M × 8, K = 256.
+// scalar one does, so this takes 15 ms against 25 ms at 1M × 8, K = 256. With CENTROIDS_UB the
+// distances read the centroids from a uniform copy of the codebook (K·D ≤ 16384): there a
+// load at a per-lane address is a gather rather than a loop over the lanes (11.2 against
+// 12.3 ms per M-step at 1M × 8, K = 256).
 @group(0) @binding(1) var<storage, read> data4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> part_sums4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> centroids4: array<vec4<f32>>;
+@group(0) @binding(8) var<uniform> centroids_ub: array<vec4<f32>, 4096>;
+override CENTROIDS_UB: bool = false;
+
+fn centroid_chunk(i: u32) -> vec4<f32> {
+    if CENTROIDS_UB {
+        return centroids_ub[i];
+    }
+    return centroids4[i];
+}
 
 @compute @workgroup_size(WG)
 fn kmeans_partial_runs4(@builtin(local_invocation_index) lid: u32,
@@ -485,7 +497,7 @@ fn kmeans_partial_runs4(@builtin(local_invocation_index) lid: u32,
                 part_sums4[(slot + a) * d4 + q] += v;
                 if DIST {
                     // `row_distance`'s terms in its order.
-                    let diff = v - centroids4[a * d4 + q];
+                    let diff = v - centroid_chunk(a * d4 + q);
                     dist = fma(diff.x, diff.x, dist);
                     dist = fma(diff.y, diff.y, dist);
                     dist = fma(diff.z, diff.z, dist);

@@ -20,6 +20,10 @@ fn main() {
             ("bad_inputs_are_typed_errors", bad_inputs),
             ("bounds_give_the_plain_bits", bounds_match_plain),
             ("long_runs_objective_is_accurate", long_runs_objective),
+            (
+                "large_codebook_objective_is_accurate",
+                large_codebook_objective,
+            ),
         ],
         true,
     )
@@ -443,6 +447,36 @@ fn long_runs_objective(t: &Target) -> Result<(), Failed> {
         tol: 0.0,
         seed: 5,
         ..KmeansOptions::new(8)
+    };
+    let r = t.ctx.kmeans(
+        &[KmeansProblem {
+            data: &data,
+            dim: d as u32,
+        }],
+        &options,
+    )?;
+    let exact = exact_objective(&t.ctx, &x, d, &r[0])?;
+    let last = *r[0].objective.last().unwrap();
+    ensure((last - exact).abs() <= 4e-6 * exact, || {
+        format!(
+            "objective {last} vs {exact}: {:.2e} relative",
+            (last - exact).abs() / exact
+        )
+    })
+}
+
+/// A codebook larger than one uniform binding (K·d = 2100 · 8 > 16384 floats): on CPU adapters
+/// the M-step then reads the old centroids from storage rather than from a uniform copy. The
+/// final objective (the M-step's distances) against the f64 objective of the result.
+fn large_codebook_objective(t: &Target) -> Result<(), Failed> {
+    let d = 8usize;
+    let x = blobs(&mut Rng(93), 9000, d, 40);
+    let data = t.ctx.upload(&x)?;
+    let options = KmeansOptions {
+        n_iter: 2,
+        tol: 0.0,
+        seed: 3,
+        ..KmeansOptions::new(2100)
     };
     let r = t.ctx.kmeans(
         &[KmeansProblem {

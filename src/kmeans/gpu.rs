@@ -193,17 +193,37 @@ impl Partials {
     ) -> Result<()> {
         // The fixed-point kernel loops over params.d at run time (see the shader).
         let specialised = (self.kernel != PartialKernel::Fixed).then_some(d);
-        let mut partial = kmeans_pipeline(g, self.kernel.entry(d), self.tile, specialised, false)?;
+        let entry = self.kernel.entry(d);
         // Without distances, stand-ins the shader does not touch.
         let stand_in = batch.scratch(4);
         let dist = match (distances, old) {
-            (Some(out), Some(old)) => {
-                partial = kmeans_pipeline(g, self.kernel.entry(d), self.tile, specialised, true)?;
-                Some((old, out))
-            }
+            (Some(out), Some(old)) => Some((old, out)),
             (Some(_), None) => return Err(invalid("old", "None", "distances need the codebook")),
             _ => None,
         };
+        // `kmeans_partial_runs4` binds a uniform copy of the codebook (its CENTROIDS_UB) when
+        // it computes distances and the codebook fits one uniform binding, else a stand-in.
+        let uniform_codebook = (entry == "kmeans_partial_runs4").then(|| {
+            let copy = batch.uniform_scratch(CENTROIDS_UB_BYTES);
+            let source = dist
+                .filter(|_| k * d * 4 <= CENTROIDS_UB_BYTES)
+                .and_then(|(old, _)| device_buffer(old, "old").ok())
+                .filter(|(b, _)| b.usage().contains(wgpu::BufferUsages::COPY_SRC));
+            if let Some((b, offset)) = source {
+                batch.copy(b, offset, &copy, 0, k * d * 4);
+            }
+            (copy, source.is_some())
+        });
+        let partial = kmeans_pipeline(
+            g,
+            entry,
+            self.tile,
+            specialised,
+            Specialise {
+                dist: dist.is_some(),
+                centroids_ub: uniform_codebook.as_ref().is_some_and(|(_, used)| *used),
+            },
+        )?;
         for w in windows(n, d * 4, self.tile, g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,
@@ -236,6 +256,9 @@ impl Partials {
             if let Some(objective) = &self.run_objective {
                 bindings.push(whole(objective)?);
             }
+            if let Some((copy, _)) = &uniform_codebook {
+                bindings.push(sized(copy, CENTROIDS_UB_BYTES));
+            }
             batch.dispatch(&partial, &bindings, self.kernel.groups(w.len, self.tile))?;
         }
         let u = batch.uniform(&KmeansParams {
@@ -256,26 +279,41 @@ impl Partials {
             whole(counts)?,
         ];
         batch.dispatch(
-            &kmeans_pipeline(g, "kmeans_reduce", self.tile, None, false)?,
+            &kmeans_pipeline(g, "kmeans_reduce", self.tile, None, Specialise::default())?,
             &bindings,
             (k * d).div_ceil(WG as u64),
         )
     }
 }
 
+/// Bytes of the uniform codebook copy of `kmeans_partial_runs4` (`centroids_ub`).
+const CENTROIDS_UB_BYTES: u64 = 65536;
+
+/// The boolean specialisation constants of `kmeans_partial*`.
+#[derive(Clone, Copy, Default)]
+struct Specialise {
+    /// `DIST`: also each row's distance to its old centroid.
+    dist: bool,
+    /// `CENTROIDS_UB` (`kmeans_partial_runs4`): the old centroids from a uniform copy.
+    centroids_ub: bool,
+}
+
 /// A pipeline of `shaders/kmeans.wgsl` with its tile size and, for `kmeans_partial*`, the
-/// subvector dimension `D` and `DIST` as specialisation constants.
+/// subvector dimension `D` and the flags of `spec` as specialisation constants.
 fn kmeans_pipeline(
     g: &Gpu,
     entry: &'static str,
     tile: u64,
     d: Option<u64>,
-    dist: bool,
+    spec: Specialise,
 ) -> Result<wgpu::ComputePipeline> {
     let mut overrides = vec![("WG", WG), ("TILE", tile as u32)];
     overrides.extend(d.map(|d| ("D", d as u32)));
-    if dist {
+    if spec.dist {
         overrides.push(("DIST", 1));
+    }
+    if spec.centroids_ub {
+        overrides.push(("CENTROIDS_UB", 1));
     }
     g.pipeline(PipelineKey {
         family: Family::Kmeans,
@@ -351,7 +389,13 @@ impl<'a> GpuEngine<'a> {
 
     /// Records per-[`SUM_TILE`] partial sums of `values` (n f32) into `sums`.
     fn record_sums(&self, batch: &mut Batch, values: &Tensor, sums: &Tensor, n: u64) -> Result<()> {
-        let pipeline = kmeans_pipeline(self.g, "sum_partials", SUM_TILE, None, false)?;
+        let pipeline = kmeans_pipeline(
+            self.g,
+            "sum_partials",
+            SUM_TILE,
+            None,
+            Specialise::default(),
+        )?;
         for w in windows(n, 4, SUM_TILE, self.g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,
@@ -435,7 +479,7 @@ impl Engine for GpuEngine<'_> {
         let pr = &self.problems[p];
         let mins = pr.mins.as_ref().unwrap();
         let mut batch = Batch::new(self.g, "kmeans++")?;
-        let pipeline = kmeans_pipeline(self.g, "pp_update", SUM_TILE, None, false)?;
+        let pipeline = kmeans_pipeline(self.g, "pp_update", SUM_TILE, None, Specialise::default())?;
         for w in windows(pr.n, pr.d * 4, 64, self.g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,
@@ -564,7 +608,7 @@ impl Engine for GpuEngine<'_> {
             ..Default::default()
         });
         let e = batch.storage_init(bytemuck::cast_slice(eps));
-        let pipeline = kmeans_pipeline(self.g, "split", SUM_TILE, None, false)?;
+        let pipeline = kmeans_pipeline(self.g, "split", SUM_TILE, None, Specialise::default())?;
         batch.dispatch(
             &pipeline,
             &[
