@@ -2,7 +2,7 @@
 //! buffers (`pq_lut_build_ub` and `pq_lut_gather_ub` of `shaders/pq_matmul.wgsl`), for CPU
 //! adapters: there the table's lookups, at addresses that differ between lanes, are branch-free
 //! gathers from uniform buffers but a per-lane loop from storage. On lavapipe at 4096 × 4096,
-//! Kc = 256, d = 8 the gather took about 1.1 ms against 1.8 ms from storage
+//! Kc = 256, d = 8 the gather took 1.2–1.3 ms against 1.7–1.9 ms from storage
 //! (`bench-results/README.md`, 2026-12-07).
 
 use crate::error::Result;
