@@ -16,13 +16,16 @@ counter-based generator `quantnoise::bench::pq_values`, checked against the repo
   initialisation and `niter` Lloyd iterations;
 * `kmeans_20iter_blobs` (when the report has that case and the clustered data's checksum
   `blobs_sum`): the same 20 iterations on `quantnoise::bench::pq_blobs`, regenerated here;
+* `kmeans_20iter_assigned`: the 20 iterations, then the nearest centroid of every subvector
+  (`km.index.search`): what quantnoise's k-means op returns (the codebook and its
+  assignments), compared with the same `kmeans_20iter` report case;
 
 then runs `cargo run --release --bin quantnoise -- bench --json FILE --filter assign_,kmeans_`
 (or reads the report given with `--json`) and prints both side by side.
 
 What is compared: quantnoise's k-means op also checks the data for non-finite values, and after
 its `niter` iterations runs one more E-step (the assignment of the final codebook), so it does
-niter + 1 E-steps to faiss's niter. Both initialise by sampling K distinct subvectors, with
+niter + 1 E-steps to faiss's niter (`kmeans_20iter_assigned` adds that E-step to faiss's side). Both initialise by sampling K distinct subvectors, with
 different generators, so their objectives differ slightly.
 
 Examples:
@@ -121,7 +124,19 @@ def faiss_cases(x, runs, seed, blobs=None):
             "unit": "subvector_iterations",
             "objective": float(km.obj[-1]) if len(km.obj) else None,
         }
+
+    def train_and_assign():
+        km = faiss_kmeans(x, 20, seed)
+        return km.index.search(x, 1)
+
+    med, times, _ = median_time(train_and_assign, runs)
+    out["kmeans_20iter_assigned"] = {"median_s": med, "times": times, "items": n * 20,
+                                     "unit": "subvector_iterations"}
     return out
+
+
+# The quantnoise report case each comparison reads (its own name when not listed).
+QUANTNOISE_CASE = {"kmeans_20iter_assigned": "kmeans_20iter"}
 
 
 def run_quantnoise(quick, rounds, cpu_rounds, backend):
@@ -182,7 +197,7 @@ def main():
           f"N = {n} x {PQ_DIM}, K = {PQ_K}; data sum {data_sum:.6f} "
           f"(report: {pq.get('data_sum', 'not recorded')})", flush=True)
     tag = f"{n}x{PQ_DIM}_k{PQ_K}"
-    cases = ["assign", "kmeans_1iter", "kmeans_20iter"]
+    cases = ["assign", "kmeans_1iter", "kmeans_20iter", "kmeans_20iter_assigned"]
     blobs = None
     if f"kmeans_20iter_blobs_{tag}" in report and "blobs_sum" in pq:
         blobs = pq_blobs(n, pq.get("data_seed", PQ_DATA_SEED))
@@ -195,7 +210,7 @@ def main():
 
     rows = []
     for case in cases:
-        q = report.get(f"{case}_{tag}")
+        q = report.get(f"{QUANTNOISE_CASE.get(case, case)}_{tag}")
         f = fa[case]
         row = {
             "case": case,
@@ -220,13 +235,13 @@ def main():
     print(f"\n{meta['adapter']} ({meta['backend']}) vs faiss-cpu {faiss.__version__} "
           f"({faiss.omp_get_max_threads()} threads), N = {n} x {PQ_DIM}, K = {PQ_K}")
     print(f"quantnoise report: {report_path} ({meta['date_utc']}, {meta['rounds']} rounds)")
-    head = f"{'case':<20} {'faiss s':>10} {'quantnoise s':>13} {'qn / faiss':>11} " \
+    head = f"{'case':<22} {'faiss s':>10} {'quantnoise s':>13} {'qn / faiss':>11} " \
            f"{'faiss M/s':>10} {'qn M/s':>10} {'qn GFLOP/s':>11}"
     print(head)
     for r in rows:
         def fmt(v, spec):
             return format(v, spec) if v is not None else "-"
-        print(f"{r['case']:<20} {r['faiss_s']:>10.4f} {fmt(r['quantnoise_s'], '>13.4f')} "
+        print(f"{r['case']:<22} {r['faiss_s']:>10.4f} {fmt(r['quantnoise_s'], '>13.4f')} "
               f"{fmt(r['time_ratio_quantnoise_over_faiss'], '>11.2f')} "
               f"{r['faiss_items_per_s'] / 1e6:>10.3f} "
               f"{fmt(r['quantnoise_items_per_s'] and r['quantnoise_items_per_s'] / 1e6, '>10.3f')} "

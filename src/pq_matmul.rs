@@ -39,7 +39,8 @@
 //!   (u8 indices), one vec4 table load per index for 4 batch rows. The sums follow the
 //!   context's [`AccessPattern`]: one invocation per output row (per-invocation, CPU-type
 //!   adapters), or each row split over 32 invocations (coalesced index loads, a fixed-order
-//!   tree sum; GPUs). Per-invocation with fewer than 4 batch rows, when `d ≤ 16`, `Kc ≤ 4096`
+//!   tree sum; GPUs). Per-invocation with fewer than 4 batch rows, on Vulkan (not GL), when
+//!   `d ≤ 16`, `Kc ≤ 4096`
 //!   and `K/d % 4 == 0` (and `x` can be copied from), the table lives in uniform buffers
 //!   instead, built and summed a slab of subvectors at a time (eight 64 KiB bindings: 512
 //!   subvectors at `Kc = 256`), each slab adding its sums to `y`: on CPU adapters a uniform

@@ -308,8 +308,8 @@ fn codebook_sizes(t: &Target) -> Result<(), Failed> {
     )
 }
 
-/// One to three batch rows whose table spans several slabs on CPU adapters (there the table
-/// of such rows lives in uniform buffers, built and gathered a slab of subvectors at a time,
+/// One to three batch rows whose table spans several slabs on lavapipe (there the table of
+/// such rows lives in uniform buffers, built and gathered a slab of subvectors at a time,
 /// each slab adding to y): slabs bounded by the table's bindings (Kc = 4096, 1000) and by the
 /// activations' (d = 16), d not a multiple of 4, u8 and u16 indices, with a bias.
 fn table_slabs(t: &Target) -> Result<(), Failed> {

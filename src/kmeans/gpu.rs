@@ -203,10 +203,12 @@ impl Partials {
         };
         // `kmeans_partial_runs4` binds a uniform copy of the codebook (its CENTROIDS_UB) when
         // it computes distances and the codebook fits one uniform binding, else a stand-in.
+        // Not on wgpu's GL backend: lookups from uniform buffers there corrupted memory while a
+        // lavapipe device worked in the same process (see `pq_matmul/uniform_lut.rs`).
         let uniform_codebook = (entry == "kmeans_partial_runs4").then(|| {
             let copy = batch.uniform_scratch(CENTROIDS_UB_BYTES);
             let source = dist
-                .filter(|_| k * d * 4 <= CENTROIDS_UB_BYTES)
+                .filter(|_| k * d * 4 <= CENTROIDS_UB_BYTES && g.backend != wgpu::Backend::Gl)
                 .and_then(|(old, _)| device_buffer(old, "old").ok())
                 .filter(|(b, _)| b.usage().contains(wgpu::BufferUsages::COPY_SRC));
             if let Some((b, offset)) = source {

@@ -1,6 +1,6 @@
 //! The lookup-table matrix–vector product of one to three batch rows with the table in uniform
 //! buffers (`pq_lut_build_ub` and `pq_lut_gather_ub` of `shaders/pq_matmul.wgsl`), for CPU
-//! adapters: there the table's lookups, at addresses that differ between lanes, are branch-free
+//! adapters on Vulkan (see [`fits`] for GL): there the table's lookups, at addresses that differ between lanes, are branch-free
 //! gathers from uniform buffers but a per-lane loop from storage. On lavapipe at 4096 × 4096,
 //! Kc = 256, d = 8 the gather took 1.2–1.3 ms against 1.7–1.9 ms from storage
 //! (`bench-results/README.md`, 2026-12-07).
@@ -41,7 +41,12 @@ struct SlabParams {
 pub(super) fn fits(g: &Gpu, x: &Tensor, m: u64, weight: &PqWeight) -> bool {
     let copyable =
         device_buffer(x, "x").is_ok_and(|(b, _)| b.usage().contains(wgpu::BufferUsages::COPY_SRC));
-    m < 4
+    // On wgpu's GL backend over Mesa's llvmpipe (22.3.6) this path corrupted the process's
+    // heap now and then (a segfault, a glibc abort, NaN outputs) while a lavapipe device
+    // worked in the same process, as the test suite's targets do (3 runs of 12); not in 17
+    // runs with GL alone, and not in 28 runs of the PQ tests with this path on Vulkan only.
+    g.backend != wgpu::Backend::Gl
+        && m < 4
         && copyable
         && weight.block_size <= 16
         && weight.n_centroids as u64 <= UB_VEC4S
