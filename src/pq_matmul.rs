@@ -40,12 +40,11 @@
 //!   context's [`AccessPattern`]: one invocation per output row (per-invocation, CPU-type
 //!   adapters), or each row split over 32 invocations (coalesced index loads, a fixed-order
 //!   tree sum; GPUs). Per-invocation with fewer than 4 batch rows, on Vulkan (not GL), when
-//!   `d ≤ 16`, `Kc ≤ 4096`
-//!   and `K/d % 4 == 0` (and `x` can be copied from), the table lives in uniform buffers
-//!   instead, built and summed a slab of subvectors at a time (eight 64 KiB bindings: 512
-//!   subvectors at `Kc = 256`), each slab adding its sums to `y`: on CPU adapters a uniform
-//!   buffer is the one place a lookup at a per-lane address is a gather rather than a loop over
-//!   the lanes (`pq_matmul/uniform_lut.rs`).
+//!   `d ≤ 16`, `Kc ≤ 4096` and `K/d % 4 == 0` (and `x` can be copied from), the table lives in
+//!   uniform buffers instead, built and summed a slab of subvectors at a time (eight 64 KiB
+//!   bindings: 512 subvectors at `Kc = 256`), each slab adding its sums to `y`: on CPU
+//!   adapters a uniform buffer is the one place a lookup at a per-lane address is a gather
+//!   rather than a loop over the lanes (`pq_matmul/uniform_lut.rs`).
 //! - [`Context::pq_matmul_int8`]: int8 activations × int8 centroids with `dot4I8Packed` into
 //!   i32, zero-point corrected, then `y = sx·sc·acc (+ b)` or the raw accumulators.
 //! - [`Context::dense_matvec`]: the dense baseline `y = W x (+ b)` (f32 or f16 weights), in

@@ -69,11 +69,15 @@ pub(super) struct Recording<'a> {
     pub params: &'a dyn Fn(u64, u32, u32) -> Params,
     /// Codebook bindings (both formats' bindings, one a dummy).
     pub codebook: &'a [(u32, wgpu::BindingResource<'a>)],
+    /// The packed indices, whole.
     pub indices: wgpu::BindingResource<'a>,
+    /// The bias, or a dummy (the shape uniform says which).
     pub bias: wgpu::BindingResource<'a>,
     /// Overrides shared with the other kernels of the family (`WG`, `D`, `IDX_BITS`, ...).
     pub overrides: Vec<(&'static str, u32)>,
+    /// The codebook's module (f16 codebooks: the f16 one).
     pub precision: Precision,
+    /// `Kc = 2^IDX_BITS`: no index needs clamping (`FULL_K`).
     pub full_k: bool,
 }
 
