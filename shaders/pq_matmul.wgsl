@@ -910,23 +910,30 @@ fn dense_matvec_split(@builtin(local_invocation_index) lid: u32,
 // On lavapipe a storage or workgroup load whose address differs between lanes is a loop over
 // the lanes, each lane's load behind a branch on the execution mask; a uniform-buffer load at
 // such an address is a branch-free gather (Mesa's gallivm, `emit_load_ubo`). The table's
-// lookups are such loads, so for one batch row the table goes to uniform buffers: at most
-// 64 KiB each, UB_SLOTS of them, holding a slab of `slab.count` subvectors (from subvector
-// `slab.first` of every weight row; the host loops over slabs). Layout: 4 consecutive
-// subvectors per vec4, so that every lookup reads one fixed component: group q (subvectors
-// 4q .. 4q + 3 of the slab) of centroid c is vec4 (q % qpb)·Kc + c of binding q / qpb, qpb =
-// UB_VEC4S / Kc groups per binding. The slab's activations come from a uniform buffer too (at
-// lane-uniform addresses: one broadcast load). D ≤ 16, Kc ≤ UB_VEC4S, K/D and the slab's
-// first subvector and count multiples of 4.
+// lookups are such loads, so for one batch row the table goes to uniform buffers of 64 KiB:
+// the build writes TABLE_SLOTS bindings' worth for a slab of `slab.count` subvectors (from
+// subvector `slab.first` of every weight row; the host loops over slabs), and each gather
+// dispatch reads UB_SLOTS of those bindings, from group `slab.q_first` on. Layout: 4
+// consecutive subvectors per vec4, so that every lookup reads one fixed component: group q
+// (subvectors 4q .. 4q + 3 of the slab) of centroid c is vec4 (q % qpb)·Kc + c of binding
+// q / qpb, qpb = UB_VEC4S / Kc groups per binding. The slab's activations come from a uniform
+// buffer too (at lane-uniform addresses: one broadcast load). D ≤ 16, Kc ≤ UB_VEC4S, K/D and
+// the slab's first subvector and count multiples of 4.
+//
+// Why a gather reads only 4 bindings: Mesa 22.3.6's lavapipe corrupts its heap while it
+// compiles a shader with six or more loops that each gather from a different uniform array
+// (valgrind: a write into memory freed by an earlier pipeline creation; crashes in 1 run of 2).
+// Four such loops compiled clean under valgrind.
 
 const UB_VEC4S: u32 = 4096u;
 
 struct SlabParams {
     first: u32,
     count: u32,
-    // 0: y = sum (+ bias); 1: y += sum (later slabs).
+    // 0: y = sum (+ bias); 1: y += sum (later slabs and gathers).
     accumulate: u32,
-    _pad: u32,
+    // The gather's first group: its bindings hold groups q_first .. q_first + UB_SLOTS·qpb.
+    q_first: u32,
 }
 
 @group(0) @binding(20) var<uniform> slab: SlabParams;
@@ -936,11 +943,8 @@ struct SlabParams {
 @group(0) @binding(12) var<uniform> ub1: array<vec4<f32>, UB_VEC4S>;
 @group(0) @binding(13) var<uniform> ub2: array<vec4<f32>, UB_VEC4S>;
 @group(0) @binding(14) var<uniform> ub3: array<vec4<f32>, UB_VEC4S>;
-@group(0) @binding(15) var<uniform> ub4: array<vec4<f32>, UB_VEC4S>;
-@group(0) @binding(16) var<uniform> ub5: array<vec4<f32>, UB_VEC4S>;
-@group(0) @binding(17) var<uniform> ub6: array<vec4<f32>, UB_VEC4S>;
-@group(0) @binding(18) var<uniform> ub7: array<vec4<f32>, UB_VEC4S>;
-const UB_SLOTS: u32 = 8u;
+// Table bindings of one gather (bound at 11 ..); TABLE_SLOTS (8) per slab on the host.
+const UB_SLOTS: u32 = 4u;
 
 // Activation i of the slab (a lane-uniform i).
 fn x_slab_at(i: u32) -> f32 {
@@ -1008,7 +1012,8 @@ fn group_indices(p: u32) -> vec4<u32> {
     return cs;
 }
 
-// One invocation per output row n: the slab's lookups of row n, binding by binding.
+// One invocation per output row n: the lookups of row n in this gather's bindings, binding
+// by binding.
 @compute @workgroup_size(WG)
 fn pq_lut_gather_ub(@builtin(local_invocation_index) lid: u32,
                     @builtin(workgroup_id) wid: vec3<u32>,
@@ -1024,8 +1029,8 @@ fn pq_lut_gather_ub(@builtin(local_invocation_index) lid: u32,
     // Binding by binding, each loop over the groups it holds (a switch on the binding would
     // run every case: lavapipe masks control flow rather than branching).
     let qpb = UB_VEC4S / kc;
-    let q0 = 0u;
-    var q = 0u;
+    let q0 = slab.q_first;
+    var q = q0;
     for (var e = 0u; q < min(q0 + 1u * qpb, groups); q++) {
         let c = e + group_indices(p0 + 4u * q);
         acc += ub0[c.x].x + ub0[c.y].y + ub0[c.z].z + ub0[c.w].w;
@@ -1044,26 +1049,6 @@ fn pq_lut_gather_ub(@builtin(local_invocation_index) lid: u32,
     for (var e = 0u; q < min(q0 + 4u * qpb, groups); q++) {
         let c = e + group_indices(p0 + 4u * q);
         acc += ub3[c.x].x + ub3[c.y].y + ub3[c.z].z + ub3[c.w].w;
-        e += kc;
-    }
-    for (var e = 0u; q < min(q0 + 5u * qpb, groups); q++) {
-        let c = e + group_indices(p0 + 4u * q);
-        acc += ub4[c.x].x + ub4[c.y].y + ub4[c.z].z + ub4[c.w].w;
-        e += kc;
-    }
-    for (var e = 0u; q < min(q0 + 6u * qpb, groups); q++) {
-        let c = e + group_indices(p0 + 4u * q);
-        acc += ub5[c.x].x + ub5[c.y].y + ub5[c.z].z + ub5[c.w].w;
-        e += kc;
-    }
-    for (var e = 0u; q < min(q0 + 7u * qpb, groups); q++) {
-        let c = e + group_indices(p0 + 4u * q);
-        acc += ub6[c.x].x + ub6[c.y].y + ub6[c.z].z + ub6[c.w].w;
-        e += kc;
-    }
-    for (var e = 0u; q < min(q0 + 8u * qpb, groups); q++) {
-        let c = e + group_indices(p0 + 4u * q);
-        acc += ub7[c.x].x + ub7[c.y].y + ub7[c.z].z + ub7[c.w].w;
         e += kc;
     }
     let at = params.y_off + n;

@@ -9,7 +9,7 @@ use crate::kmeans::{
 use crate::runtime::batch::{Batch, sized};
 use crate::runtime::context::Context;
 use crate::runtime::elementwise::{device_buffer, window_binding};
-use crate::runtime::gpu::{Gpu, PipelineKey};
+use crate::runtime::gpu::{Gpu, PipelineKey, UNIFORM_TABLE_BYTES};
 use crate::runtime::shaders::{Family, Precision};
 use crate::runtime::window::{Window, windows};
 use crate::tensor::{DType, Tensor};
@@ -202,13 +202,12 @@ impl Partials {
             _ => None,
         };
         // `kmeans_partial_runs4` binds a uniform copy of the codebook (its CENTROIDS_UB) when
-        // it computes distances and the codebook fits one uniform binding, else a stand-in.
-        // Not on wgpu's GL backend: lookups from uniform buffers there corrupted memory while a
-        // lavapipe device worked in the same process (see `pq_matmul/uniform_lut.rs`).
+        // it computes distances, the device allows uniform tables and the codebook fits one
+        // binding; else a stand-in.
         let uniform_codebook = (entry == "kmeans_partial_runs4").then(|| {
-            let copy = batch.uniform_scratch(CENTROIDS_UB_BYTES);
+            let copy = batch.uniform_scratch(UNIFORM_TABLE_BYTES);
             let source = dist
-                .filter(|_| k * d * 4 <= CENTROIDS_UB_BYTES && g.backend != wgpu::Backend::Gl)
+                .filter(|_| g.uniform_tables && k * d * 4 <= UNIFORM_TABLE_BYTES)
                 .and_then(|(old, _)| device_buffer(old, "old").ok())
                 .filter(|(b, _)| b.usage().contains(wgpu::BufferUsages::COPY_SRC));
             if let Some((b, offset)) = source {
@@ -259,7 +258,7 @@ impl Partials {
                 bindings.push(whole(objective)?);
             }
             if let Some((copy, _)) = &uniform_codebook {
-                bindings.push(sized(copy, CENTROIDS_UB_BYTES));
+                bindings.push(sized(copy, UNIFORM_TABLE_BYTES));
             }
             batch.dispatch(&partial, &bindings, self.kernel.groups(w.len, self.tile))?;
         }
@@ -287,9 +286,6 @@ impl Partials {
         )
     }
 }
-
-/// Bytes of the uniform codebook copy of `kmeans_partial_runs4` (`centroids_ub`).
-const CENTROIDS_UB_BYTES: u64 = 65536;
 
 /// The boolean specialisation constants of `kmeans_partial*`.
 #[derive(Clone, Copy, Default)]

@@ -62,6 +62,10 @@ pub(crate) struct Gpu {
     pub coalesced: bool,
     pub features: KernelFeatures,
     pub limits: wgpu::Limits,
+    /// Kernels may read lookup tables from 64 KiB uniform bindings ([`UNIFORM_TABLE_BYTES`]):
+    /// the device's limit allows it. On CPU adapters a uniform-buffer load at a per-lane
+    /// address is a branch-free gather, where a storage load is a loop over the lanes.
+    pub uniform_tables: bool,
     /// Bytes of one bound window (at most the storage binding limit).
     pub max_window: u64,
     /// The device's storage binding limit, for buffers bound whole (e.g. codebooks).
@@ -75,6 +79,9 @@ pub(crate) struct Gpu {
     /// Whether device access goes through [`GL_LOCK`].
     serialised: bool,
 }
+
+/// Bytes of one uniform lookup-table binding (see [`Gpu::uniform_tables`]).
+pub(crate) const UNIFORM_TABLE_BYTES: u64 = 65536;
 
 /// wgpu's GL backend panics when a thread waits on its context lock for over a second (and
 /// EGL contexts of one process are not independent): on GL every device access of this library,
@@ -121,6 +128,7 @@ impl Gpu {
             queue,
             description,
             backend,
+            uniform_tables: limits.max_uniform_buffer_binding_size >= UNIFORM_TABLE_BYTES,
             limits,
             max_window,
             max_binding: binding,
