@@ -332,6 +332,39 @@ fn entry_points_fit_default_binding_limits() {
     );
 }
 
+/// Uniform arrays one entry point may read. Mesa 22.3.6's lavapipe wrote into freed heap
+/// memory while compiling shaders with six or more loops that each gather from a different
+/// uniform array (`bench-results/README.md`, 2026-12-07 12:30Z); four compiled clean under
+/// valgrind.
+const MAX_UNIFORM_ARRAYS: usize = 4;
+
+#[test]
+fn entry_points_read_few_uniform_arrays() {
+    for_each_entry_point(
+        |_| true,
+        |_, module, _| {
+            let arrays: Vec<&str> = module
+                .global_variables
+                .iter()
+                .filter(|(_, g)| {
+                    matches!(g.space, naga::AddressSpace::Uniform)
+                        && matches!(module.types[g.ty].inner, naga::TypeInner::Array { .. })
+                })
+                .map(|(_, g)| g.name.as_deref().unwrap_or("?"))
+                .collect();
+            if arrays.len() > MAX_UNIFORM_ARRAYS {
+                return Err(format!(
+                    "{} uniform arrays ({}): at most {MAX_UNIFORM_ARRAYS}, see \
+                     MAX_UNIFORM_ARRAYS",
+                    arrays.len(),
+                    arrays.join(", ")
+                ));
+            }
+            Ok(())
+        },
+    );
+}
+
 #[test]
 fn spirv_validates() {
     let spirv_val = have_tool("spirv-val");
