@@ -302,6 +302,19 @@ fn f16_variants_need_shader_f16() {
     }
 }
 
+/// The module's global variables for which `wanted` holds.
+fn globals(
+    module: &Module,
+    wanted: impl Fn(&naga::GlobalVariable) -> bool,
+) -> Vec<&naga::GlobalVariable> {
+    module
+        .global_variables
+        .iter()
+        .map(|(_, g)| g)
+        .filter(|g| wanted(g))
+        .collect()
+}
+
 /// WebGPU's default `maxStorageBuffersPerShaderStage` and `maxUniformBuffersPerShaderStage`:
 /// what a device adopted from a framework that asked for default limits allows.
 const DEFAULT_STORAGE_BUFFERS: usize = 8;
@@ -312,15 +325,11 @@ fn entry_points_fit_default_binding_limits() {
     for_each_entry_point(
         |_| true,
         |_, module, _| {
-            let count = |space: fn(&naga::AddressSpace) -> bool| {
-                module
-                    .global_variables
-                    .iter()
-                    .filter(|(_, g)| space(&g.space))
-                    .count()
-            };
-            let storage = count(|s| matches!(s, naga::AddressSpace::Storage { .. }));
-            let uniform = count(|s| matches!(s, naga::AddressSpace::Uniform));
+            let storage = globals(module, |g| {
+                matches!(g.space, naga::AddressSpace::Storage { .. })
+            })
+            .len();
+            let uniform = globals(module, |g| matches!(g.space, naga::AddressSpace::Uniform)).len();
             if storage > DEFAULT_STORAGE_BUFFERS || uniform > DEFAULT_UNIFORM_BUFFERS {
                 return Err(format!(
                     "{storage} storage and {uniform} uniform buffers: WebGPU's defaults allow \
@@ -343,15 +352,13 @@ fn entry_points_read_few_uniform_arrays() {
     for_each_entry_point(
         |_| true,
         |_, module, _| {
-            let arrays: Vec<&str> = module
-                .global_variables
-                .iter()
-                .filter(|(_, g)| {
-                    matches!(g.space, naga::AddressSpace::Uniform)
-                        && matches!(module.types[g.ty].inner, naga::TypeInner::Array { .. })
-                })
-                .map(|(_, g)| g.name.as_deref().unwrap_or("?"))
-                .collect();
+            let arrays: Vec<&str> = globals(module, |g| {
+                matches!(g.space, naga::AddressSpace::Uniform)
+                    && matches!(module.types[g.ty].inner, naga::TypeInner::Array { .. })
+            })
+            .iter()
+            .map(|g| g.name.as_deref().unwrap_or("?"))
+            .collect();
             if arrays.len() > MAX_UNIFORM_ARRAYS {
                 return Err(format!(
                     "{} uniform arrays ({}): at most {MAX_UNIFORM_ARRAYS}, see \
