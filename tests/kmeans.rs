@@ -24,9 +24,46 @@ fn main() {
                 "large_codebook_objective_is_accurate",
                 large_codebook_objective,
             ),
+            ("same_bits_without_uniform_tables", without_uniform_tables),
         ],
         true,
     )
+}
+
+/// On a device whose uniform bindings are too small for the M-step's uniform codebook copy
+/// (`small_uniform_target`: the scalar `kmeans_partial_runs` instead of `…_runs4` on CPU
+/// adapters), k-means gives the same bits as on the target's own device.
+fn without_uniform_tables(t: &Target) -> Result<(), Failed> {
+    // The windowed targets share the adapter: one run per adapter is enough.
+    if t.name.contains("window=") {
+        return Ok(());
+    }
+    let Some(small) = small_uniform_target(t)? else {
+        return Ok(());
+    };
+    let d = 8;
+    let data = blobs(&mut Rng(91), 20_000, d, 40);
+    let options = KmeansOptions {
+        seed: 17,
+        n_iter: 6,
+        ..KmeansOptions::new(64)
+    };
+    // The codebook's, the assignments' and the objectives' bytes, one after the other.
+    let run = |ctx: &Context| -> Result<Vec<u8>, Failed> {
+        let x = ctx.upload(&data)?;
+        let p = [KmeansProblem {
+            data: &x,
+            dim: d as u32,
+        }];
+        let r = &ctx.kmeans(&p, &options)?[0];
+        let mut bytes = ctx.read_raw(&r.codebook)?;
+        bytes.extend(ctx.read_raw(&r.assignments)?);
+        bytes.extend_from_slice(bytemuck::cast_slice(&r.objective));
+        Ok(bytes)
+    };
+    ensure(run(&t.ctx)? == run(&small.ctx)?, || {
+        format!("{}: codebook, assignments or objective differ", small.name)
+    })
 }
 
 /// Gaussian-ish blobs around `centers` random centres.

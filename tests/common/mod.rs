@@ -80,6 +80,46 @@ pub fn targets(windowed: bool) -> (Vec<Target>, Vec<String>) {
     (out, errors)
 }
 
+/// WebGL2's uniform binding limit: too small for the kernels' 64 KiB uniform tables.
+pub const SMALL_UNIFORM_BINDING: u64 = 16384;
+
+/// A target on a second device of `t`'s adapter, requested with uniform bindings of at most
+/// [`SMALL_UNIFORM_BINDING`] and adopted (as a framework's device would be), so that the
+/// kernels take their paths without uniform tables. None on the CPU reference and on GL
+/// (whose devices share one EGL display: the suite opens no second one).
+pub fn small_uniform_target(t: &Target) -> Result<Option<Target>, Failed> {
+    let Some((device, _)) = t.ctx.wgpu() else {
+        return Ok(None);
+    };
+    let info = device.adapter_info();
+    if info.backend == wgpu::Backend::Gl {
+        return Ok(None);
+    }
+    let backends = wgpu::Backends::from(info.backend);
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    let adapter = pollster::block_on(instance.enumerate_adapters(backends))
+        .into_iter()
+        .find(|a| a.get_info() == info)
+        .ok_or("the target's adapter is not found again")?;
+    let limits = wgpu::Limits {
+        max_uniform_buffer_binding_size: SMALL_UNIFORM_BINDING,
+        ..adapter.limits()
+    };
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_features: device.features(),
+        required_limits: limits,
+        ..Default::default()
+    }))
+    .map_err(|e| format!("request_device: {e}"))?;
+    Ok(Some(Target {
+        name: format!("{} uniform≤16KiB", t.name),
+        ctx: Context::from_wgpu(device, queue),
+        cpu: t.cpu.clone(),
+    }))
+}
+
 /// Runs `tests` on every target and exits with libtest's status.
 pub fn run(tests: &[(&'static str, Body)], windowed: bool) -> ! {
     run_on(tests, windowed, true)
