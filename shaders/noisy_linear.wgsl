@@ -34,6 +34,19 @@ override PQ0: u32 = 0u;
 @group(0) @binding(5) var<uniform> params: Params;
 @group(0) @binding(6) var<storage, read> qp: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> mask_bits: array<u32>;
+// With MASK_UB = 1, a uniform copy of mask_bits (whole: it fits the table): on CPU adapters a
+// load at a per-lane address is a gather from a uniform buffer but a loop over the lanes from
+// storage. A stand-in otherwise. UNIFORM_TABLE_VEC4S comes from the host's prelude.
+@group(0) @binding(10) var<uniform> mask_ub: array<vec4<u32>, UNIFORM_TABLE_VEC4S>;
+override MASK_UB: u32 = 0u;
+
+// Word i of the bit-packed mask.
+fn mask_word(i: u32) -> u32 {
+    if MASK_UB == 1u {
+        return mask_ub[i / 4u][i % 4u];
+    }
+    return mask_bits[i];
+}
 // The clean weight (clamped STE only).
 @group(0) @binding(8) var<storage, read> ste_weight: array<Elem>;
 // ϕ_PQ of stage 0: the nearest centroid of every block of the weight (u32), then the
@@ -45,7 +58,7 @@ override PQ0: u32 = 0u;
 // constants (noise_chain.wgsl): lavapipe runs a branch on a uniform value like a divergent one.
 fn block_selected(stage: u32, e: u32) -> bool {
     let block = e / block_size();
-    let word = mask_bits[stage * params.words_per_stage + block / 32u];
+    let word = mask_word(stage * params.words_per_stage + block / 32u);
     return ((word >> (block % 32u)) & 1u) != 0u;
 }
 
@@ -74,12 +87,12 @@ fn selected4_of(s: u32, block: vec4<u32>) -> vec4<bool> {
     let second = vec4<u32>(word != vec4<u32>(word.x));
     let shift = block % vec4<u32>(32u);
     let base = s * params.words_per_stage;
-    let w0 = (vec4<u32>(mask_bits[base + word.x]) >> shift) & vec4<u32>(1u);
+    let w0 = (vec4<u32>(mask_word(base + word.x)) >> shift) & vec4<u32>(1u);
     if BS % 4u == 0u && BS != 0u {
         // One block, one word.
         return w0 != vec4<u32>(0u);
     }
-    let w1 = (vec4<u32>(mask_bits[base + word.w]) >> shift) & vec4<u32>(1u);
+    let w1 = (vec4<u32>(mask_word(base + word.w)) >> shift) & vec4<u32>(1u);
     return (w0 * (vec4<u32>(1u) - second) + w1 * second) != vec4<u32>(0u);
 }
 

@@ -31,10 +31,10 @@ use crate::error::Result;
 use crate::matmul::{Bound, Hooks, LinearShape, Product, record, with_config};
 use crate::noise::{Noise, NoiseSpec, SteMode, chain_params, check_len, record_mask};
 use crate::philox::NoiseSeed;
-use crate::runtime::batch::Batch;
+use crate::runtime::batch::{Batch, sized};
 use crate::runtime::context::{Backend, Context, check_dtype};
 use crate::runtime::elementwise::{device_buffer, window_binding};
-use crate::runtime::gpu::Gpu;
+use crate::runtime::gpu::{Gpu, UNIFORM_TABLE_BYTES};
 use crate::runtime::shaders::{Family, Precision};
 use crate::runtime::window::Window;
 use crate::tensor::{DType, Tensor};
@@ -131,6 +131,16 @@ fn run_fused(
         if mask_pass {
             record_mask(g, &mut batch, precision, &base, &mask)?;
         }
+        // The loader and the dW epilogue read a uniform copy of the mask when it fits one
+        // uniform table (MASK_UB in the shader), else a stand-in.
+        let mask_ub = batch.uniform_scratch(g.uniform_table_binding());
+        let mask_copy = (mask_pass && g.uniform_tables && words * 4 <= UNIFORM_TABLE_BYTES)
+            .then(|| device_buffer(&mask, "mask").ok())
+            .flatten()
+            .filter(|(b, _)| b.usage().contains(wgpu::BufferUsages::COPY_SRC));
+        if let Some((b, offset)) = mask_copy {
+            batch.copy(b, offset, &mask_ub, 0, words * 4);
+        }
         // ϕ_PQ: one buffer holds the blocks' indices, then a copy of the codebook's f32 bits
         // (one storage binding, see pq_data in the shader).
         let assignment = match codebook {
@@ -188,6 +198,7 @@ fn run_fused(
                 ("LAYOUT", resolved.layout_bits(0)),
                 ("MASK_SOURCE", (source == MaskSource::Regenerated) as u32),
                 ("PQ0", assignment.is_some() as u32),
+                ("MASK_UB", mask_copy.is_some() as u32),
             ],
             bindings: vec![
                 (5, params.as_entire_binding()),
@@ -195,6 +206,7 @@ fn run_fused(
                 (7, bind(&mask, "mask")?),
                 (8, weight_binding),
                 (9, pq_binding),
+                (10, sized(&mask_ub, g.uniform_table_binding())),
             ],
             b_computed: false,
         };

@@ -83,6 +83,18 @@ pub(crate) struct Gpu {
 /// Bytes of one uniform lookup-table binding (see [`Gpu::uniform_tables`]).
 pub(crate) const UNIFORM_TABLE_BYTES: u64 = 65536;
 
+impl Gpu {
+    /// Bytes of the uniform tables this device's modules declare (`UNIFORM_TABLE_VEC4S`): 64
+    /// KiB with [`Gpu::uniform_tables`], else a 16-byte stand-in.
+    pub(crate) fn uniform_table_binding(&self) -> u64 {
+        if self.uniform_tables {
+            UNIFORM_TABLE_BYTES
+        } else {
+            16
+        }
+    }
+}
+
 /// wgpu's GL backend panics when a thread waits on its context lock for over a second (and
 /// EGL contexts of one process are not independent): on GL every device access of this library,
 /// on every GL device, is serialised (re-entrantly, per thread).
@@ -192,7 +204,11 @@ impl Gpu {
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(key.family.file()),
-                        source: wgpu::ShaderSource::Wgsl(key.family.source(key.precision).into()),
+                        source: wgpu::ShaderSource::Wgsl(
+                            key.family
+                                .source_with(key.precision, self.uniform_tables)
+                                .into(),
+                        ),
                     })
             })
             .clone();

@@ -47,6 +47,9 @@ pub enum Precision {
     F16,
 }
 
+/// vec4s of a uniform lookup table where the device allows them (64 KiB).
+const UNIFORM_TABLE_VEC4S: u64 = crate::runtime::gpu::UNIFORM_TABLE_BYTES / 16;
+
 const PHILOX: &str = include_str!("../../shaders/philox.wgsl");
 const NOISE_CHAIN: &str = include_str!("../../shaders/noise_chain.wgsl");
 const NOISE: &str = include_str!("../../shaders/noise.wgsl");
@@ -212,12 +215,25 @@ impl Family {
         }
     }
 
-    /// The complete WGSL module of a variant.
+    /// The complete WGSL module of a variant, for a device that allows 64 KiB uniform tables.
     pub fn source(&self, precision: Precision) -> String {
+        self.source_with(precision, true)
+    }
+
+    /// The complete WGSL module of a variant. `UNIFORM_TABLE_VEC4S`, the length of the uniform
+    /// lookup tables kernels may declare, is 4096 (64 KiB) where the device allows uniform
+    /// tables, else 1: the kernels then bind a 16-byte stand-in and read storage.
+    pub(crate) fn source_with(&self, precision: Precision, uniform_tables: bool) -> String {
         let mut s = String::from(match precision {
             Precision::F32 => "alias Elem = f32;\n",
             Precision::F16 => "enable f16;\nalias Elem = f16;\n",
         });
+        let vec4s = if uniform_tables {
+            UNIFORM_TABLE_VEC4S
+        } else {
+            1
+        };
+        s.push_str(&format!("const UNIFORM_TABLE_VEC4S: u32 = {vec4s}u;\n"));
         for part in self.parts() {
             s.push_str(part);
             s.push('\n');
