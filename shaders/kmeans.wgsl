@@ -458,7 +458,9 @@ fn kmeans_partial_runs(@builtin(local_invocation_index) lid: u32,
 @group(0) @binding(1) var<storage, read> data4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> part_sums4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> centroids4: array<vec4<f32>>;
-@group(0) @binding(8) var<uniform> centroids_ub: array<vec4<f32>, 4096>;
+// UNIFORM_TABLE_VEC4S comes from the runtime's prelude (1 where the device's uniform bindings
+// are smaller than 64 KiB: CENTROIDS_UB is then off and a stand-in is bound).
+@group(0) @binding(8) var<uniform> centroids_ub: array<vec4<f32>, UNIFORM_TABLE_VEC4S>;
 override CENTROIDS_UB: bool = false;
 
 fn centroid_chunk(i: u32) -> vec4<f32> {

@@ -925,7 +925,8 @@ fn dense_matvec_split(@builtin(local_invocation_index) lid: u32,
 // (valgrind: a write into memory freed by an earlier pipeline creation; crashes in 1 run of 2).
 // Four such loops compiled clean under valgrind.
 
-const UB_VEC4S: u32 = 4096u;
+// 4096 (64 KiB) from the runtime's prelude: these kernels run only where the device allows it.
+const UB_VEC4S: u32 = UNIFORM_TABLE_VEC4S;
 
 struct SlabParams {
     first: u32,

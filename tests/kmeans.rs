@@ -31,8 +31,8 @@ fn main() {
 }
 
 /// On a device whose uniform bindings are too small for the M-step's uniform codebook copy
-/// (`small_uniform_target`: the scalar `kmeans_partial_runs` instead of `…_runs4` on CPU
-/// adapters), k-means gives the same bits as on the target's own device.
+/// (`small_uniform_target`: the distances read the storage codebook, and the modules declare
+/// a 1-vec4 table), k-means gives the same bits as on the target's own device.
 fn without_uniform_tables(t: &Target) -> Result<(), Failed> {
     // The windowed targets share the adapter: one run per adapter is enough.
     if t.name.contains("window=") {

@@ -71,24 +71,19 @@ enum PartialKernel {
     Sorted,
     /// `kmeans_partial`: each invocation scans the tile for its clusters (large K).
     Scan,
-    /// `kmeans_partial_runs` (`…_runs4` with vec4 accesses when d % 4 == 0 and the device
-    /// allows uniform tables): each invocation
+    /// `kmeans_partial_runs` (`…_runs4` with vec4 accesses when d % 4 == 0): each invocation
     /// sums its own run of rows into its own slot (CPU adapters, where workgroup atomics are
     /// dear).
     Runs,
 }
 
 impl PartialKernel {
-    /// The entry point for subvectors of `d` on `g`: `…_runs4` binds a 64 KiB uniform buffer,
-    /// so it needs [`Gpu::uniform_tables`].
-    fn entry(self, g: &Gpu, d: u64) -> &'static str {
+    fn entry(self, d: u64) -> &'static str {
         match self {
             PartialKernel::Fixed => "kmeans_partial_fixed",
             PartialKernel::Sorted => "kmeans_partial_sorted",
             PartialKernel::Scan => "kmeans_partial",
-            PartialKernel::Runs if d.is_multiple_of(4) && g.uniform_tables => {
-                "kmeans_partial_runs4"
-            }
+            PartialKernel::Runs if d.is_multiple_of(4) => "kmeans_partial_runs4",
             PartialKernel::Runs => "kmeans_partial_runs",
         }
     }
@@ -198,7 +193,7 @@ impl Partials {
     ) -> Result<()> {
         // The fixed-point kernel loops over params.d at run time (see the shader).
         let specialised = (self.kernel != PartialKernel::Fixed).then_some(d);
-        let entry = self.kernel.entry(g, d);
+        let entry = self.kernel.entry(d);
         // Without distances, stand-ins the shader does not touch.
         let stand_in = batch.scratch(4);
         let dist = match (distances, old) {
@@ -207,11 +202,12 @@ impl Partials {
             _ => None,
         };
         // `kmeans_partial_runs4` binds a uniform copy of the codebook (its CENTROIDS_UB) when
-        // it computes distances and the codebook fits one binding; else a stand-in.
+        // it computes distances, the device allows uniform tables and the codebook fits one;
+        // else a stand-in (of the length the device's modules declare).
         let uniform_codebook = (entry == "kmeans_partial_runs4").then(|| {
-            let copy = batch.uniform_scratch(UNIFORM_TABLE_BYTES);
+            let copy = batch.uniform_scratch(g.uniform_table_binding());
             let source = dist
-                .filter(|_| k * d * 4 <= UNIFORM_TABLE_BYTES)
+                .filter(|_| g.uniform_tables && k * d * 4 <= UNIFORM_TABLE_BYTES)
                 .and_then(|(old, _)| device_buffer(old, "old").ok())
                 .filter(|(b, _)| b.usage().contains(wgpu::BufferUsages::COPY_SRC));
             if let Some((b, offset)) = source {
@@ -262,7 +258,7 @@ impl Partials {
                 bindings.push(whole(objective)?);
             }
             if let Some((copy, _)) = &uniform_codebook {
-                bindings.push(sized(copy, UNIFORM_TABLE_BYTES));
+                bindings.push(sized(copy, g.uniform_table_binding()));
             }
             batch.dispatch(&partial, &bindings, self.kernel.groups(w.len, self.tile))?;
         }

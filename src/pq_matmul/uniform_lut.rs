@@ -10,13 +10,13 @@ use crate::error::Result;
 use crate::runtime::batch::{Batch, sized};
 use crate::runtime::elementwise::device_buffer;
 use crate::runtime::gpu::{Gpu, PipelineKey, UNIFORM_TABLE_BYTES};
-use crate::runtime::shaders::{Family, Precision};
+use crate::runtime::shaders::{Family, Precision, UNIFORM_TABLE_VEC4S};
 use crate::tensor::Tensor;
 
 use super::{Params, PqWeight, WG, shifted_binding};
 
 /// vec4s per uniform binding (`UB_VEC4S` in the shader).
-const UB_VEC4S: u64 = UNIFORM_TABLE_BYTES / 16;
+const UB_VEC4S: u64 = UNIFORM_TABLE_VEC4S;
 /// Uniform bindings' worth of table one slab's build writes.
 const TABLE_SLOTS: u64 = 8;
 /// Table bindings one gather reads (`UB_SLOTS`; more crash Mesa 22.3's shader compiler, see

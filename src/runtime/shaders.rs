@@ -48,7 +48,7 @@ pub enum Precision {
 }
 
 /// vec4s of a uniform lookup table where the device allows them (64 KiB).
-const UNIFORM_TABLE_VEC4S: u64 = crate::runtime::gpu::UNIFORM_TABLE_BYTES / 16;
+pub(crate) const UNIFORM_TABLE_VEC4S: u64 = crate::runtime::gpu::UNIFORM_TABLE_BYTES / 16;
 
 const PHILOX: &str = include_str!("../../shaders/philox.wgsl");
 const NOISE_CHAIN: &str = include_str!("../../shaders/noise_chain.wgsl");
