@@ -80,6 +80,9 @@ struct MatmulParams {
     // K per split (a multiple of BK; K without split-K) and the number of splits.
     k_chunk: u32,
     splits: u32,
+    // Broadcast kernel: the first k and the first column of this dispatch.
+    k_first: u32,
+    col_first: u32,
 }
 
 @group(0) @binding(0) var<uniform> mm: MatmulParams;
@@ -542,4 +545,273 @@ fn matmul_reduce(@builtin(local_invocation_index) lid: u32,
         v += f32(bias[e % mm.n]);
     }
     store(e, v);
+}
+
+// Broadcast kernel (`matmul_bcast`), shaped for CPU adapters such as lavapipe, where a lane's
+// load from workgroup memory at a compile-time-constant address, outside all loops, is one
+// broadcast, while any other load is a loop over the SIMD lanes. One invocation owns one column
+// j of C and BC_R rows; one workgroup BC_N columns. One dispatch covers BC_S sub-slabs of BC_KS
+// k from k_first, in straight-line code:
+// - op(A) of the sub-slabs (BC_R rows × BC_S · BC_KS k) is staged in workgroup memory, then one
+//   barrier (on lavapipe a barrier with sums live across it costs as much as the products),
+//   and read at constant addresses: broadcasts;
+// - the invocation's op(B) column comes from uniform block s (`matmul_bcast_pack` wrote op(B)
+//   there, column-major per block: block row j holds its BC_KS k), one vec4 of 4 k at a time,
+//   through b_hook4 (with B_RAW = 0 the hook computes it from the flat indices).
+// The partial sums of a dispatch are stored through `store` (the first dispatch of a window
+// with ACCUMULATE = 0 and the bias, later ones adding).
+const BC_N: u32 = 256u;
+const BC_R: u32 = 32u;
+const BC_KS: u32 = 64u;
+// vec4s of one staged sub-slab, and of one uniform block.
+const BC_SLAB4: u32 = BC_R * BC_KS / 4u;
+// Sub-slabs per dispatch, 1..=3 (8 KiB of workgroup memory each; one uniform block each).
+override BC_S: u32 = 3u;
+
+@group(0) @binding(11) var<uniform> bc_w0: array<vec4<f32>, UNIFORM_TABLE_VEC4S>;
+@group(0) @binding(12) var<uniform> bc_w1: array<vec4<f32>, UNIFORM_TABLE_VEC4S>;
+@group(0) @binding(13) var<uniform> bc_w2: array<vec4<f32>, UNIFORM_TABLE_VEC4S>;
+
+var<workgroup> bc_a: array<vec4<f32>, BC_S * BC_SLAB4>;
+
+var<private> bc_row0: u32;
+var<private> bc_col: u32;
+// Row r's sum of the invocation's column (named: a private array may live in memory).
+var<private> bc_c0: f32;
+var<private> bc_c1: f32;
+var<private> bc_c2: f32;
+var<private> bc_c3: f32;
+var<private> bc_c4: f32;
+var<private> bc_c5: f32;
+var<private> bc_c6: f32;
+var<private> bc_c7: f32;
+var<private> bc_c8: f32;
+var<private> bc_c9: f32;
+var<private> bc_c10: f32;
+var<private> bc_c11: f32;
+var<private> bc_c12: f32;
+var<private> bc_c13: f32;
+var<private> bc_c14: f32;
+var<private> bc_c15: f32;
+var<private> bc_c16: f32;
+var<private> bc_c17: f32;
+var<private> bc_c18: f32;
+var<private> bc_c19: f32;
+var<private> bc_c20: f32;
+var<private> bc_c21: f32;
+var<private> bc_c22: f32;
+var<private> bc_c23: f32;
+var<private> bc_c24: f32;
+var<private> bc_c25: f32;
+var<private> bc_c26: f32;
+var<private> bc_c27: f32;
+var<private> bc_c28: f32;
+var<private> bc_c29: f32;
+var<private> bc_c30: f32;
+var<private> bc_c31: f32;
+
+// Stages slot t (row t / 16, k 4·(t % 16) .. + 3 of sub-slab s) of op(A).
+fn bc_stage_slot(s: u32, t: u32) {
+    let i = bc_row0 + t / (BC_KS / 4u);
+    let p = mm.k_first + s * BC_KS + 4u * (t % (BC_KS / 4u));
+    bc_a[s * BC_SLAB4 + t] = vec4<f32>(a_at(i, p), a_at(i, p + 1u), a_at(i, p + 2u),
+                                              a_at(i, p + 3u));
+}
+
+fn bc_stage(s: u32, lid: u32) {
+    bc_stage_slot(s, lid);
+    bc_stage_slot(s, lid + BC_N);
+}
+
+// Flat indices in B of op(B)(p .. p + 3, j) (clamped into K × N).
+fn bc_b_index(p: u32, j: u32) -> vec4<u32> {
+    let ps = min(vec4<u32>(p) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(mm.k - 1u));
+    let jc = min(j, mm.n - 1u);
+    if TRANS_B == 0u {
+        return ps * mm.n + vec4<u32>(jc);
+    }
+    return vec4<u32>(jc * mm.k) + ps;
+}
+
+// The invocation's op(B)(p .. p + 3, j) for the 4 k of vec4 q of sub-slab s: from uniform block
+// s, through b_hook4 (with B_RAW = 0 the pack pass already computed it).
+fn bc_b4(s: u32, q: u32) -> vec4<f32> {
+    let slot = (bc_col % BC_N) * (BC_KS / 4u) + q;
+    var raw: vec4<f32>;
+    if s == 0u {
+        raw = bc_w0[slot];
+    } else if s == 1u {
+        raw = bc_w1[slot];
+    } else {
+        raw = bc_w2[slot];
+    }
+    if B_RAW == 0u {
+        return raw;
+    }
+    return b_hook4(raw, bc_b_index(mm.k_first + s * BC_KS + 4u * q, bc_col));
+}
+
+fn bc_fma(acc: ptr<private, f32>, s: u32, q: u32, r: u32, b: vec4<f32>) {
+    let a = bc_a[s * BC_SLAB4 + r * (BC_KS / 4u) + q];
+    *acc = fma(a.w, b.w, fma(a.z, b.z, fma(a.y, b.y, fma(a.x, b.x, *acc))));
+}
+
+// The 4 k of vec4 q (a constant) of the staged sub-slab s, for every row.
+fn bc_q(s: u32, q: u32) {
+    let b = bc_b4(s, q);
+    bc_fma(&bc_c0, s, q, 0u, b);
+    bc_fma(&bc_c1, s, q, 1u, b);
+    bc_fma(&bc_c2, s, q, 2u, b);
+    bc_fma(&bc_c3, s, q, 3u, b);
+    bc_fma(&bc_c4, s, q, 4u, b);
+    bc_fma(&bc_c5, s, q, 5u, b);
+    bc_fma(&bc_c6, s, q, 6u, b);
+    bc_fma(&bc_c7, s, q, 7u, b);
+    bc_fma(&bc_c8, s, q, 8u, b);
+    bc_fma(&bc_c9, s, q, 9u, b);
+    bc_fma(&bc_c10, s, q, 10u, b);
+    bc_fma(&bc_c11, s, q, 11u, b);
+    bc_fma(&bc_c12, s, q, 12u, b);
+    bc_fma(&bc_c13, s, q, 13u, b);
+    bc_fma(&bc_c14, s, q, 14u, b);
+    bc_fma(&bc_c15, s, q, 15u, b);
+    bc_fma(&bc_c16, s, q, 16u, b);
+    bc_fma(&bc_c17, s, q, 17u, b);
+    bc_fma(&bc_c18, s, q, 18u, b);
+    bc_fma(&bc_c19, s, q, 19u, b);
+    bc_fma(&bc_c20, s, q, 20u, b);
+    bc_fma(&bc_c21, s, q, 21u, b);
+    bc_fma(&bc_c22, s, q, 22u, b);
+    bc_fma(&bc_c23, s, q, 23u, b);
+    bc_fma(&bc_c24, s, q, 24u, b);
+    bc_fma(&bc_c25, s, q, 25u, b);
+    bc_fma(&bc_c26, s, q, 26u, b);
+    bc_fma(&bc_c27, s, q, 27u, b);
+    bc_fma(&bc_c28, s, q, 28u, b);
+    bc_fma(&bc_c29, s, q, 29u, b);
+    bc_fma(&bc_c30, s, q, 30u, b);
+    bc_fma(&bc_c31, s, q, 31u, b);
+}
+
+fn bc_q4(s: u32, q: u32) {
+    bc_q(s, q);
+    bc_q(s, q + 1u);
+    bc_q(s, q + 2u);
+    bc_q(s, q + 3u);
+}
+
+// Sub-slab s (staged, barrier passed): all BC_KS k of it.
+fn bc_slab(s: u32) {
+    bc_q4(s, 0u);
+    bc_q4(s, 4u);
+    bc_q4(s, 8u);
+    bc_q4(s, 12u);
+}
+
+@compute @workgroup_size(BC_N)
+fn matmul_bcast(@builtin(local_invocation_index) lid: u32,
+                @builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    bc_row0 = (wid.y * nwg.x + wid.x) * BC_R;
+    bc_col = mm.col_first + lid;
+    bc_stage(0u, lid);
+    if BC_S > 1u {
+        bc_stage(1u, lid);
+    }
+    if BC_S > 2u {
+        bc_stage(2u, lid);
+    }
+    workgroupBarrier();
+    bc_slab(0u);
+    if BC_S > 1u {
+        bc_slab(1u);
+    }
+    if BC_S > 2u {
+        bc_slab(2u);
+    }
+    // Dispatches after the first of a window add to the stored sums, the first adds the bias.
+    let first = ACCUMULATE == 0u && mm.k_first == 0u;
+    var bias_j = 0.0;
+    if HAS_BIAS == 1u && first {
+        bias_j = f32(bias[min(bc_col, mm.n - 1u)]);
+    }
+    bc_out(first, 0u, bc_c0 + bias_j);
+    bc_out(first, 1u, bc_c1 + bias_j);
+    bc_out(first, 2u, bc_c2 + bias_j);
+    bc_out(first, 3u, bc_c3 + bias_j);
+    bc_out(first, 4u, bc_c4 + bias_j);
+    bc_out(first, 5u, bc_c5 + bias_j);
+    bc_out(first, 6u, bc_c6 + bias_j);
+    bc_out(first, 7u, bc_c7 + bias_j);
+    bc_out(first, 8u, bc_c8 + bias_j);
+    bc_out(first, 9u, bc_c9 + bias_j);
+    bc_out(first, 10u, bc_c10 + bias_j);
+    bc_out(first, 11u, bc_c11 + bias_j);
+    bc_out(first, 12u, bc_c12 + bias_j);
+    bc_out(first, 13u, bc_c13 + bias_j);
+    bc_out(first, 14u, bc_c14 + bias_j);
+    bc_out(first, 15u, bc_c15 + bias_j);
+    bc_out(first, 16u, bc_c16 + bias_j);
+    bc_out(first, 17u, bc_c17 + bias_j);
+    bc_out(first, 18u, bc_c18 + bias_j);
+    bc_out(first, 19u, bc_c19 + bias_j);
+    bc_out(first, 20u, bc_c20 + bias_j);
+    bc_out(first, 21u, bc_c21 + bias_j);
+    bc_out(first, 22u, bc_c22 + bias_j);
+    bc_out(first, 23u, bc_c23 + bias_j);
+    bc_out(first, 24u, bc_c24 + bias_j);
+    bc_out(first, 25u, bc_c25 + bias_j);
+    bc_out(first, 26u, bc_c26 + bias_j);
+    bc_out(first, 27u, bc_c27 + bias_j);
+    bc_out(first, 28u, bc_c28 + bias_j);
+    bc_out(first, 29u, bc_c29 + bias_j);
+    bc_out(first, 30u, bc_c30 + bias_j);
+    bc_out(first, 31u, bc_c31 + bias_j);
+}
+
+// Stores the sum of row r (a constant) of the invocation's column through c_hook (linear:
+// applied to each dispatch's part), or adds it to the stored one.
+fn bc_out(first: bool, r: u32, value: f32) {
+    let i = bc_row0 + r;
+    if i < mm.m && bc_col < mm.n {
+        let e = mm.c_off + i * mm.n + bc_col;
+        var v = c_hook(value, e - mm.c_off);
+        if !first {
+            v += f32(mat_c[e]);
+        }
+        mat_c[e] = Elem(v);
+    }
+}
+
+// Packs op(B) for matmul_bcast: block g (of BC_N · BC_KS / 4 vec4s: 64 KiB) holds sub-slab
+// g / tiles_n (k from k_first + BC_KS · (g / tiles_n)) of column block g % tiles_n, row j of
+// the block its column's BC_KS k; 0 outside K × N. With B_RAW = 0, op(B) through b_hook4 (the
+// hooks compute it), else raw. Writes C (f32) from offset 0, one vec4 per invocation; `tiles`
+// is the number of vec4s in all.
+@compute @workgroup_size(256)
+fn matmul_bcast_pack(@builtin(local_invocation_index) lid: u32,
+                     @builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = (wid.y * nwg.x + wid.x) * 256u + lid;
+    if t >= mm.tiles {
+        return;
+    }
+    let per_block = BC_N * BC_KS / 4u;
+    let g = t / per_block;
+    let j = (g % mm.tiles_n) * BC_N + (t % per_block) / (BC_KS / 4u);
+    let p = mm.k_first + (g / mm.tiles_n) * BC_KS + 4u * (t % (BC_KS / 4u));
+    let e = bc_b_index(p, j);
+    var v = vec4<f32>(0.0);
+    if B_RAW == 1u {
+        v = vec4<f32>(f32(mat_b[mm.b_off + e.x]), f32(mat_b[mm.b_off + e.y]),
+                      f32(mat_b[mm.b_off + e.z]), f32(mat_b[mm.b_off + e.w]));
+    } else {
+        v = b_hook4(v, e);
+    }
+    let inside = vec4<u32>(p) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(mm.k) & vec4<bool>(j < mm.n);
+    v = select(vec4<f32>(0.0), v, inside);
+    mat_c[4u * t] = Elem(v.x);
+    mat_c[4u * t + 1u] = Elem(v.y);
+    mat_c[4u * t + 2u] = Elem(v.z);
+    mat_c[4u * t + 3u] = Elem(v.w);
 }

@@ -44,6 +44,8 @@ use crate::runtime::shaders::{Family, Precision};
 use crate::shape::WeightShape;
 use crate::tensor::{DType, Tensor};
 
+mod bcast;
+
 /// The shape of a Linear layer's products: X is `(batch, rows, in_features)`, W
 /// `(out_features, in_features)`, Y `(batch, rows, out_features)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -159,12 +161,25 @@ pub struct MatmulConfig {
     /// pass), for products with few output tiles and a long K (1: none). Used for f32
     /// forward and input-gradient products; f16 products and dW ignore it.
     pub k_split: u32,
+    /// The broadcast kernel instead of the tiled one (see [`MatmulConfig::BROADCAST`]); the
+    /// tile fields are then ignored.
+    pub broadcast: bool,
 }
 
 impl MatmulConfig {
     /// The configuration used without autotuning: 64 invocations, 128 × 128 tiles, 16 × 16
     /// outputs per invocation, K-tiles of 8 (the fastest measured on lavapipe, 1024³).
     pub const DEFAULT: MatmulConfig = MatmulConfig::tiled(8, 8, 4, 4, 8, false);
+
+    /// The broadcast kernel (`matmul_bcast`), shaped for CPU adapters such as lavapipe: one
+    /// invocation per output column and 32 rows, the rows' operand staged in workgroup memory
+    /// and read at constant addresses (one broadcast load each there), the column's operand
+    /// from 64 KiB uniform blocks that a packing pass fills first, up to 192 k per dispatch in
+    /// straight-line code. f32 only, on devices with 64 KiB uniform bindings.
+    pub const BROADCAST: MatmulConfig = MatmulConfig {
+        broadcast: true,
+        ..MatmulConfig::DEFAULT
+    };
 
     /// [`MatmulConfig::tiled`] with spread register blocks and k-fast staging (GPU-shaped).
     const fn gpu(wg_m: u32, wg_n: u32, vm: u32, vn: u32, bk: u32) -> Self {
@@ -180,8 +195,9 @@ impl MatmulConfig {
     }
 
     /// The candidates [`Tuning::Auto`] times.
-    pub const CANDIDATES: [MatmulConfig; 16] = [
+    pub const CANDIDATES: [MatmulConfig; 17] = [
         MatmulConfig::DEFAULT,
+        MatmulConfig::BROADCAST,
         // 256 × 128 tiles of 128 invocations: on lavapipe at 1024³ as fast as the default or
         // faster, and each weight tile of a fused noisy forward is loaded (its noise computed)
         // half as often.
@@ -221,6 +237,7 @@ impl MatmulConfig {
             k_fast,
             spread: false,
             k_split: 1,
+            broadcast: false,
         }
     }
 
@@ -287,6 +304,9 @@ impl std::fmt::Display for MatmulConfig {
     /// E.g. `8×8 invocations of 16×16 outputs, K-tiles of 8` (`, k-fast staging`,
     /// `, spread blocks` and `, K split in 8` when set).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.broadcast {
+            return write!(f, "broadcast kernel: 256 columns × 32 rows per workgroup");
+        }
         write!(
             f,
             "{}×{} invocations of {}×{} outputs, K-tiles of {}{}{}{}",
@@ -438,6 +458,8 @@ struct MatmulParams {
     c_off: u32,
     k_chunk: u32,
     splits: u32,
+    k_first: u32,
+    col_first: u32,
 }
 
 /// One product bound to tensors: C (m × n) = op(A) · op(B).
@@ -591,18 +613,11 @@ fn split_applies(product: Product, precision: Precision) -> bool {
     precision == Precision::F32 && product != Product::BackwardWeight
 }
 
-/// Records one product (every window) into `batch` with configuration `config`.
-pub(crate) fn record(
-    g: &Gpu,
-    batch: &mut Batch,
-    precision: Precision,
-    config: MatmulConfig,
-    p: &Bound<'_>,
-    hooks: &Hooks<'_>,
-    dummy: &wgpu::Buffer,
-) -> Result<()> {
+/// The transposition flags (TRANS_A, TRANS_B) of a product, and the rows of one window
+/// (checking that the whole-bound operand fits one binding).
+fn layout(g: &Gpu, p: &Bound<'_>, hooks: &Hooks<'_>) -> Result<(u32, u32, u64)> {
     let s = p.shape;
-    let (rows, kf, nf) = (s.total_rows(), s.in_features, s.out_features);
+    let (kf, nf) = (s.in_features, s.out_features);
     let elem = p.a.dtype.size();
     // The whole-bound operand.
     let whole = match p.product {
@@ -623,7 +638,106 @@ pub(crate) fn record(
         Product::BackwardInput => (0, 0, [nf, kf]),
         Product::BackwardWeight => (1, 0, [nf, kf]),
     };
-    let mut per = rows_per_window(&widths, elem, g.max_window, align)?;
+    Ok((
+        trans_a,
+        trans_b,
+        rows_per_window(&widths, elem, g.max_window, align)?,
+    ))
+}
+
+/// One window of rows `r0 .. r0 + wr`: (M, N, K) and the bindings of A, B and C with the index
+/// of their first element.
+type WindowBindings<'t> = ((u64, u64, u64), [(wgpu::BindingResource<'t>, u32); 3]);
+
+fn window<'t>(
+    p: &Bound<'t>,
+    hooks: &Hooks<'_>,
+    (r0, wr): (u64, u64),
+    align: u64,
+    dummy: &'t wgpu::Buffer,
+) -> Result<WindowBindings<'t>> {
+    let (kf, nf) = (p.shape.in_features, p.shape.out_features);
+    Ok(match p.product {
+        Product::Forward => (
+            (wr, nf, kf),
+            [
+                range_binding(p.a, r0 * kf, wr * kf, align, "x")?,
+                if hooks.b_computed {
+                    (dummy.as_entire_binding(), 0)
+                } else {
+                    range_binding(p.b, 0, nf * kf, align, "weight")?
+                },
+                range_binding(p.c, r0 * nf, wr * nf, align, "y")?,
+            ],
+        ),
+        Product::BackwardInput => (
+            (wr, kf, nf),
+            [
+                range_binding(p.a, r0 * nf, wr * nf, align, "grad_y")?,
+                range_binding(p.b, 0, nf * kf, align, "weight")?,
+                range_binding(p.c, r0 * kf, wr * kf, align, "grad_x")?,
+            ],
+        ),
+        Product::BackwardWeight => (
+            (nf, kf, wr),
+            [
+                range_binding(p.a, r0 * nf, wr * nf, align, "grad_y")?,
+                range_binding(p.b, r0 * kf, wr * kf, align, "x")?,
+                range_binding(p.c, 0, nf * kf, align, "grad_w")?,
+            ],
+        ),
+    })
+}
+
+/// The bias binding (the placeholder without one).
+fn bias_binding<'t>(
+    p: &Bound<'t>,
+    align: u64,
+    dummy: &'t wgpu::Buffer,
+) -> Result<wgpu::BindingResource<'t>> {
+    Ok(match p.bias {
+        Some(b) => range_binding(b, 0, p.shape.out_features, align, "bias")?.0,
+        None => dummy.as_entire_binding(),
+    })
+}
+
+/// The pipeline constants of a product other than the kernel configuration's.
+fn product_overrides(
+    p: &Bound<'_>,
+    hooks: &Hooks<'_>,
+    trans_a: u32,
+    trans_b: u32,
+) -> Vec<(&'static str, u32)> {
+    let mut o = vec![
+        ("TRANS_A", trans_a),
+        ("TRANS_B", trans_b),
+        ("HAS_BIAS", p.bias.is_some() as u32),
+    ];
+    if hooks.b_computed {
+        o.push(("B_RAW", 0));
+    }
+    o.extend(hooks.overrides.iter().copied());
+    o
+}
+
+/// Records one product (every window) into `batch` with configuration `config`.
+pub(crate) fn record(
+    g: &Gpu,
+    batch: &mut Batch,
+    precision: Precision,
+    config: MatmulConfig,
+    p: &Bound<'_>,
+    hooks: &Hooks<'_>,
+    dummy: &wgpu::Buffer,
+) -> Result<()> {
+    if config.broadcast {
+        return bcast::record(g, batch, precision, p, hooks, dummy);
+    }
+    let rows = p.shape.total_rows();
+    let nf = p.shape.out_features;
+    let kf = p.shape.in_features;
+    let align = g.limits.min_storage_buffer_offset_alignment as u64;
+    let (trans_a, trans_b, mut per) = layout(g, p, hooks)?;
     // Split-K (f32 forward and input gradient): K chunks of whole K-tiles, their partial sums
     // (splits × rows × N f32 per window) in one binding.
     let (kk, nn) = match p.product {
@@ -648,15 +762,7 @@ pub(crate) fn record(
         }
     }
     let mut overrides = config.overrides();
-    overrides.extend([
-        ("TRANS_A", trans_a),
-        ("TRANS_B", trans_b),
-        ("HAS_BIAS", p.bias.is_some() as u32),
-    ]);
-    if hooks.b_computed {
-        overrides.push(("B_RAW", 0));
-    }
-    overrides.extend(hooks.overrides.iter().copied());
+    overrides.extend(product_overrides(p, hooks, trans_a, trans_b));
     let pipeline = |entry: &'static str, accumulate: u32, split: u32| {
         let mut o = overrides.clone();
         o.extend([("ACCUMULATE", accumulate), ("SPLIT", split)]);
@@ -689,41 +795,14 @@ pub(crate) fn record(
     } else {
         None
     };
-    let bias = match p.bias {
-        Some(b) => range_binding(b, 0, nf, align, "bias")?.0,
-        None => dummy.as_entire_binding(),
-    };
+    let bias = bias_binding(p, align, dummy)?;
     let mut r0 = 0;
     while r0 < rows {
         let wr = per.min(rows - r0);
-        let (m, n, k) = match p.product {
-            Product::Forward => (wr, nf, kf),
-            Product::BackwardInput => (wr, kf, nf),
-            Product::BackwardWeight => (nf, kf, wr),
-        };
+        let ((m, n, k), [(a, a_off), (b, b_off), (c, c_off)]) =
+            window(p, hooks, (r0, wr), align, dummy)?;
         let tiles_n = n.div_ceil(config.tile_n() as u64);
         let tiles = tiles_n * m.div_ceil(config.tile_m() as u64) * splits;
-        let ((a, a_off), (b, b_off), (c, c_off)) = match p.product {
-            Product::Forward => (
-                range_binding(p.a, r0 * kf, wr * kf, align, "x")?,
-                if hooks.b_computed {
-                    (dummy.as_entire_binding(), 0)
-                } else {
-                    range_binding(p.b, 0, nf * kf, align, "weight")?
-                },
-                range_binding(p.c, r0 * nf, wr * nf, align, "y")?,
-            ),
-            Product::BackwardInput => (
-                range_binding(p.a, r0 * nf, wr * nf, align, "grad_y")?,
-                range_binding(p.b, 0, nf * kf, align, "weight")?,
-                range_binding(p.c, r0 * kf, wr * kf, align, "grad_x")?,
-            ),
-            Product::BackwardWeight => (
-                range_binding(p.a, r0 * nf, wr * nf, align, "grad_y")?,
-                range_binding(p.b, r0 * kf, wr * kf, align, "x")?,
-                range_binding(p.c, 0, nf * kf, align, "grad_w")?,
-            ),
-        };
         let u = batch.uniform(&MatmulParams {
             m: m as u32,
             n: n as u32,
@@ -736,6 +815,7 @@ pub(crate) fn record(
             // Without split-K one chunk covers this window's K (dW: its rows).
             k_chunk: if splits > 1 { k_chunk } else { k } as u32,
             splits: splits as u32,
+            ..Default::default()
         });
         let pipe = match (&later, r0) {
             (Some(later), 1..) => later,

@@ -23,6 +23,7 @@ fn main() {
             ("random_shapes_f16", random_f16),
             ("long_reduction", long_reduction),
             ("every_tuning_candidate", every_candidate),
+            ("broadcast_kernel", broadcast_kernel),
             ("bad_inputs_are_typed_errors", bad_inputs),
         ],
         true,
@@ -226,7 +227,7 @@ fn every_candidate(t: &Target) -> Result<(), Failed> {
     let gl = t.name.starts_with("Gl");
     let mut kinds = std::collections::HashSet::new();
     for c in MatmulConfig::CANDIDATES {
-        if gl && !kinds.insert((c.k_fast, c.spread, c.k_split > 1)) {
+        if gl && !kinds.insert((c.k_fast, c.spread, c.k_split > 1, c.broadcast)) {
             continue;
         }
         with_tuning(Tuning::Fixed(c), || {
@@ -250,6 +251,45 @@ fn every_candidate(t: &Target) -> Result<(), Failed> {
             true,
         )
     })?
+}
+
+/// The broadcast kernel on shapes past its blocks: M not a multiple of its 32 rows, N of its
+/// 256 columns, K (and dW's reduction over the rows) over several dispatches of 3 sub-slabs of
+/// 64 and not a multiple of 64. On a second device of the adapter with 1 MiB windows, X spans
+/// two windows (dW adds the second window's sums). Where its weight blocks cannot fit a window
+/// (16 KiB), a typed error.
+fn broadcast_kernel(t: &Target) -> Result<(), Failed> {
+    let mut rng = Rng(15);
+    let fixed = |f: &mut dyn FnMut() -> Result<(), Failed>| {
+        with_tuning(Tuning::Fixed(MatmulConfig::BROADCAST), f)?
+    };
+    if t.name.contains("window=") {
+        let s = LinearShape::new(1, 3, 4, 5);
+        let (x, w, y) = (
+            t.ctx.upload(&[0.5f32; 12])?,
+            t.ctx.upload(&[0.5f32; 20])?,
+            t.ctx.empty(15, DType::F32)?,
+        );
+        return fixed(&mut || {
+            expect_err(&t.ctx, t.ctx.linear_forward(&x, &w, None, &y, s), |e| {
+                matches!(e, Error::InvalidArgument { .. })
+            })
+        });
+    }
+    for (i, s) in [
+        LinearShape::new(1, 70, 300, 520),
+        LinearShape::new(3, 71, 193, 257),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        fixed(&mut || products(t, s, DType::F32, &mut rng, i == 0))?;
+    }
+    if let Some(wide) = windowed_target(t, 1 << 20)? {
+        let s = LinearShape::new(1, 600, 450, 40);
+        fixed(&mut || products(&wide, s, DType::F32, &mut rng, true))?;
+    }
+    Ok(())
 }
 
 fn bad_inputs(t: &Target) -> Result<(), Failed> {

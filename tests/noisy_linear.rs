@@ -27,6 +27,7 @@ fn main() {
             ("forward_matches_standalone_noise", forward),
             ("backward_matches_standalone_ops", backward),
             ("split_k_products_match", split_k),
+            ("broadcast_kernel_products_match", broadcast),
             ("regenerated_mask_matches_precomputed", regenerated),
             ("fused_pq_first_stage_matches_standalone", fused_pq),
             (
@@ -304,6 +305,21 @@ fn split_k(t: &Target) -> Result<(), Failed> {
     with_tuning(Tuning::Fixed(config), || {
         forward_cases(t, 3)?;
         backward_cases(t, 3)
+    })?
+}
+
+/// The forward and backward checks, and the fused ϕ_PQ ones, with the broadcast kernel: the
+/// noise applied per invocation to the weights it reads from the packed uniform blocks, the STE
+/// factors to each dispatch's part of dW. (Not on the windowed targets: its weight blocks do not
+/// fit their 16 KiB windows.)
+fn broadcast(t: &Target) -> Result<(), Failed> {
+    if t.name.contains("window=") {
+        return Ok(());
+    }
+    with_tuning(Tuning::Fixed(MatmulConfig::BROADCAST), || {
+        forward(t)?;
+        backward(t)?;
+        fused_pq(t)
     })?
 }
 

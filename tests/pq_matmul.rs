@@ -33,16 +33,19 @@ fn main() {
 }
 
 /// `PqMatmulMethod::Tiled` with an f32 codebook runs the dense matmul's kernel: one candidate
-/// configuration of each kind (staging, spread blocks, split-K), on a long K (192: split in up
+/// configuration of each kind (staging, spread blocks, split-K, the broadcast kernel), on a long K (192 and 270: split in up
 /// to 12 chunks) with u8 and u16 indices and a block size that is not a multiple of 4 (so that
 /// staged vec4s straddle subvectors).
 fn decoded_tiles_configs(t: &Target) -> Result<(), Failed> {
     let mut kinds = std::collections::HashSet::new();
     for c in MatmulConfig::CANDIDATES {
-        if !kinds.insert((c.k_fast, c.spread, c.k_split > 1)) {
+        // The broadcast kernel's weight blocks do not fit the 16 KiB windows.
+        if !kinds.insert((c.k_fast, c.spread, c.k_split > 1, c.broadcast))
+            || (c.broadcast && t.name.contains("window="))
+        {
             continue;
         }
-        for (d, nsub, u16) in [(8u32, 24u64, false), (9, 21, true)] {
+        for (d, nsub, u16) in [(8u32, 24u64, false), (9, 30, true)] {
             let p = Problem {
                 m: 21,
                 n: 70,

@@ -182,7 +182,12 @@ impl Family {
                 "int8_matmul_direct_dp4a_acc",
                 "int8_matmul_direct_polyfill_acc",
             ],
-            Family::Matmul | Family::NoisyLinear | Family::PqLinear => &["matmul", "matmul_reduce"],
+            Family::Matmul | Family::NoisyLinear | Family::PqLinear => &[
+                "matmul",
+                "matmul_reduce",
+                "matmul_bcast",
+                "matmul_bcast_pack",
+            ],
             Family::PqMatmul => &[
                 "pq_matmul_tiled",
                 "pq_lut_build",

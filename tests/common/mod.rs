@@ -83,11 +83,9 @@ pub fn targets(windowed: bool) -> (Vec<Target>, Vec<String>) {
 /// WebGL2's uniform binding limit: too small for the kernels' 64 KiB uniform tables.
 pub const SMALL_UNIFORM_BINDING: u64 = 16384;
 
-/// A target on a second device of `t`'s adapter, requested with uniform bindings of at most
-/// [`SMALL_UNIFORM_BINDING`] and adopted (as a framework's device would be), so that the
-/// kernels take their paths without uniform tables. None on the CPU reference and on GL
-/// (whose devices share one EGL display: the suite opens no second one).
-pub fn small_uniform_target(t: &Target) -> Result<Option<Target>, Failed> {
+/// `t`'s adapter, found again (to open a second device on it); None on the CPU reference and
+/// on GL (whose devices share one EGL display: the suite opens no second one).
+fn same_adapter(t: &Target) -> Result<Option<wgpu::Adapter>, Failed> {
     let Some((device, _)) = t.ctx.wgpu() else {
         return Ok(None);
     };
@@ -99,16 +97,27 @@ pub fn small_uniform_target(t: &Target) -> Result<Option<Target>, Failed> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
     let instance = wgpu::Instance::new(desc);
-    let adapter = pollster::block_on(instance.enumerate_adapters(backends))
-        .into_iter()
-        .find(|a| a.get_info() == info)
-        .ok_or("the target's adapter is not found again")?;
+    Ok(Some(
+        pollster::block_on(instance.enumerate_adapters(backends))
+            .into_iter()
+            .find(|a| a.get_info() == info)
+            .ok_or("the target's adapter is not found again")?,
+    ))
+}
+
+/// A target on a second device of `t`'s adapter, requested with uniform bindings of at most
+/// [`SMALL_UNIFORM_BINDING`] and adopted (as a framework's device would be), so that the
+/// kernels take their paths without uniform tables. None where [`same_adapter`] is.
+pub fn small_uniform_target(t: &Target) -> Result<Option<Target>, Failed> {
+    let Some(adapter) = same_adapter(t)? else {
+        return Ok(None);
+    };
     let limits = wgpu::Limits {
         max_uniform_buffer_binding_size: SMALL_UNIFORM_BINDING,
         ..adapter.limits()
     };
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        required_features: device.features(),
+        required_features: t.ctx.wgpu().map(|(d, _)| d.features()).unwrap_or_default(),
         required_limits: limits,
         ..Default::default()
     }))
@@ -116,6 +125,19 @@ pub fn small_uniform_target(t: &Target) -> Result<Option<Target>, Failed> {
     Ok(Some(Target {
         name: format!("{} uniform≤16KiB", t.name),
         ctx: Context::from_wgpu(device, queue),
+        cpu: t.cpu.clone(),
+    }))
+}
+
+/// A target on a second device of `t`'s adapter with windows of `window` bytes. None where
+/// [`same_adapter`] is.
+pub fn windowed_target(t: &Target, window: u64) -> Result<Option<Target>, Failed> {
+    let Some(adapter) = same_adapter(t)? else {
+        return Ok(None);
+    };
+    Ok(Some(Target {
+        name: format!("{} window={window}B", t.name),
+        ctx: Context::from_adapter(&adapter, Some(window))?,
         cpu: t.cpu.clone(),
     }))
 }

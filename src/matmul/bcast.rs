@@ -1,0 +1,145 @@
+//! Host side of the broadcast kernel ([`MatmulConfig::BROADCAST`], `matmul_bcast` and
+//! `matmul_bcast_pack` in `shaders/matmul.wgsl`).
+//!
+//! On lavapipe a load is a loop over the SIMD lanes unless it reads workgroup memory at a
+//! compile-time-constant address outside all loops and branches; uniform bindings read at
+//! per-lane addresses cost less than storage ones (no bounds check per lane). So each dispatch
+//! runs straight-line code over up to 3 sub-slabs of 64 k: the rows' operand is staged in
+//! workgroup memory and broadcast, the column's operand comes from 64 KiB uniform blocks that
+//! a packing pass fills before each chunk of 3 sub-slabs (one block per 256 columns and 64 k),
+//! and partial sums are stored, then added by the later chunks. With `B_RAW = 0` (the PQ
+//! family: the hooks compute op(B)) the packing pass computes the chunk's weights through the
+//! hooks, so the full weight is never materialised; with raw weights the main kernel applies
+//! the hooks (the fused noise: the noisy weight is never written).
+
+use super::{Bound, Hooks, MatmulParams, Product, bias_binding, layout, product_overrides, window};
+use crate::error::{Error, Result, invalid};
+use crate::runtime::batch::{Batch, sized};
+use crate::runtime::gpu::{Gpu, PipelineKey, UNIFORM_TABLE_BYTES};
+use crate::runtime::shaders::Precision;
+
+/// Columns per workgroup (`BC_N`), rows per workgroup (`BC_R`), k per sub-slab (`BC_KS`).
+const COLS: u64 = 256;
+const ROWS: u64 = 32;
+const SLAB: u64 = 64;
+/// Sub-slabs per dispatch at most (`BC_S`: one uniform block binding each); fewer where the
+/// device has less than 24 KiB of workgroup memory.
+const MAX_SLABS: u64 = 3;
+/// First binding of the uniform blocks.
+const BLOCK_BINDING: u32 = 11;
+
+pub(super) fn record(
+    g: &Gpu,
+    batch: &mut Batch,
+    precision: Precision,
+    p: &Bound<'_>,
+    hooks: &Hooks<'_>,
+    dummy: &wgpu::Buffer,
+) -> Result<()> {
+    let unsupported = |feature| Error::Unsupported {
+        feature,
+        adapter: g.description.clone(),
+    };
+    if precision != Precision::F32 {
+        return Err(unsupported("f16 storage in the broadcast matmul kernel"));
+    }
+    if !g.uniform_tables {
+        return Err(unsupported(
+            "64 KiB uniform bindings (the broadcast matmul kernel)",
+        ));
+    }
+    let rows = p.shape.total_rows();
+    let align = g.limits.min_storage_buffer_offset_alignment as u64;
+    let (trans_a, trans_b, per) = layout(g, p, hooks)?;
+    let overrides = product_overrides(p, hooks, trans_a, trans_b);
+    let pipeline = |entry: &'static str, extra: [(&'static str, u32); 2]| {
+        let mut o = overrides.clone();
+        o.extend(extra);
+        g.pipeline(PipelineKey {
+            family: hooks.family,
+            precision,
+            entry,
+            overrides: o,
+        })
+    };
+    let pack = pipeline("matmul_bcast_pack", [("ACCUMULATE", 0), ("BC_S", 1)])?;
+    // Sub-slabs per dispatch: 8 KiB of workgroup memory each.
+    let slabs_max = MAX_SLABS.min(g.limits.max_compute_workgroup_storage_size as u64 / 8192);
+    let bias = bias_binding(p, align, dummy)?;
+    let mut r0 = 0;
+    while r0 < rows {
+        let wr = per.min(rows - r0);
+        let ((m, n, k), [(a, a_off), (b, b_off), (c, c_off)]) =
+            window(p, hooks, (r0, wr), align, dummy)?;
+        let (slabs, col_blocks) = (k.div_ceil(SLAB), n.div_ceil(COLS));
+        let params = |first: u64, count: u64, col_first: u64| MatmulParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            tiles_n: col_blocks as u32,
+            tiles: (count * col_blocks * COLS * SLAB / 4) as u32,
+            a_off,
+            b_off,
+            c_off,
+            k_first: (first * SLAB) as u32,
+            col_first: col_first as u32,
+            ..Default::default()
+        };
+        // The blocks of one dispatch chunk (up to `slabs_max` sub-slabs, every column block):
+        // block g = sub-slab · col_blocks + column block, 64 KiB each.
+        let chunk_bytes = slabs_max.min(slabs) * col_blocks * UNIFORM_TABLE_BYTES;
+        if chunk_bytes > g.max_window {
+            return Err(invalid(
+                "broadcast matmul weight blocks",
+                chunk_bytes,
+                "3 sub-slabs of 64 k of every column, 64 KiB per 256 columns, must fit one \
+                 storage binding (max_window_bytes)",
+            ));
+        }
+        let blocks = batch.uniform_scratch(chunk_bytes);
+        let block = |g: u64| {
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &blocks,
+                offset: g * UNIFORM_TABLE_BYTES,
+                size: wgpu::BufferSize::new(UNIFORM_TABLE_BYTES),
+            })
+        };
+        // dW windows after the first add to the sums of the earlier ones (later dispatches of a
+        // window always do).
+        let accumulate = (p.product == Product::BackwardWeight && r0 > 0) as u32;
+        for first in (0..slabs).step_by(slabs_max as usize) {
+            let count = slabs_max.min(slabs - first);
+            let u = batch.uniform(&params(first, count, 0));
+            let bytes = count * col_blocks * UNIFORM_TABLE_BYTES;
+            let mut bindings = vec![
+                (0, u.as_entire_binding()),
+                (2, b.clone()),
+                (3, sized(&blocks, bytes)),
+            ];
+            bindings.extend(hooks.bindings.iter().cloned());
+            batch.dispatch_at(&pack, &bindings, (bytes / 16).div_ceil(256))?;
+            let main = pipeline(
+                "matmul_bcast",
+                [("ACCUMULATE", accumulate), ("BC_S", count as u32)],
+            )?;
+            for cb in 0..col_blocks {
+                let u = batch.uniform(&params(first, count, cb * COLS));
+                let mut bindings = vec![
+                    (0, u.as_entire_binding()),
+                    (1, a.clone()),
+                    (3, c.clone()),
+                    (4, bias.clone()),
+                ];
+                bindings.extend(hooks.bindings.iter().cloned());
+                for s in 0..MAX_SLABS {
+                    // Blocks past this dispatch's sub-slabs are never read.
+                    let slab = s.min(count - 1);
+                    bindings.push((BLOCK_BINDING + s as u32, block(slab * col_blocks + cb)));
+                }
+                batch.dispatch_at(&main, &bindings, m.div_ceil(ROWS))?;
+            }
+        }
+        r0 += wr;
+    }
+    Ok(())
+}
