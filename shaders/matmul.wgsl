@@ -648,7 +648,16 @@ fn bc_b4(s: u32, q: u32) -> vec4<f32> {
     if B_RAW == 0u {
         return raw;
     }
-    return b_hook4(raw, bc_b_index(mm.k_first + s * BC_KS + 4u * q, bc_col));
+    let e = bc_b_index(mm.k_first + s * BC_KS + 4u * q, bc_col);
+    if TRANS_B == 1u {
+        return b_hook4(raw, e);
+    }
+    // 4 k of one column of a K × N B: one element of each of 4 stored rows (b_hook4 takes 4
+    // consecutive elements of one row).
+    return vec4<f32>(b_hook4(vec4<f32>(raw.x), vec4<u32>(e.x)).x,
+                     b_hook4(vec4<f32>(raw.y), vec4<u32>(e.y)).x,
+                     b_hook4(vec4<f32>(raw.z), vec4<u32>(e.z)).x,
+                     b_hook4(vec4<f32>(raw.w), vec4<u32>(e.w)).x);
 }
 
 fn bc_fma(acc: ptr<private, f32>, s: u32, q: u32, r: u32, b: vec4<f32>) {
@@ -783,35 +792,59 @@ fn bc_out(first: bool, r: u32, value: f32) {
     }
 }
 
-// Packs op(B) for matmul_bcast: block g (of BC_N · BC_KS / 4 vec4s: 64 KiB) holds sub-slab
+// Packing for matmul_bcast: block g (of BC_N · BC_KS / 4 vec4s: 64 KiB) holds sub-slab
 // g / tiles_n (k from k_first + BC_KS · (g / tiles_n)) of column block g % tiles_n, row j of
-// the block its column's BC_KS k; 0 outside K × N. With B_RAW = 0, op(B) through b_hook4 (the
-// hooks compute it), else raw. Writes C (f32) from offset 0, one vec4 per invocation; `tiles`
-// is the number of vec4s in all.
-@compute @workgroup_size(256)
-fn matmul_bcast_pack(@builtin(local_invocation_index) lid: u32,
-                     @builtin(workgroup_id) wid: vec3<u32>,
-                     @builtin(num_workgroups) nwg: vec3<u32>) {
+// the block its column's BC_KS k; 0 outside K × N. One vec4 (slot t) per invocation, into C
+// (f32) from offset 0; `tiles` is the number of vec4s in all. (Two entry points, so that each
+// binds only what it reads.)
+struct BcSlot {
+    t: u32,
+    // The first k and the column of the slot, and the flat indices of its 4 elements in B.
+    p: u32,
+    j: u32,
+    e: vec4<u32>,
+}
+
+fn bc_slot(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> BcSlot {
     let t = (wid.y * nwg.x + wid.x) * 256u + lid;
-    if t >= mm.tiles {
-        return;
-    }
     let per_block = BC_N * BC_KS / 4u;
     let g = t / per_block;
     let j = (g % mm.tiles_n) * BC_N + (t % per_block) / (BC_KS / 4u);
     let p = mm.k_first + (g / mm.tiles_n) * BC_KS + 4u * (t % (BC_KS / 4u));
-    let e = bc_b_index(p, j);
-    var v = vec4<f32>(0.0);
-    if B_RAW == 1u {
-        v = vec4<f32>(f32(mat_b[mm.b_off + e.x]), f32(mat_b[mm.b_off + e.y]),
-                      f32(mat_b[mm.b_off + e.z]), f32(mat_b[mm.b_off + e.w]));
-    } else {
-        v = b_hook4(v, e);
+    return BcSlot(t, p, j, bc_b_index(p, j));
+}
+
+fn bc_pack_store(slot: BcSlot, v: vec4<f32>) {
+    let ps = vec4<u32>(slot.p) + vec4<u32>(0u, 1u, 2u, 3u);
+    let w = select(vec4<f32>(0.0), v, ps < vec4<u32>(mm.k) & vec4<bool>(slot.j < mm.n));
+    mat_c[4u * slot.t] = Elem(w.x);
+    mat_c[4u * slot.t + 1u] = Elem(w.y);
+    mat_c[4u * slot.t + 2u] = Elem(w.z);
+    mat_c[4u * slot.t + 3u] = Elem(w.w);
+}
+
+// The raw op(B) (B_RAW = 1: the main kernel applies b_hook4).
+@compute @workgroup_size(256)
+fn matmul_bcast_pack(@builtin(local_invocation_index) lid: u32,
+                     @builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let slot = bc_slot(lid, wid, nwg);
+    if slot.t >= mm.tiles {
+        return;
     }
-    let inside = vec4<u32>(p) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(mm.k) & vec4<bool>(j < mm.n);
-    v = select(vec4<f32>(0.0), v, inside);
-    mat_c[4u * t] = Elem(v.x);
-    mat_c[4u * t + 1u] = Elem(v.y);
-    mat_c[4u * t + 2u] = Elem(v.z);
-    mat_c[4u * t + 3u] = Elem(v.w);
+    let e = mm.b_off + slot.e;
+    bc_pack_store(slot, vec4<f32>(f32(mat_b[e.x]), f32(mat_b[e.y]), f32(mat_b[e.z]),
+                                  f32(mat_b[e.w])));
+}
+
+// op(B) computed by b_hook4 from its indices (B_RAW = 0; B is not read).
+@compute @workgroup_size(256)
+fn matmul_bcast_decode(@builtin(local_invocation_index) lid: u32,
+                       @builtin(workgroup_id) wid: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let slot = bc_slot(lid, wid, nwg);
+    if slot.t >= mm.tiles {
+        return;
+    }
+    bc_pack_store(slot, b_hook4(vec4<f32>(0.0), slot.e));
 }

@@ -62,7 +62,14 @@ pub(super) fn record(
             overrides: o,
         })
     };
-    let pack = pipeline("matmul_bcast_pack", [("ACCUMULATE", 0), ("BC_S", 1)])?;
+    let pack = pipeline(
+        if hooks.b_computed {
+            "matmul_bcast_decode"
+        } else {
+            "matmul_bcast_pack"
+        },
+        [("ACCUMULATE", 0), ("BC_S", 1)],
+    )?;
     // Sub-slabs per dispatch: 8 KiB of workgroup memory each.
     let slabs_max = MAX_SLABS.min(g.limits.max_compute_workgroup_storage_size as u64 / 8192);
     let bias = bias_binding(p, align, dummy)?;
@@ -111,12 +118,12 @@ pub(super) fn record(
             let count = slabs_max.min(slabs - first);
             let u = batch.uniform(&params(first, count, 0));
             let bytes = count * col_blocks * UNIFORM_TABLE_BYTES;
-            let mut bindings = vec![
-                (0, u.as_entire_binding()),
-                (2, b.clone()),
-                (3, sized(&blocks, bytes)),
-            ];
-            bindings.extend(hooks.bindings.iter().cloned());
+            let mut bindings = vec![(0, u.as_entire_binding()), (3, sized(&blocks, bytes))];
+            if hooks.b_computed {
+                bindings.extend(hooks.bindings.iter().cloned());
+            } else {
+                bindings.push((2, b.clone()));
+            }
             batch.dispatch_at(&pack, &bindings, (bytes / 16).div_ceil(256))?;
             let main = pipeline(
                 "matmul_bcast",
