@@ -555,11 +555,12 @@ fn matmul_reduce(@builtin(local_invocation_index) lid: u32,
 // - op(A) of the sub-slabs (BC_R rows × BC_S · BC_KS k) is staged in workgroup memory, then one
 //   barrier (on lavapipe a barrier with sums live across it costs as much as the products),
 //   and read at constant addresses: broadcasts;
-// - the invocation's op(B) column comes from uniform block s (`matmul_bcast_pack` wrote op(B)
-//   there, column-major per block: block row j holds its BC_KS k), one vec4 of 4 k at a time,
-//   through b_hook4 (with B_RAW = 0 the hook computes it from the flat indices).
-// The partial sums of a dispatch are stored through `store` (the first dispatch of a window
-// with ACCUMULATE = 0 and the bias, later ones adding).
+// - the invocation's op(B) column comes from uniform block s, one vec4 of 4 k at a time:
+//   `matmul_bcast_pack` wrote op(B) through b_hook4 there (the noise, or the PQ decoding) just
+//   before, column-major per block (block row j holds its BC_KS k).
+// The first dispatch of a window stores its sums (plus the bias), later ones add theirs; the
+// last applies c_hook to the total (with ACCUMULATE = 1, dW windows after the first, c_hook is
+// applied to each dispatch's part: it is linear).
 const BC_N: u32 = 256u;
 const BC_R: u32 = 32u;
 const BC_KS: u32 = 64u;
@@ -623,41 +624,15 @@ fn bc_stage(s: u32, lid: u32) {
     bc_stage_slot(s, lid + BC_N);
 }
 
-// Flat indices in B of op(B)(p .. p + 3, j) (clamped into K × N).
-fn bc_b_index(p: u32, j: u32) -> vec4<u32> {
-    let ps = min(vec4<u32>(p) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(mm.k - 1u));
-    let jc = min(j, mm.n - 1u);
-    if TRANS_B == 0u {
-        return ps * mm.n + vec4<u32>(jc);
-    }
-    return vec4<u32>(jc * mm.k) + ps;
-}
-
-// The invocation's op(B)(p .. p + 3, j) for the 4 k of vec4 q of sub-slab s: from uniform block
-// s, through b_hook4 (with B_RAW = 0 the pack pass already computed it).
+// The invocation's op(B)(p .. p + 3, j) for the 4 k of vec4 q of sub-slab s.
 fn bc_b4(s: u32, q: u32) -> vec4<f32> {
     let slot = (bc_col % BC_N) * (BC_KS / 4u) + q;
-    var raw: vec4<f32>;
     if s == 0u {
-        raw = bc_w0[slot];
+        return bc_w0[slot];
     } else if s == 1u {
-        raw = bc_w1[slot];
-    } else {
-        raw = bc_w2[slot];
+        return bc_w1[slot];
     }
-    if B_RAW == 0u {
-        return raw;
-    }
-    let e = bc_b_index(mm.k_first + s * BC_KS + 4u * q, bc_col);
-    if TRANS_B == 1u {
-        return b_hook4(raw, e);
-    }
-    // 4 k of one column of a K × N B: one element of each of 4 stored rows (b_hook4 takes 4
-    // consecutive elements of one row).
-    return vec4<f32>(b_hook4(vec4<f32>(raw.x), vec4<u32>(e.x)).x,
-                     b_hook4(vec4<f32>(raw.y), vec4<u32>(e.y)).x,
-                     b_hook4(vec4<f32>(raw.z), vec4<u32>(e.z)).x,
-                     b_hook4(vec4<f32>(raw.w), vec4<u32>(e.w)).x);
+    return bc_w2[slot];
 }
 
 fn bc_fma(acc: ptr<private, f32>, s: u32, q: u32, r: u32, b: vec4<f32>) {
@@ -740,111 +715,108 @@ fn matmul_bcast(@builtin(local_invocation_index) lid: u32,
     }
     // Dispatches after the first of a window add to the stored sums, the first adds the bias.
     let first = ACCUMULATE == 0u && mm.k_first == 0u;
+    let last = mm.k_first + BC_S * BC_KS >= mm.k;
     var bias_j = 0.0;
     if HAS_BIAS == 1u && first {
         bias_j = f32(bias[min(bc_col, mm.n - 1u)]);
     }
-    bc_out(first, 0u, bc_c0 + bias_j);
-    bc_out(first, 1u, bc_c1 + bias_j);
-    bc_out(first, 2u, bc_c2 + bias_j);
-    bc_out(first, 3u, bc_c3 + bias_j);
-    bc_out(first, 4u, bc_c4 + bias_j);
-    bc_out(first, 5u, bc_c5 + bias_j);
-    bc_out(first, 6u, bc_c6 + bias_j);
-    bc_out(first, 7u, bc_c7 + bias_j);
-    bc_out(first, 8u, bc_c8 + bias_j);
-    bc_out(first, 9u, bc_c9 + bias_j);
-    bc_out(first, 10u, bc_c10 + bias_j);
-    bc_out(first, 11u, bc_c11 + bias_j);
-    bc_out(first, 12u, bc_c12 + bias_j);
-    bc_out(first, 13u, bc_c13 + bias_j);
-    bc_out(first, 14u, bc_c14 + bias_j);
-    bc_out(first, 15u, bc_c15 + bias_j);
-    bc_out(first, 16u, bc_c16 + bias_j);
-    bc_out(first, 17u, bc_c17 + bias_j);
-    bc_out(first, 18u, bc_c18 + bias_j);
-    bc_out(first, 19u, bc_c19 + bias_j);
-    bc_out(first, 20u, bc_c20 + bias_j);
-    bc_out(first, 21u, bc_c21 + bias_j);
-    bc_out(first, 22u, bc_c22 + bias_j);
-    bc_out(first, 23u, bc_c23 + bias_j);
-    bc_out(first, 24u, bc_c24 + bias_j);
-    bc_out(first, 25u, bc_c25 + bias_j);
-    bc_out(first, 26u, bc_c26 + bias_j);
-    bc_out(first, 27u, bc_c27 + bias_j);
-    bc_out(first, 28u, bc_c28 + bias_j);
-    bc_out(first, 29u, bc_c29 + bias_j);
-    bc_out(first, 30u, bc_c30 + bias_j);
-    bc_out(first, 31u, bc_c31 + bias_j);
+    bc_out(first, last, 0u, bc_c0 + bias_j);
+    bc_out(first, last, 1u, bc_c1 + bias_j);
+    bc_out(first, last, 2u, bc_c2 + bias_j);
+    bc_out(first, last, 3u, bc_c3 + bias_j);
+    bc_out(first, last, 4u, bc_c4 + bias_j);
+    bc_out(first, last, 5u, bc_c5 + bias_j);
+    bc_out(first, last, 6u, bc_c6 + bias_j);
+    bc_out(first, last, 7u, bc_c7 + bias_j);
+    bc_out(first, last, 8u, bc_c8 + bias_j);
+    bc_out(first, last, 9u, bc_c9 + bias_j);
+    bc_out(first, last, 10u, bc_c10 + bias_j);
+    bc_out(first, last, 11u, bc_c11 + bias_j);
+    bc_out(first, last, 12u, bc_c12 + bias_j);
+    bc_out(first, last, 13u, bc_c13 + bias_j);
+    bc_out(first, last, 14u, bc_c14 + bias_j);
+    bc_out(first, last, 15u, bc_c15 + bias_j);
+    bc_out(first, last, 16u, bc_c16 + bias_j);
+    bc_out(first, last, 17u, bc_c17 + bias_j);
+    bc_out(first, last, 18u, bc_c18 + bias_j);
+    bc_out(first, last, 19u, bc_c19 + bias_j);
+    bc_out(first, last, 20u, bc_c20 + bias_j);
+    bc_out(first, last, 21u, bc_c21 + bias_j);
+    bc_out(first, last, 22u, bc_c22 + bias_j);
+    bc_out(first, last, 23u, bc_c23 + bias_j);
+    bc_out(first, last, 24u, bc_c24 + bias_j);
+    bc_out(first, last, 25u, bc_c25 + bias_j);
+    bc_out(first, last, 26u, bc_c26 + bias_j);
+    bc_out(first, last, 27u, bc_c27 + bias_j);
+    bc_out(first, last, 28u, bc_c28 + bias_j);
+    bc_out(first, last, 29u, bc_c29 + bias_j);
+    bc_out(first, last, 30u, bc_c30 + bias_j);
+    bc_out(first, last, 31u, bc_c31 + bias_j);
 }
 
-// Stores the sum of row r (a constant) of the invocation's column through c_hook (linear:
-// applied to each dispatch's part), or adds it to the stored one.
-fn bc_out(first: bool, r: u32, value: f32) {
+// Stores the sum of row r (a constant) of the invocation's column, or adds it to the stored
+// one; c_hook as described above.
+fn bc_out(first: bool, last: bool, r: u32, value: f32) {
     let i = bc_row0 + r;
     if i < mm.m && bc_col < mm.n {
-        let e = mm.c_off + i * mm.n + bc_col;
-        var v = c_hook(value, e - mm.c_off);
-        if !first {
-            v += f32(mat_c[e]);
+        let e = i * mm.n + bc_col;
+        var v = value;
+        if ACCUMULATE == 1u {
+            v = c_hook(v, e);
         }
-        mat_c[e] = Elem(v);
+        if !first {
+            v += f32(mat_c[mm.c_off + e]);
+        }
+        if ACCUMULATE == 0u && last {
+            v = c_hook(v, e);
+        }
+        mat_c[mm.c_off + e] = Elem(v);
     }
 }
 
-// Packing for matmul_bcast: block g (of BC_N · BC_KS / 4 vec4s: 64 KiB) holds sub-slab
-// g / tiles_n (k from k_first + BC_KS · (g / tiles_n)) of column block g % tiles_n, row j of
-// the block its column's BC_KS k; 0 outside K × N. One vec4 (slot t) per invocation, into C
-// (f32) from offset 0; `tiles` is the number of vec4s in all. (Two entry points, so that each
-// binds only what it reads.)
-struct BcSlot {
-    t: u32,
-    // The first k and the column of the slot, and the flat indices of its 4 elements in B.
-    p: u32,
-    j: u32,
-    e: vec4<u32>,
-}
-
-fn bc_slot(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> BcSlot {
-    let t = (wid.y * nwg.x + wid.x) * 256u + lid;
-    let per_block = BC_N * BC_KS / 4u;
-    let g = t / per_block;
-    let j = (g % mm.tiles_n) * BC_N + (t % per_block) / (BC_KS / 4u);
-    let p = mm.k_first + (g / mm.tiles_n) * BC_KS + 4u * (t % (BC_KS / 4u));
-    return BcSlot(t, p, j, bc_b_index(p, j));
-}
-
-fn bc_pack_store(slot: BcSlot, v: vec4<f32>) {
-    let ps = vec4<u32>(slot.p) + vec4<u32>(0u, 1u, 2u, 3u);
-    let w = select(vec4<f32>(0.0), v, ps < vec4<u32>(mm.k) & vec4<bool>(slot.j < mm.n));
-    mat_c[4u * slot.t] = Elem(w.x);
-    mat_c[4u * slot.t + 1u] = Elem(w.y);
-    mat_c[4u * slot.t + 2u] = Elem(w.z);
-    mat_c[4u * slot.t + 3u] = Elem(w.w);
-}
-
-// The raw op(B) (B_RAW = 1: the main kernel applies b_hook4).
+// Packing for matmul_bcast, through b_hook4 (B_RAW = 0: the hooks compute op(B) from its
+// indices, B is not read): block g (BC_N · BC_KS f32: 64 KiB) holds sub-slab g / tiles_n (k from
+// k_first + BC_KS · (g / tiles_n)) of column block g % tiles_n, row j of the block its column's
+// BC_KS k; 0 outside K × N. Writes C (f32) from offset 0; `tiles` is the number of slots in all.
+// A slot is 4 consecutive elements of one stored row of B (what b_hook4 takes): 4 k of one
+// column (TRANS_B = 1, one vec4 of a block row) or 4 columns of one k (TRANS_B = 0).
 @compute @workgroup_size(256)
 fn matmul_bcast_pack(@builtin(local_invocation_index) lid: u32,
                      @builtin(workgroup_id) wid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
-    let slot = bc_slot(lid, wid, nwg);
-    if slot.t >= mm.tiles {
+    let t = (wid.y * nwg.x + wid.x) * 256u + lid;
+    if t >= mm.tiles {
         return;
     }
-    let e = mm.b_off + slot.e;
-    bc_pack_store(slot, vec4<f32>(f32(mat_b[e.x]), f32(mat_b[e.y]), f32(mat_b[e.z]),
-                                  f32(mat_b[e.w])));
-}
-
-// op(B) computed by b_hook4 from its indices (B_RAW = 0; B is not read).
-@compute @workgroup_size(256)
-fn matmul_bcast_decode(@builtin(local_invocation_index) lid: u32,
-                       @builtin(workgroup_id) wid: vec3<u32>,
-                       @builtin(num_workgroups) nwg: vec3<u32>) {
-    let slot = bc_slot(lid, wid, nwg);
-    if slot.t >= mm.tiles {
-        return;
+    let per_block = BC_N * BC_KS / 4u;
+    let g = t / per_block;
+    let local = t % per_block;
+    let col0 = (g % mm.tiles_n) * BC_N;
+    let k0 = mm.k_first + (g / mm.tiles_n) * BC_KS;
+    let c4 = vec4<u32>(0u, 1u, 2u, 3u);
+    // The slot's elements: k and column of each, and where each goes in the blocks.
+    var ps = vec4<u32>(k0 + 4u * (local % (BC_KS / 4u))) + c4;
+    var js = vec4<u32>(col0 + local / (BC_KS / 4u));
+    var at = vec4<u32>(4u * t) + c4;
+    if TRANS_B == 0u {
+        ps = vec4<u32>(k0 + local / (BC_N / 4u));
+        js = vec4<u32>(col0 + 4u * (local % (BC_N / 4u))) + c4;
+        at = vec4<u32>(g * BC_N * BC_KS) + (js - vec4<u32>(col0)) * BC_KS + (ps - vec4<u32>(k0));
     }
-    bc_pack_store(slot, b_hook4(vec4<f32>(0.0), slot.e));
+    let pc = min(ps, vec4<u32>(mm.k - 1u));
+    let jc = min(js, vec4<u32>(mm.n - 1u));
+    var e = jc * mm.k + pc;
+    if TRANS_B == 0u {
+        e = pc * mm.n + jc;
+    }
+    var raw = vec4<f32>(0.0);
+    if B_RAW == 1u {
+        let b = vec4<u32>(mm.b_off) + e;
+        raw = vec4<f32>(f32(mat_b[b.x]), f32(mat_b[b.y]), f32(mat_b[b.z]), f32(mat_b[b.w]));
+    }
+    let v = select(vec4<f32>(0.0), b_hook4(raw, e), ps < vec4<u32>(mm.k) & js < vec4<u32>(mm.n));
+    mat_c[at.x] = Elem(v.x);
+    mat_c[at.y] = Elem(v.y);
+    mat_c[at.z] = Elem(v.z);
+    mat_c[at.w] = Elem(v.w);
 }

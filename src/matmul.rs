@@ -544,6 +544,11 @@ pub(crate) struct Hooks<'h> {
     /// The hooks compute op(B) from its indices (`B_RAW = 0`, forward only): B is never read
     /// and is bound to the placeholder.
     pub b_computed: bool,
+    /// Bindings of `bindings` that only `b_hook4` reads, and those that only `c_hook` reads
+    /// (the broadcast kernel calls them from different entry points, each of which must be
+    /// given exactly the bindings it reads).
+    pub b_only: &'static [u32],
+    pub c_only: &'static [u32],
 }
 
 impl Hooks<'_> {
@@ -553,7 +558,18 @@ impl Hooks<'_> {
             overrides: Vec::new(),
             bindings: Vec::new(),
             b_computed: false,
+            b_only: &[],
+            c_only: &[],
         }
+    }
+
+    /// The bindings without those numbered in `except`.
+    pub(crate) fn bindings_without(&self, except: &[u32]) -> Vec<(u32, wgpu::BindingResource<'_>)> {
+        self.bindings
+            .iter()
+            .filter(|(i, _)| !except.contains(i))
+            .cloned()
+            .collect()
     }
 }
 

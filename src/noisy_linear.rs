@@ -209,6 +209,9 @@ fn run_fused(
                 (10, sized(&mask_ub, g.uniform_table_binding())),
             ],
             b_computed: false,
+            // pq_data is read by the loader's ϕ_PQ only, the clean weight by the clamped STE.
+            b_only: &[9],
+            c_only: &[8],
         };
         record(g, &mut batch, precision, config, bound, &hooks, &dummy)?;
         batch.finish().map(|_| ())

@@ -913,6 +913,8 @@ fn pq_linear(
                 (7, whole(g, &weight.codebook, "codebook")?),
             ],
             b_computed: true,
+            b_only: &[5, 6, 7],
+            c_only: &[],
         };
         record(
             g,

@@ -7,10 +7,13 @@
 //! runs straight-line code over up to 3 sub-slabs of 64 k: the rows' operand is staged in
 //! workgroup memory and broadcast, the column's operand comes from 64 KiB uniform blocks that
 //! a packing pass fills before each chunk of 3 sub-slabs (one block per 256 columns and 64 k),
-//! and partial sums are stored, then added by the later chunks. With `B_RAW = 0` (the PQ
-//! family: the hooks compute op(B)) the packing pass computes the chunk's weights through the
-//! hooks, so the full weight is never materialised; with raw weights the main kernel applies
-//! the hooks (the fused noise: the noisy weight is never written).
+//! and partial sums are stored, then added by the later chunks.
+//!
+//! The packing pass is this kernel's weight loader: it applies `b_hook4` (the fused noise of
+//! the noisy Linear family, the decoding of the PQ family) while it writes the blocks, so each
+//! weight element is transformed once per row window, not once per 32 rows. What it writes is
+//! the chunk's blocks (3 · 64 k of every column), never the whole noisy or decoded weight. The
+//! last dispatch of a window applies `c_hook` (the STE factors of dW) to the total.
 
 use super::{Bound, Hooks, MatmulParams, Product, bias_binding, layout, product_overrides, window};
 use crate::error::{Error, Result, invalid};
@@ -62,14 +65,7 @@ pub(super) fn record(
             overrides: o,
         })
     };
-    let pack = pipeline(
-        if hooks.b_computed {
-            "matmul_bcast_decode"
-        } else {
-            "matmul_bcast_pack"
-        },
-        [("ACCUMULATE", 0), ("BC_S", 1)],
-    )?;
+    let pack = pipeline("matmul_bcast_pack", [("ACCUMULATE", 0), ("BC_S", 1)])?;
     // Sub-slabs per dispatch: 8 KiB of workgroup memory each.
     let slabs_max = MAX_SLABS.min(g.limits.max_compute_workgroup_storage_size as u64 / 8192);
     let bias = bias_binding(p, align, dummy)?;
@@ -118,12 +114,12 @@ pub(super) fn record(
             let count = slabs_max.min(slabs - first);
             let u = batch.uniform(&params(first, count, 0));
             let bytes = count * col_blocks * UNIFORM_TABLE_BYTES;
-            let mut bindings = vec![(0, u.as_entire_binding()), (3, sized(&blocks, bytes))];
-            if hooks.b_computed {
-                bindings.extend(hooks.bindings.iter().cloned());
-            } else {
-                bindings.push((2, b.clone()));
-            }
+            let mut bindings = vec![
+                (0, u.as_entire_binding()),
+                (2, b.clone()),
+                (3, sized(&blocks, bytes)),
+            ];
+            bindings.extend(hooks.bindings_without(hooks.c_only));
             batch.dispatch_at(&pack, &bindings, (bytes / 16).div_ceil(256))?;
             let main = pipeline(
                 "matmul_bcast",
@@ -137,7 +133,7 @@ pub(super) fn record(
                     (3, c.clone()),
                     (4, bias.clone()),
                 ];
-                bindings.extend(hooks.bindings.iter().cloned());
+                bindings.extend(hooks.bindings_without(hooks.b_only));
                 for s in 0..MAX_SLABS {
                     // Blocks past this dispatch's sub-slabs are never read.
                     let slab = s.min(count - 1);

@@ -187,7 +187,6 @@ impl Family {
                 "matmul_reduce",
                 "matmul_bcast",
                 "matmul_bcast_pack",
-                "matmul_bcast_decode",
             ],
             Family::PqMatmul => &[
                 "pq_matmul_tiled",
