@@ -8,7 +8,9 @@
 //! each invocation a `4·VM × 4·VN` block held in vec4 registers, staging `BK`-deep tiles of
 //! both operands in workgroup memory; tile and workgroup sizes are `override` constants
 //! ([`MatmulConfig`]). Any sizes work (edge tiles are bounds-checked); the batch is folded into
-//! the rows.
+//! the rows. [`MatmulConfig::BROADCAST`] selects a second kernel, shaped for CPU adapters (one
+//! column and 32 rows per invocation, operands broadcast from workgroup memory and packed
+//! uniform blocks; see its docs).
 //!
 //! **Large tensors.** X, Y, dY and dX may exceed one storage binding
 //! ([`Context::max_window_bytes`], 128 MiB on most adapters): they are processed in windows of
@@ -26,9 +28,9 @@
 //! (not to `0`) it prints each candidate's time to stderr. [`set_tuning`] turns it off
 //! ([`Tuning::Off`]: always [`MatmulConfig::DEFAULT`]) or forces one configuration, for the
 //! whole process; [`with_tuning`] does so for the calling thread while a closure runs. Every
-//! candidate accumulates in f32 in the same order (k ascending), so they give the same results
-//! up to the rounding of fused versus unfused multiply-adds; the tests check each one against
-//! the f64 reference with the same tolerance.
+//! candidate accumulates in f32 with k ascending (split-K and the broadcast kernel add the sums
+//! of consecutive k ranges, in order), so they agree up to rounding; the tests check each one
+//! against the f64 reference with the same tolerance.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

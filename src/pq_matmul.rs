@@ -253,8 +253,10 @@ impl PqWeight {
 pub enum PqMatmulMethod {
     /// On GPUs (coalesced access) with an f32 codebook: [`PqMatmulMethod::Lut`] up to
     /// [`GPU_LUT_MAX_BATCH`] rows, [`PqMatmulMethod::Tiled`] beyond. On CPU-type adapters
-    /// with an f32 codebook beyond [`LUT_MAX_BATCH`] rows: [`PqMatmulMethod::Lut`] when
-    /// `8 · Kc ≤ N`, else [`PqMatmulMethod::Tiled`]. Otherwise [`PqMatmulMethod::Lut`] for
+    /// with an f32 codebook beyond [`LUT_MAX_BATCH`] rows: [`PqMatmulMethod::Tiled`] (there
+    /// the dense matmul's broadcast kernel) where the device has 64 KiB uniform bindings, else
+    /// [`PqMatmulMethod::Lut`] when `8 · Kc ≤ N` and [`PqMatmulMethod::Tiled`] when not.
+    /// Otherwise [`PqMatmulMethod::Lut`] for
     /// batches up to [`LUT_MAX_BATCH`] rows, and on CPU-type adapters for any batch when
     /// `4 · Kc ≤ N` (building the table then costs at most a quarter of the matmul), when the
     /// table of 4 rows fits a bound window; else [`PqMatmulMethod::Rows`] when `d % 4 == 0`,
@@ -843,8 +845,9 @@ pub(crate) fn pq_kernel(g: &Gpu, m: u64, weight: &PqWeight, method: PqMatmulMeth
             PqMatmulMethod::Tiled => true,
             PqMatmulMethod::Auto if g.coalesced => m > GPU_LUT_MAX_BATCH,
             // lavapipe, 512 rows: at N = 1024 (Kc = 256) the decoded tiles took 101 ms against
-            // 183 ms for the table; at N = 4096 1212 ms against 1051 ms.
-            PqMatmulMethod::Auto => m > LUT_MAX_BATCH && 8 * kc > n,
+            // 183 ms for the table; at N = 4096 1212 ms against 1051 ms with the tiled kernel,
+            // 498 ms against 914 ms with the broadcast kernel (which needs uniform tables).
+            PqMatmulMethod::Auto => m > LUT_MAX_BATCH && (g.uniform_tables || 8 * kc > n),
             _ => false,
         };
     // The table of the batch rows interleaved by 4 (1 below 4 rows) must fit a bound window.
