@@ -707,6 +707,24 @@ fn window<'t>(
     })
 }
 
+/// Calls `f` on each window of `per` rows in order: its first row and [`window`]'s bindings.
+fn each_window<'t>(
+    p: &Bound<'t>,
+    hooks: &Hooks<'_>,
+    (per, align): (u64, u64),
+    dummy: &'t wgpu::Buffer,
+    mut f: impl FnMut(u64, WindowBindings<'t>) -> Result<()>,
+) -> Result<()> {
+    let rows = p.shape.total_rows();
+    let mut r0 = 0;
+    while r0 < rows {
+        let wr = per.min(rows - r0);
+        f(r0, window(p, hooks, (r0, wr), align, dummy)?)?;
+        r0 += wr;
+    }
+    Ok(())
+}
+
 /// The bias binding (the placeholder without one).
 fn bias_binding<'t>(
     p: &Bound<'t>,
@@ -814,11 +832,8 @@ pub(crate) fn record(
         None
     };
     let bias = bias_binding(p, align, dummy)?;
-    let mut r0 = 0;
-    while r0 < rows {
-        let wr = per.min(rows - r0);
-        let ((m, n, k), [(a, a_off), (b, b_off), (c, c_off)]) =
-            window(p, hooks, (r0, wr), align, dummy)?;
+    each_window(p, hooks, (per, align), dummy, |r0, window| {
+        let ((m, n, k), [(a, a_off), (b, b_off), (c, c_off)]) = window;
         let tiles_n = n.div_ceil(config.tile_n() as u64);
         let tiles = tiles_n * m.div_ceil(config.tile_m() as u64) * splits;
         let u = batch.uniform(&MatmulParams {
@@ -865,9 +880,8 @@ pub(crate) fn record(
             }
             _ => batch.dispatch_at(pipe, &hooked(a, b, c), tiles)?,
         }
-        r0 += wr;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Runs `op(config)` (one whole product `p` of kernel `family`, submitted) with the

@@ -15,7 +15,9 @@
 //! the chunk's blocks (3 · 64 k of every column), never the whole noisy or decoded weight. The
 //! last dispatch of a window applies `c_hook` (the STE factors of dW) to the total.
 
-use super::{Bound, Hooks, MatmulParams, Product, bias_binding, layout, product_overrides, window};
+use super::{
+    Bound, Hooks, MatmulParams, Product, bias_binding, each_window, layout, product_overrides,
+};
 use crate::error::{Error, Result, invalid};
 use crate::runtime::batch::{Batch, sized};
 use crate::runtime::gpu::{Gpu, PipelineKey, UNIFORM_TABLE_BYTES};
@@ -51,7 +53,6 @@ pub(super) fn record(
             "64 KiB uniform bindings (the broadcast matmul kernel)",
         ));
     }
-    let rows = p.shape.total_rows();
     let align = g.limits.min_storage_buffer_offset_alignment as u64;
     let (trans_a, trans_b, per) = layout(g, p, hooks)?;
     let overrides = product_overrides(p, hooks, trans_a, trans_b);
@@ -69,11 +70,8 @@ pub(super) fn record(
     // Sub-slabs per dispatch: 8 KiB of workgroup memory each.
     let slabs_max = MAX_SLABS.min(g.limits.max_compute_workgroup_storage_size as u64 / 8192);
     let bias = bias_binding(p, align, dummy)?;
-    let mut r0 = 0;
-    while r0 < rows {
-        let wr = per.min(rows - r0);
-        let ((m, n, k), [(a, a_off), (b, b_off), (c, c_off)]) =
-            window(p, hooks, (r0, wr), align, dummy)?;
+    each_window(p, hooks, (per, align), dummy, |r0, window| {
+        let ((m, n, k), [(a, a_off), (b, b_off), (c, c_off)]) = window;
         let (slabs, col_blocks) = (k.div_ceil(SLAB), n.div_ceil(COLS));
         let params = |first: u64, count: u64, col_first: u64| MatmulParams {
             m: m as u32,
@@ -142,7 +140,6 @@ pub(super) fn record(
                 batch.dispatch_at(&main, &bindings, m.div_ceil(ROWS))?;
             }
         }
-        r0 += wr;
-    }
-    Ok(())
+        Ok(())
+    })
 }
