@@ -10,13 +10,17 @@ use common::*;
 use libtest_mimic::Failed;
 use proptest::prelude::*;
 use quantnoise::cpu::pq_matmul as reference;
-use quantnoise::matmul::{MatmulConfig, Tuning, with_tuning};
+use quantnoise::matmul::{MatmulConfig, Tuning, set_tuning, with_tuning};
 use quantnoise::{
     AccessPattern, ActQuant, CodebookFormat, Context, DType, Error, IndexFormat, PqLayer,
     PqMatmulMethod, PqOutput, PqWeight, Tensor, WeightShape,
 };
 
 fn main() {
+    // No autotuning of the decoded-tile products (every candidate would compile for every
+    // shape bucket; on lavapipe that takes many minutes): `decoded_tiles_every_kind_of_config`
+    // forces each kind of configuration instead.
+    set_tuning(Tuning::Off).expect("valid tuning");
     run(
         &[
             ("pq_matmul_random_shapes", random_shapes),
