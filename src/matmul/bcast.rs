@@ -69,6 +69,11 @@ pub(super) fn record(
     let pack = pipeline("matmul_bcast_pack", [("ACCUMULATE", 0), ("BC_S", 1)])?;
     // Sub-slabs per dispatch: 8 KiB of workgroup memory each.
     let slabs_max = MAX_SLABS.min(g.limits.max_compute_workgroup_storage_size as u64 / 8192);
+    if slabs_max == 0 {
+        return Err(unsupported(
+            "8 KiB of workgroup memory (the broadcast matmul kernel)",
+        ));
+    }
     let bias = bias_binding(p, align, dummy)?;
     each_window(p, hooks, (per, align), dummy, |r0, window| {
         let ((m, n, k), [(a, a_off), (b, b_off), (c, c_off)]) = window;
