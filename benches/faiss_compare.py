@@ -17,16 +17,18 @@ counter-based generator `quantnoise::bench::pq_values`, checked against the repo
 * `kmeans_20iter_blobs` (when the report has that case and the clustered data's checksum
   `blobs_sum`): the same 20 iterations on `quantnoise::bench::pq_blobs`, regenerated here;
 * `kmeans_20iter_assigned`: the 20 iterations, then the nearest centroid of every subvector
-  (`km.index.search`): what quantnoise's k-means op returns (the codebook and its
-  assignments), compared with the same `kmeans_20iter` report case;
+  (`km.index.search`);
 
 then runs `cargo run --release --bin quantnoise -- bench --json FILE --filter assign_,kmeans_`
 (or reads the report given with `--json`) and prints both side by side.
 
-What is compared: quantnoise's k-means op also checks the data for non-finite values, and after
-its `niter` iterations runs one more E-step (the assignment of the final codebook), so it does
-niter + 1 E-steps to faiss's niter (`kmeans_20iter_assigned` adds that E-step to faiss's side). Both initialise by sampling K distinct subvectors, with
-different generators, so their objectives differ slightly.
+What is compared: faiss's training alone (`kmeans_1iter`, `kmeans_20iter`,
+`kmeans_20iter_blobs`) with the report's `…_laststep` cases (`KmeansAssignments::LastStep`:
+niter E-steps and M-steps, the assignments of the last E-step), and
+`kmeans_20iter_assigned` with the report's `kmeans_20iter_…` case (the default
+`KmeansAssignments::Final`: one more E-step, the final codebook's assignments). quantnoise's
+k-means op also checks the data for non-finite values. Both initialise by sampling K distinct
+subvectors, with different generators, so their objectives differ slightly.
 
 Examples:
 
@@ -135,8 +137,13 @@ def faiss_cases(x, runs, seed, blobs=None):
     return out
 
 
-# The quantnoise report case each comparison reads (its own name when not listed).
-QUANTNOISE_CASE = {"kmeans_20iter_assigned": "kmeans_20iter"}
+def quantnoise_case(case, tag):
+    """The quantnoise report case that does the work of faiss's `case`."""
+    if case == "kmeans_20iter_assigned":
+        return f"kmeans_20iter_{tag}"
+    if case.startswith("kmeans_"):
+        return f"{case}_{tag}_laststep"
+    return f"{case}_{tag}"
 
 
 def run_quantnoise(quick, rounds, cpu_rounds, backend):
@@ -199,7 +206,7 @@ def main():
     tag = f"{n}x{PQ_DIM}_k{PQ_K}"
     cases = ["assign", "kmeans_1iter", "kmeans_20iter", "kmeans_20iter_assigned"]
     blobs = None
-    if f"kmeans_20iter_blobs_{tag}" in report and "blobs_sum" in pq:
+    if quantnoise_case("kmeans_20iter_blobs", tag) in report and "blobs_sum" in pq:
         blobs = pq_blobs(n, pq.get("data_seed", PQ_DATA_SEED))
         blobs_sum = float(np.sum(blobs.astype(np.float64)))
         if abs(blobs_sum - pq["blobs_sum"]) > 1e-6 * max(1.0, abs(blobs_sum)):
@@ -210,7 +217,7 @@ def main():
 
     rows = []
     for case in cases:
-        q = report.get(f"{QUANTNOISE_CASE.get(case, case)}_{tag}")
+        q = report.get(quantnoise_case(case, tag))
         f = fa[case]
         row = {
             "case": case,
@@ -250,7 +257,7 @@ def main():
           "k-means; qn / faiss > 1: quantnoise is slower)")
     for r in rows:
         if r["faiss_objective"] is not None:
-            q = report.get(f"{r['case']}_{tag}", {})
+            q = report.get(quantnoise_case(r["case"], tag), {})
             print(f"{r['case']}: faiss final objective {r['faiss_objective']:.6e}; quantnoise: "
                   f"{q.get('validation', '-')}")
     if args.out:

@@ -16,7 +16,9 @@
 //!   codebook is K rows of the data (rows `i·⌊N/K⌋`). k-means runs with
 //!   [`KmeansInit::Uniform`], seed [`PQ_KMEANS_SEED`] and `tol = 0` (so exactly `n_iter`
 //!   iterations), with the default [`KmeansBounds::Auto`]; `kmeans_…_bounded` and
-//!   `kmeans_…_plain` run the same with Hamerly bounds always on and off (the same results).
+//!   `kmeans_…_plain` run the same with Hamerly bounds always on and off (the same results),
+//!   and `kmeans_…_laststep` with [`KmeansAssignments::LastStep`] (no final E-step: the work
+//!   of a k-means that only trains the codebook, such as faiss's `Kmeans.train`).
 //!   `kmeans_20iter_blobs_…` run on clustered data of the same size ([`pq_blobs`]), where the
 //!   bounds pay.
 //! * Validation first: every case runs once and its output is checked (against the float64 CPU
@@ -106,7 +108,7 @@ use crate::assign::{AssignProblem, Assignment};
 use crate::copy::CopyVariant;
 use crate::error::{Error, Result};
 use crate::fma::FmaVariant;
-use crate::kmeans::{KmeansBounds, KmeansInit, KmeansOptions, KmeansProblem};
+use crate::kmeans::{KmeansAssignments, KmeansBounds, KmeansInit, KmeansOptions, KmeansProblem};
 use crate::noise::{Noise, NoiseSpec, QuantScheme, SteMode};
 use crate::observer::{Observer, QParams, affine_params};
 use crate::philox::NoiseSeed;
@@ -365,6 +367,7 @@ impl Report {
                     "kmeans_seed": PQ_KMEANS_SEED,
                     "kmeans_tol": 0.0,
                     "kmeans_bounds": "auto (_bounded: on, _plain: off)",
+                    "kmeans_assignments": "final (_laststep: last_step)",
                     "blobs_data": "pq_blobs(n, data_seed): 400 clusters",
                     "fma_invocations": FMA_INVOCATIONS,
                     "fma_chain_iters": FMA_CHAIN_ITERS,
@@ -583,6 +586,7 @@ pub fn pq_kmeans_options(n_iter: u32) -> KmeansOptions {
         seed: PQ_KMEANS_SEED,
         tol: 0.0,
         bounds: KmeansBounds::Auto,
+        assignments: KmeansAssignments::Final,
     }
 }
 
@@ -835,11 +839,13 @@ fn assign_case<'a>(
     }
 }
 
-/// Checks a k-means result of `n` subvectors after `n_iter` iterations with `tol = 0`.
+/// Checks a k-means result of `n` subvectors after `n_iter` iterations with `tol = 0` and
+/// `e_steps` E-steps (`n_iter`, plus one with [`KmeansAssignments::Final`]).
 fn check_kmeans(
     r: &crate::KmeansResult,
     n: u64,
     n_iter: u32,
+    e_steps: u32,
 ) -> std::result::Result<String, String> {
     let sum: u64 = r.counts.iter().map(|&c| c as u64).sum();
     if r.counts.len() != PQ_K as usize || sum != n || r.counts.contains(&0) {
@@ -849,12 +855,11 @@ fn check_kmeans(
             r.counts.iter().min()
         ));
     }
-    if r.iterations != n_iter || r.objective.len() != n_iter as usize + 1 {
+    if r.iterations != n_iter || r.objective.len() != e_steps as usize {
         return Err(format!(
-            "{} iterations and {} objectives, expected {n_iter} and {} (tol = 0)",
+            "{} iterations and {} objectives, expected {n_iter} and {e_steps} (tol = 0)",
             r.iterations,
             r.objective.len(),
-            n_iter + 1
         ));
     }
     for (i, w) in r.objective.windows(2).enumerate() {
@@ -882,12 +887,12 @@ fn check_kmeans(
     ))
 }
 
-/// k-means of `data` with [`pq_kmeans_options`]`(n_iter)` and `bounds`.
+/// k-means of `data` with [`pq_kmeans_options`]`(n_iter)`, `bounds` and `assignments`.
 fn kmeans_case<'a>(
     ctx: &'a Context,
     name: String,
     n_iter: u32,
-    bounds: KmeansBounds,
+    (bounds, assignments): (KmeansBounds, KmeansAssignments),
     data: &'a Tensor,
 ) -> Case<'a> {
     let n = data.len() / PQ_DIM as u64;
@@ -895,19 +900,20 @@ fn kmeans_case<'a>(
     let problem = KmeansProblem { data, dim: PQ_DIM };
     let options = KmeansOptions {
         bounds,
+        assignments,
         ..pq_kmeans_options(n_iter)
     };
-    let e_steps = n_iter as u64 + 1;
+    let e_steps = n_iter + u32::from(assignments == KmeansAssignments::Final);
     Case {
         name,
         kind: CaseKind::Device,
-        bytes: e_steps * n * d * 4,
-        flops: Some(e_steps * 2 * d * n * PQ_K as u64),
+        bytes: e_steps as u64 * n * d * 4,
+        flops: Some(e_steps as u64 * 2 * d * n * PQ_K as u64),
         items: Some((n * n_iter as u64, "subvector_iterations")),
         op: Box::new(move || ctx.kmeans(&[problem], &options).map(|_| ())),
         check: Box::new(move || {
             let r = ctx.kmeans(&[problem], &options)?;
-            Ok(check_kmeans(&r[0], n, n_iter))
+            Ok(check_kmeans(&r[0], n, n_iter, e_steps))
         }),
     }
 }
@@ -1281,27 +1287,28 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
         ));
     }
     let variants = [
-        (KmeansBounds::Auto, ""),
-        (KmeansBounds::On, "_bounded"),
-        (KmeansBounds::Off, "_plain"),
+        ((KmeansBounds::Auto, KmeansAssignments::Final), ""),
+        ((KmeansBounds::On, KmeansAssignments::Final), "_bounded"),
+        ((KmeansBounds::Off, KmeansAssignments::Final), "_plain"),
+        ((KmeansBounds::Auto, KmeansAssignments::LastStep), "_laststep"),
     ];
     for n_iter in [1, 20] {
-        for (bounds, suffix) in variants {
+        for (variant, suffix) in variants {
             cases.push(kmeans_case(
                 ctx,
                 format!("kmeans_{n_iter}iter_{pq_tag}{suffix}"),
                 n_iter,
-                bounds,
+                variant,
                 &pq_data,
             ));
         }
     }
-    for (bounds, suffix) in variants {
+    for (variant, suffix) in variants {
         cases.push(kmeans_case(
             ctx,
             format!("kmeans_20iter_blobs_{pq_tag}{suffix}"),
             20,
-            bounds,
+            variant,
             &pq_blobs,
         ));
     }
@@ -1715,15 +1722,16 @@ mod tests {
         };
         let k = PQ_K as usize;
         let ok = result(vec![4; k], vec![3.0, 2.0, 2.0]);
-        assert!(check_kmeans(&ok, 4 * k as u64, 2).is_ok());
-        assert!(check_kmeans(&ok, 4 * k as u64 + 1, 2).is_err());
-        assert!(check_kmeans(&ok, 4 * k as u64, 3).is_err());
+        assert!(check_kmeans(&ok, 4 * k as u64, 2, 3).is_ok());
+        assert!(check_kmeans(&ok, 4 * k as u64 + 1, 2, 3).is_err());
+        assert!(check_kmeans(&ok, 4 * k as u64, 3, 4).is_err());
+        assert!(check_kmeans(&ok, 4 * k as u64, 2, 2).is_err());
         let rising = result(vec![4; k], vec![3.0, 2.0, 2.1]);
-        assert!(check_kmeans(&rising, 4 * k as u64, 2).is_err());
+        assert!(check_kmeans(&rising, 4 * k as u64, 2, 3).is_err());
         let mut counts = vec![4; k];
         counts[0] = 0;
         counts[1] = 8;
-        assert!(check_kmeans(&result(counts, vec![3.0, 2.0, 1.0]), 4 * k as u64, 2).is_err());
+        assert!(check_kmeans(&result(counts, vec![3.0, 2.0, 1.0]), 4 * k as u64, 2, 3).is_err());
     }
 
     #[test]

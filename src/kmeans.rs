@@ -45,6 +45,19 @@ pub enum KmeansBounds {
     Auto,
 }
 
+/// Which assignments (and counts) [`KmeansResult`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KmeansAssignments {
+    /// One more E-step after the last iteration: every subvector's nearest centroid in the
+    /// final codebook, and its objective as the last entry of [`KmeansResult::objective`].
+    Final,
+    /// Those of the last iteration's E-step, without the extra pass over the data: the final
+    /// centroids are exactly the means of these members (fairseq's EM keeps these too, and a
+    /// k-means that only trains a codebook, such as faiss's, does the same work). A subvector
+    /// may then lie nearer another final centroid. With `n_iter = 0`, as [`Self::Final`].
+    LastStep,
+}
+
 /// Options of [`Context::kmeans`].
 #[derive(Clone, Copy, Debug)]
 pub struct KmeansOptions {
@@ -60,10 +73,13 @@ pub struct KmeansOptions {
     pub tol: f64,
     /// Hamerly bounds in the device E-step (default [`KmeansBounds::Auto`]).
     pub bounds: KmeansBounds,
+    /// Which assignments the result holds (default [`KmeansAssignments::Final`]).
+    pub assignments: KmeansAssignments,
 }
 
 impl KmeansOptions {
-    /// `n_centroids` centroids, 20 iterations, k-means++, seed 0, tol 1e-6, automatic bounds.
+    /// `n_centroids` centroids, 20 iterations, k-means++, seed 0, tol 1e-6, automatic bounds,
+    /// assignments to the final codebook.
     pub fn new(n_centroids: u32) -> Self {
         Self {
             n_centroids,
@@ -72,6 +88,7 @@ impl KmeansOptions {
             seed: 0,
             tol: 1e-6,
             bounds: KmeansBounds::Auto,
+            assignments: KmeansAssignments::Final,
         }
     }
 }
@@ -90,12 +107,14 @@ pub struct KmeansProblem<'a> {
 pub struct KmeansResult {
     /// K × dim centroids (f32).
     pub codebook: Tensor,
-    /// Nearest centroid of every subvector under the final codebook (u32).
+    /// Centroid of every subvector (u32): its nearest one in the final codebook, or with
+    /// [`KmeansAssignments::LastStep`] its nearest at the last E-step.
     pub assignments: Tensor,
-    /// Subvectors per centroid under the final codebook; none is zero.
+    /// Subvectors per centroid under `assignments`; none is zero.
     pub counts: Vec<u32>,
-    /// Σ squared distances at every E-step: entry i before the i-th M-step, the last one for
-    /// the final codebook (so `iterations + 1` entries). On a device each distance is Σ (x − c)²
+    /// Σ squared distances at every E-step: entry i before the i-th M-step, then (with
+    /// [`KmeansAssignments::Final`]) one for the final codebook, so `iterations + 1` entries
+    /// (`iterations` with [`KmeansAssignments::LastStep`]). On a device each distance is Σ (x − c)²
     /// in f32 and the sum runs in f32 over blocks of at most 1024 rows (on CPU adapters the
     /// blocks of one run of rows are then added in f32), then in f64: within 4e-6 (relative) of
     /// the exact sum for dim ≤ 16.
@@ -415,6 +434,7 @@ pub(crate) fn drive(
             let run = &mut runs[p];
             run.objective.push(out.objective);
             run.scored.push(out.scored);
+            run.counts = out.counts;
             run.iterations += 1;
             report[p] = Some(out.objective);
             let converged = run.objective.len() >= 2 && {
@@ -430,6 +450,9 @@ pub(crate) fn drive(
             objective: report,
         });
         active = still;
+    }
+    if options.assignments == KmeansAssignments::LastStep && options.n_iter > 0 {
+        return Ok(runs);
     }
     // Final E-step: assignments, counts and objective of the final codebook.
     let all: Vec<usize> = (0..ns.len()).collect();

@@ -49,7 +49,9 @@ mod tensor;
 pub use assign::{AssignProblem, Assignment};
 pub use error::{Error, Result};
 pub use int8::{Int8Linear, MatmulVariant, QScheme, QTensor, QType};
-pub use kmeans::{KmeansBounds, KmeansInit, KmeansOptions, KmeansProblem, KmeansResult};
+pub use kmeans::{
+    KmeansAssignments, KmeansBounds, KmeansInit, KmeansOptions, KmeansProblem, KmeansResult,
+};
 pub use matmul::{LinearShape, MatmulConfig, Tuning};
 pub use noise::{Noise, NoiseSpec, QuantScheme, SteMode};
 pub use noisy_linear::MaskSource;

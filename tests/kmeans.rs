@@ -6,7 +6,8 @@ use common::*;
 use libtest_mimic::Failed;
 use quantnoise::cpu;
 use quantnoise::{
-    Context, Error, KmeansBounds, KmeansInit, KmeansOptions, KmeansProblem, KmeansResult,
+    Context, Error, KmeansAssignments, KmeansBounds, KmeansInit, KmeansOptions, KmeansProblem,
+    KmeansResult,
 };
 
 fn main() {
@@ -25,6 +26,7 @@ fn main() {
                 large_codebook_objective,
             ),
             ("same_bits_without_uniform_tables", without_uniform_tables),
+            ("last_step_assignments", last_step_assignments),
         ],
         true,
     )
@@ -64,6 +66,69 @@ fn without_uniform_tables(t: &Target) -> Result<(), Failed> {
     ensure(run(&t.ctx)? == run(&small.ctx)?, || {
         format!("{}: codebook, assignments or objective differ", small.name)
     })
+}
+
+/// `KmeansAssignments::LastStep` on uniform data (assignments still moving): the codebook and
+/// objectives of `Final` without its last entry; the assignments and counts of the last
+/// E-step, i.e. those `Final` returns after one iteration fewer; the codebook the mean of
+/// those members. With `n_iter = 0` it runs the E-step anyway.
+fn last_step_assignments(t: &Target) -> Result<(), Failed> {
+    let (n, d, k) = (3000usize, 6usize, 32u32);
+    let data = Rng(57).weights((n * d) as u64, 1.0);
+    let x = t.ctx.upload(&data)?;
+    let p = [KmeansProblem {
+        data: &x,
+        dim: d as u32,
+    }];
+    let options = |n_iter, assignments| KmeansOptions {
+        n_iter,
+        tol: 0.0,
+        seed: 3,
+        assignments,
+        ..KmeansOptions::new(k)
+    };
+    let last = &t.ctx.kmeans(&p, &options(5, KmeansAssignments::LastStep))?[0];
+    let full = &t.ctx.kmeans(&p, &options(5, KmeansAssignments::Final))?[0];
+    let fewer = &t.ctx.kmeans(&p, &options(4, KmeansAssignments::Final))?[0];
+    ensure(last.iterations == 5 && last.objective.len() == 5, || {
+        format!(
+            "{} iterations, {} objectives (want 5, 5)",
+            last.iterations,
+            last.objective.len()
+        )
+    })?;
+    ensure(last.objective[..] == full.objective[..5], || {
+        format!("objectives {:?} vs {:?}", last.objective, full.objective)
+    })?;
+    ensure(
+        t.ctx.read_raw(&last.codebook)? == t.ctx.read_raw(&full.codebook)?,
+        || "codebook differs from Final's".into(),
+    )?;
+    let a = t.ctx.read_u32(&last.assignments)?;
+    ensure(a == t.ctx.read_u32(&fewer.assignments)?, || {
+        "assignments differ from Final's after one iteration fewer".into()
+    })?;
+    ensure(last.counts == fewer.counts, || "counts differ".into())?;
+    ensure(a != t.ctx.read_u32(&full.assignments)?, || {
+        "the same assignments as Final's: this data should still be moving".into()
+    })?;
+    let mut bincount = vec![0u32; k as usize];
+    a.iter().for_each(|&i| bincount[i as usize] += 1);
+    ensure(bincount == last.counts && !bincount.contains(&0), || {
+        format!("counts {:?} vs assignments' {:?}", last.counts, bincount)
+    })?;
+    let codebook = t.ctx.read_f32(&last.codebook)?;
+    let x64: Vec<f64> = data.iter().map(|&v| v as f64).collect();
+    let old: Vec<f64> = codebook.iter().map(|&v| v as f64).collect();
+    let (means, _) = cpu::kmeans::means(&x64, d, &a, &old);
+    compare(&codebook, &means, 1e-6, 1e-5, &[])?;
+    let none = &t.ctx.kmeans(&p, &options(0, KmeansAssignments::LastStep))?[0];
+    let none_final = &t.ctx.kmeans(&p, &options(0, KmeansAssignments::Final))?[0];
+    ensure(
+        none.objective.len() == 1
+            && t.ctx.read_u32(&none.assignments)? == t.ctx.read_u32(&none_final.assignments)?,
+        || "n_iter = 0: not the initial codebook's assignments".into(),
+    )
 }
 
 /// Gaussian-ish blobs around `centers` random centres.
