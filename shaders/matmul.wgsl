@@ -80,9 +80,13 @@ struct MatmulParams {
     // K per split (a multiple of BK; K without split-K) and the number of splits.
     k_chunk: u32,
     splits: u32,
-    // Broadcast kernel: the first k and the first column of this dispatch.
+    // Broadcast kernel: the first k, column and row of this dispatch.
     k_first: u32,
     col_first: u32,
+    row_first: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> mm: MatmulParams;
@@ -568,6 +572,10 @@ const BC_KS: u32 = 64u;
 const BC_SLAB4: u32 = BC_R * BC_KS / 4u;
 // Sub-slabs per dispatch, 1..=3 (8 KiB of workgroup memory each; one uniform block each).
 override BC_S: u32 = 3u;
+// Whether the dispatch's rows or columns may end past C's: each store is then checked. The
+// host dispatches whole blocks of rows and columns without (on lavapipe a store under a branch
+// is dearer: 1024³ took 10 % longer with the check).
+override BC_CHECK: bool = true;
 
 @group(0) @binding(11) var<uniform> bc_w0: array<vec4<f32>, UNIFORM_TABLE_VEC4S>;
 @group(0) @binding(12) var<uniform> bc_w1: array<vec4<f32>, UNIFORM_TABLE_VEC4S>;
@@ -696,7 +704,7 @@ fn bc_slab(s: u32) {
 fn matmul_bcast(@builtin(local_invocation_index) lid: u32,
                 @builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    bc_row0 = (wid.y * nwg.x + wid.x) * BC_R;
+    bc_row0 = mm.row_first + (wid.y * nwg.x + wid.x) * BC_R;
     bc_col = mm.col_first + lid;
     bc_stage(0u, lid);
     if BC_S > 1u {
@@ -758,7 +766,7 @@ fn matmul_bcast(@builtin(local_invocation_index) lid: u32,
 // one; c_hook as described above.
 fn bc_out(first: bool, last: bool, r: u32, value: f32) {
     let i = bc_row0 + r;
-    if i < mm.m && bc_col < mm.n {
+    if !BC_CHECK || (i < mm.m && bc_col < mm.n) {
         let e = i * mm.n + bc_col;
         var v = value;
         if ACCUMULATE == 1u {

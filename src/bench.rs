@@ -1290,7 +1290,10 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
         ((KmeansBounds::Auto, KmeansAssignments::Final), ""),
         ((KmeansBounds::On, KmeansAssignments::Final), "_bounded"),
         ((KmeansBounds::Off, KmeansAssignments::Final), "_plain"),
-        ((KmeansBounds::Auto, KmeansAssignments::LastStep), "_laststep"),
+        (
+            (KmeansBounds::Auto, KmeansAssignments::LastStep),
+            "_laststep",
+        ),
     ];
     for n_iter in [1, 20] {
         for (variant, suffix) in variants {

@@ -462,6 +462,8 @@ struct MatmulParams {
     splits: u32,
     k_first: u32,
     col_first: u32,
+    row_first: u32,
+    pad: [u32; 3],
 }
 
 /// One product bound to tensors: C (m × n) = op(A) · op(B).

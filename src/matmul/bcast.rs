@@ -56,9 +56,9 @@ pub(super) fn record(
     let align = g.limits.min_storage_buffer_offset_alignment as u64;
     let (trans_a, trans_b, per) = layout(g, p, hooks)?;
     let overrides = product_overrides(p, hooks, trans_a, trans_b);
-    let pipeline = |entry: &'static str, extra: [(&'static str, u32); 2]| {
+    let pipeline = |entry: &'static str, extra: &[(&'static str, u32)]| {
         let mut o = overrides.clone();
-        o.extend(extra);
+        o.extend_from_slice(extra);
         g.pipeline(PipelineKey {
             family: hooks.family,
             precision,
@@ -66,7 +66,7 @@ pub(super) fn record(
             overrides: o,
         })
     };
-    let pack = pipeline("matmul_bcast_pack", [("ACCUMULATE", 0), ("BC_S", 1)])?;
+    let pack = pipeline("matmul_bcast_pack", &[("ACCUMULATE", 0), ("BC_S", 1)])?;
     // Sub-slabs per dispatch: 8 KiB of workgroup memory each.
     let slabs_max = MAX_SLABS.min(g.limits.max_compute_workgroup_storage_size as u64 / 8192);
     if slabs_max == 0 {
@@ -78,7 +78,7 @@ pub(super) fn record(
     each_window(p, hooks, (per, align), dummy, |r0, window| {
         let ((m, n, k), [(a, a_off), (b, b_off), (c, c_off)]) = window;
         let (slabs, col_blocks) = (k.div_ceil(SLAB), n.div_ceil(COLS));
-        let params = |first: u64, count: u64, col_first: u64| MatmulParams {
+        let params = |first: u64, count: u64, col_first: u64, row_first: u64| MatmulParams {
             m: m as u32,
             n: n as u32,
             k: k as u32,
@@ -89,6 +89,7 @@ pub(super) fn record(
             c_off,
             k_first: (first * SLAB) as u32,
             col_first: col_first as u32,
+            row_first: row_first as u32,
             ..Default::default()
         };
         // The blocks of one dispatch chunk (up to `slabs_max` sub-slabs, every column block):
@@ -115,7 +116,7 @@ pub(super) fn record(
         let accumulate = (p.product == Product::BackwardWeight && r0 > 0) as u32;
         for first in (0..slabs).step_by(slabs_max as usize) {
             let count = slabs_max.min(slabs - first);
-            let u = batch.uniform(&params(first, count, 0));
+            let u = batch.uniform(&params(first, count, 0, 0));
             let bytes = count * col_blocks * UNIFORM_TABLE_BYTES;
             let mut bindings = vec![
                 (0, u.as_entire_binding()),
@@ -124,25 +125,39 @@ pub(super) fn record(
             ];
             bindings.extend(hooks.bindings_without(hooks.c_only));
             batch.dispatch_at(&pack, &bindings, (bytes / 16).div_ceil(256))?;
-            let main = pipeline(
-                "matmul_bcast",
-                [("ACCUMULATE", accumulate), ("BC_S", count as u32)],
-            )?;
+            let main = |check: bool| {
+                pipeline(
+                    "matmul_bcast",
+                    &[
+                        ("ACCUMULATE", accumulate),
+                        ("BC_S", count as u32),
+                        ("BC_CHECK", check as u32),
+                    ],
+                )
+            };
             for cb in 0..col_blocks {
-                let u = batch.uniform(&params(first, count, cb * COLS));
-                let mut bindings = vec![
-                    (0, u.as_entire_binding()),
-                    (1, a.clone()),
-                    (3, c.clone()),
-                    (4, bias.clone()),
-                ];
-                bindings.extend(hooks.bindings_without(hooks.b_only));
-                for s in 0..MAX_SLABS {
-                    // Blocks past this dispatch's sub-slabs are never read.
-                    let slab = s.min(count - 1);
-                    bindings.push((BLOCK_BINDING + s as u32, block(slab * col_blocks + cb)));
+                // Whole blocks of rows and columns store without bounds checks.
+                let whole_rows = if (cb + 1) * COLS <= n { m / ROWS } else { 0 };
+                let parts = [(false, 0, whole_rows), (true, whole_rows, m.div_ceil(ROWS))];
+                for (check, from, to) in parts {
+                    if from == to {
+                        continue;
+                    }
+                    let u = batch.uniform(&params(first, count, cb * COLS, from * ROWS));
+                    let mut bindings = vec![
+                        (0, u.as_entire_binding()),
+                        (1, a.clone()),
+                        (3, c.clone()),
+                        (4, bias.clone()),
+                    ];
+                    bindings.extend(hooks.bindings_without(hooks.b_only));
+                    for s in 0..MAX_SLABS {
+                        // Blocks past this dispatch's sub-slabs are never read.
+                        let slab = s.min(count - 1);
+                        bindings.push((BLOCK_BINDING + s as u32, block(slab * col_blocks + cb)));
+                    }
+                    batch.dispatch_at(&main(check)?, &bindings, to - from)?;
                 }
-                batch.dispatch_at(&main, &bindings, m.div_ceil(ROWS))?;
             }
         }
         Ok(())
