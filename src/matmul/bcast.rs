@@ -7,7 +7,9 @@
 //! runs straight-line code over up to 3 sub-slabs of 64 k: the rows' operand is staged in
 //! workgroup memory and broadcast, the column's operand comes from 64 KiB uniform blocks that
 //! a packing pass fills before each chunk of 3 sub-slabs (one block per 256 columns and 64 k),
-//! and partial sums are stored, then added by the later chunks.
+//! and partial sums are stored, then added by the later chunks. Whole blocks of rows and
+//! columns store without bounds checks (`BC_CHECK` off: a store under a branch is dearer on
+//! lavapipe); only a last partial block of rows, or a partial block of columns, checks them.
 //!
 //! The packing pass is this kernel's weight loader: it applies `b_hook4` (the fused noise of
 //! the noisy Linear family, the decoding of the PQ family) while it writes the blocks, so each
