@@ -128,7 +128,60 @@ fn last_step_assignments(t: &Target) -> Result<(), Failed> {
         none.objective.len() == 1
             && t.ctx.read_u32(&none.assignments)? == t.ctx.read_u32(&none_final.assignments)?,
         || "n_iter = 0: not the initial codebook's assignments".into(),
-    )
+    )?;
+    last_step_early_stop(t, &data, d, k)
+}
+
+/// LastStep in a batch where clustered data stops early (tol) and uniform data runs on: each
+/// problem keeps the assignments of its own last E-step, its codebook their means.
+fn last_step_early_stop(t: &Target, uniform: &[f32], d: usize, k: u32) -> Result<(), Failed> {
+    let clustered = blobs(&mut Rng(58), 2000, d, k as usize);
+    let (xu, xc) = (t.ctx.upload(uniform)?, t.ctx.upload(&clustered)?);
+    let problems = [
+        KmeansProblem {
+            data: &xu,
+            dim: d as u32,
+        },
+        KmeansProblem {
+            data: &xc,
+            dim: d as u32,
+        },
+    ];
+    let options = KmeansOptions {
+        n_iter: 30,
+        tol: 1e-4,
+        seed: 4,
+        assignments: KmeansAssignments::LastStep,
+        ..KmeansOptions::new(k)
+    };
+    let results = t.ctx.kmeans(&problems, &options)?;
+    ensure(results[1].iterations < results[0].iterations, || {
+        format!(
+            "iterations {} (uniform) and {} (clustered): the clustered data should stop first",
+            results[0].iterations, results[1].iterations
+        )
+    })?;
+    for (r, data) in results.iter().zip([uniform, &clustered[..]]) {
+        ensure(r.objective.len() == r.iterations as usize, || {
+            format!(
+                "{} objectives, {} iterations",
+                r.objective.len(),
+                r.iterations
+            )
+        })?;
+        let a = t.ctx.read_u32(&r.assignments)?;
+        let mut bincount = vec![0u32; k as usize];
+        a.iter().for_each(|&i| bincount[i as usize] += 1);
+        ensure(bincount == r.counts && !bincount.contains(&0), || {
+            format!("counts {:?} vs assignments' {:?}", r.counts, bincount)
+        })?;
+        let codebook = t.ctx.read_f32(&r.codebook)?;
+        let x64: Vec<f64> = data.iter().map(|&v| v as f64).collect();
+        let old: Vec<f64> = codebook.iter().map(|&v| v as f64).collect();
+        let (means, _) = cpu::kmeans::means(&x64, d, &a, &old);
+        compare(&codebook, &means, 1e-5, 1e-5, &[])?;
+    }
+    Ok(())
 }
 
 /// Gaussian-ish blobs around `centers` random centres.
