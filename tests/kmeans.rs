@@ -104,7 +104,7 @@ fn last_step_assignments(t: &Target) -> Result<(), Failed> {
         t.ctx.read_raw(&last.codebook)? == t.ctx.read_raw(&full.codebook)?,
         || "codebook differs from Final's".into(),
     )?;
-    let a = t.ctx.read_u32(&last.assignments)?;
+    let a = members_and_means(t, &data, d, k, last, 1e-6)?;
     ensure(a == t.ctx.read_u32(&fewer.assignments)?, || {
         "assignments differ from Final's after one iteration fewer".into()
     })?;
@@ -112,16 +112,6 @@ fn last_step_assignments(t: &Target) -> Result<(), Failed> {
     ensure(a != t.ctx.read_u32(&full.assignments)?, || {
         "the same assignments as Final's: this data should still be moving".into()
     })?;
-    let mut bincount = vec![0u32; k as usize];
-    a.iter().for_each(|&i| bincount[i as usize] += 1);
-    ensure(bincount == last.counts && !bincount.contains(&0), || {
-        format!("counts {:?} vs assignments' {:?}", last.counts, bincount)
-    })?;
-    let codebook = t.ctx.read_f32(&last.codebook)?;
-    let x64: Vec<f64> = data.iter().map(|&v| v as f64).collect();
-    let old: Vec<f64> = codebook.iter().map(|&v| v as f64).collect();
-    let (means, _) = cpu::kmeans::means(&x64, d, &a, &old);
-    compare(&codebook, &means, 1e-6, 1e-5, &[])?;
     let none = &t.ctx.kmeans(&p, &options(0, KmeansAssignments::LastStep))?[0];
     let none_final = &t.ctx.kmeans(&p, &options(0, KmeansAssignments::Final))?[0];
     ensure(
@@ -169,19 +159,33 @@ fn last_step_early_stop(t: &Target, uniform: &[f32], d: usize, k: u32) -> Result
                 r.iterations
             )
         })?;
-        let a = t.ctx.read_u32(&r.assignments)?;
-        let mut bincount = vec![0u32; k as usize];
-        a.iter().for_each(|&i| bincount[i as usize] += 1);
-        ensure(bincount == r.counts && !bincount.contains(&0), || {
-            format!("counts {:?} vs assignments' {:?}", r.counts, bincount)
-        })?;
-        let codebook = t.ctx.read_f32(&r.codebook)?;
-        let x64: Vec<f64> = data.iter().map(|&v| v as f64).collect();
-        let old: Vec<f64> = codebook.iter().map(|&v| v as f64).collect();
-        let (means, _) = cpu::kmeans::means(&x64, d, &a, &old);
-        compare(&codebook, &means, 1e-5, 1e-5, &[])?;
+        members_and_means(t, data, d, k, r, 1e-5)?;
     }
     Ok(())
+}
+
+/// Checks that `r.counts` are those of `r.assignments`, none zero, and that each centroid is
+/// the mean of its members (within `atol` + 1e-5 relative); returns the assignments.
+fn members_and_means(
+    t: &Target,
+    data: &[f32],
+    d: usize,
+    k: u32,
+    r: &KmeansResult,
+    atol: f64,
+) -> Result<Vec<u32>, Failed> {
+    let a = t.ctx.read_u32(&r.assignments)?;
+    let mut bincount = vec![0u32; k as usize];
+    a.iter().for_each(|&i| bincount[i as usize] += 1);
+    ensure(bincount == r.counts && !bincount.contains(&0), || {
+        format!("counts {:?} vs assignments' {:?}", r.counts, bincount)
+    })?;
+    let codebook = t.ctx.read_f32(&r.codebook)?;
+    let x64: Vec<f64> = data.iter().map(|&v| v as f64).collect();
+    let old: Vec<f64> = codebook.iter().map(|&v| v as f64).collect();
+    let (means, _) = cpu::kmeans::means(&x64, d, &a, &old);
+    compare(&codebook, &means, atol, 1e-5, &[])?;
+    Ok(a)
 }
 
 /// Gaussian-ish blobs around `centers` random centres.
