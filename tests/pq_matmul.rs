@@ -37,9 +37,9 @@ fn main() {
 }
 
 /// `PqMatmulMethod::Tiled` with an f32 codebook runs the dense matmul's kernel: one candidate
-/// configuration of each kind (staging, spread blocks, split-K, the broadcast kernel), on a long K (192 and 270: split in up
-/// to 12 chunks) with u8 and u16 indices and a block size that is not a multiple of 4 (so that
-/// staged vec4s straddle subvectors).
+/// configuration of each kind (staging, spread blocks, split-K, the broadcast kernel), on a
+/// long K (192 and 270: split in up to 12 chunks) with u8 and u16 indices and a block size
+/// that is not a multiple of 4 (so that staged vec4s straddle subvectors).
 fn decoded_tiles_configs(t: &Target) -> Result<(), Failed> {
     let mut kinds = std::collections::HashSet::new();
     for c in MatmulConfig::CANDIDATES {
