@@ -89,6 +89,7 @@ def main():
     line("dense f32 matvec / PQ LUT matvec, batch 1", "dense_matvec_f32_4096_b1", "pq_matvec_lut_4096_b1", ">= 4 (lavapipe)")
     line("dense f16 matvec / PQ LUT matvec, batch 1", "dense_matvec_f16_4096_b1", "pq_matvec_lut_4096_b1", ">= 4 (GPU)")
     line("PQ matmul / dense f32 matmul, batch 16", "pq_matmul_4096_b16", "matmul_f32_4096x4096_b16", "<= 1.2")
+    line("PQ matmul / dense f32 matmul, batch 32", "pq_matmul_4096_b32", "matmul_f32_4096x4096_b32", "<= 1.2")
     line("PQ matmul / dense f32 matmul, batch 512", "pq_matmul_4096_b512", "matmul_f32_4096x4096_b512", "<= 1.2")
     if "kmeans_20iter_1000000x8_k256" in r:
         print(f"{'k-means 20 iterations, 1M x 8, K = 256 (s)':58} {ms('kmeans_20iter_1000000x8_k256') / 1e3:7.3f}")

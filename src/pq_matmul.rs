@@ -72,6 +72,13 @@ pub const MAX_BLOCK_SIZE: u32 = 64;
 const WG: u32 = 64;
 /// Largest batch for which [`PqMatmulMethod::Auto`] picks the lookup table.
 pub const LUT_MAX_BATCH: u64 = 16;
+/// Largest batch for which [`PqMatmulMethod::Auto`] keeps the lookup table on CPU-type adapters
+/// that would otherwise take the decoded tiles (an f32 codebook, 64 KiB uniform bindings), when
+/// `d ≥ 8` and `Kc ≤ 256`: at most one lookup per 8 weights, and a table no dearer to build than
+/// K·256 multiply-adds per row. On lavapipe at 4096 × 4096, d = 8, Kc = 256 (ms, table
+/// against decoded tiles): 32 rows 52–55 / 122–145, 64 rows 105–115 / 125–181, 80 rows
+/// 130–145 / 190–244, 96 rows 165–166 / 156–164, 128 rows 211–215 / 168–169.
+pub const CPU_LUT_MAX_BATCH: u64 = 96;
 /// Largest batch for which [`PqMatmulMethod::Auto`] picks the lookup table on GPUs (coalesced
 /// access) when the codebook is f32: beyond, the dense matmul with decoded weight tiles. On an
 /// H200 the table took 0.33 ms at 16 rows, about twice the dense matmul, and 0.027 ms at one.
@@ -253,7 +260,8 @@ impl PqWeight {
 pub enum PqMatmulMethod {
     /// On GPUs (coalesced access) with an f32 codebook: [`PqMatmulMethod::Lut`] up to
     /// [`GPU_LUT_MAX_BATCH`] rows, [`PqMatmulMethod::Tiled`] beyond. On CPU-type adapters
-    /// with an f32 codebook beyond [`LUT_MAX_BATCH`] rows: [`PqMatmulMethod::Tiled`] (there
+    /// with an f32 codebook beyond [`LUT_MAX_BATCH`] rows ([`CPU_LUT_MAX_BATCH`] when
+    /// `d ≥ 8`, `Kc ≤ 256` and the table fits): [`PqMatmulMethod::Tiled`] (there
     /// the dense matmul's broadcast kernel) where the device has 64 KiB uniform bindings, else
     /// [`PqMatmulMethod::Lut`] when `8 · Kc ≤ N` and [`PqMatmulMethod::Tiled`] when not.
     /// Otherwise [`PqMatmulMethod::Lut`] for
@@ -837,9 +845,38 @@ pub(crate) enum PqKernel {
 
 /// What `method` resolves to for `m` rows of `weight` on `g` (see [`PqMatmulMethod`]).
 pub(crate) fn pq_kernel(g: &Gpu, m: u64, weight: &PqWeight, method: PqMatmulMethod) -> PqKernel {
+    let traits = DeviceTraits {
+        coalesced: g.coalesced,
+        uniform_tables: g.uniform_tables,
+        max_window: g.max_window,
+    };
+    choose_kernel(traits, m, weight, method)
+}
+
+/// What [`choose_kernel`] needs to know of a device.
+#[derive(Clone, Copy, Debug)]
+struct DeviceTraits {
+    /// A GPU (coalesced access), not a CPU-type adapter.
+    coalesced: bool,
+    /// 64 KiB uniform bindings.
+    uniform_tables: bool,
+    /// Bytes of one bound storage window.
+    max_window: u64,
+}
+
+/// [`pq_kernel`] on the device's traits alone.
+fn choose_kernel(g: DeviceTraits, m: u64, weight: &PqWeight, method: PqMatmulMethod) -> PqKernel {
     let kc = weight.n_centroids as u64;
     let n = weight.out_features;
     let f32_codebook = weight.codebook_format == CodebookFormat::F32;
+    // The table of the batch rows interleaved by 4 (1 below 4 rows) must fit a bound window.
+    let group: u64 = if m >= 4 { 4 } else { 1 };
+    let lut_fits = group * weight.subvectors_per_row() * kc * 4 <= g.max_window;
+    let cpu_lut_max = if f32_codebook && lut_fits && weight.block_size >= 8 && kc <= 256 {
+        CPU_LUT_MAX_BATCH
+    } else {
+        LUT_MAX_BATCH
+    };
     let decoded = f32_codebook
         && match method {
             PqMatmulMethod::Tiled => true,
@@ -847,18 +884,17 @@ pub(crate) fn pq_kernel(g: &Gpu, m: u64, weight: &PqWeight, method: PqMatmulMeth
             // lavapipe, 512 rows: at N = 1024 (Kc = 256) the decoded tiles took 101 ms against
             // 183 ms for the table; at N = 4096 1212 ms against 1051 ms with the tiled kernel,
             // 498 ms against 914 ms with the broadcast kernel (which needs uniform tables).
-            PqMatmulMethod::Auto => m > LUT_MAX_BATCH && (g.uniform_tables || 8 * kc > n),
+            PqMatmulMethod::Auto => m > cpu_lut_max && (g.uniform_tables || 8 * kc > n),
             _ => false,
         };
-    // The table of the batch rows interleaved by 4 (1 below 4 rows) must fit a bound window.
-    let group: u64 = if m >= 4 { 4 } else { 1 };
-    let lut_fits = group * weight.subvectors_per_row() * kc * 4 <= g.max_window;
     let lut = match method {
         // Beyond small batches the table still wins while building it (M·K·Kc multiply-adds)
         // costs at most a quarter of the matmul (M·N·K): one lookup replaces d multiply-adds.
         // On GPUs (coalesced access) the table of many rows does not: on an H200 at 512 rows it
         // took 5× the time of the rows kernel.
-        PqMatmulMethod::Auto => lut_fits && (m <= LUT_MAX_BATCH || (!g.coalesced && 4 * kc <= n)),
+        PqMatmulMethod::Auto => {
+            lut_fits && (m <= LUT_MAX_BATCH || (!g.coalesced && (m <= cpu_lut_max || 4 * kc <= n)))
+        }
         PqMatmulMethod::Lut | PqMatmulMethod::LutWith(_) => lut_fits,
         PqMatmulMethod::Tiled | PqMatmulMethod::Rows => false,
     };
@@ -1174,4 +1210,61 @@ fn record_pq_matmul(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BackendChoice;
+
+    fn weight(ctx: &Context, n: u64, d: u32, kc: u32, format: CodebookFormat) -> PqWeight {
+        let k = 4096;
+        let words = n * (k / d as u64) / 4;
+        PqWeight {
+            out_features: n,
+            in_features: k,
+            block_size: d,
+            n_centroids: kc,
+            codebook: ctx.empty(kc as u64 * d as u64, DType::F32).unwrap(),
+            codebook_format: format,
+            indices: ctx.empty(words, DType::U32).unwrap(),
+            index_format: IndexFormat::U8,
+        }
+    }
+
+    #[test]
+    fn auto_keeps_the_table_up_to_96_rows_on_cpu_adapters() {
+        let ctx = Context::with_backend(BackendChoice::Cpu).unwrap();
+        let lavapipe = DeviceTraits {
+            coalesced: false,
+            uniform_tables: true,
+            max_window: 128 << 20,
+        };
+        let gpu = DeviceTraits {
+            coalesced: true,
+            ..lavapipe
+        };
+        let auto = |g, m, w: &PqWeight| choose_kernel(g, m, w, PqMatmulMethod::Auto);
+        let w8 = weight(&ctx, 4096, 8, 256, CodebookFormat::F32);
+        assert_eq!(auto(lavapipe, 16, &w8), PqKernel::Lut);
+        assert_eq!(auto(lavapipe, 96, &w8), PqKernel::Lut);
+        assert_eq!(auto(lavapipe, 97, &w8), PqKernel::Decoded);
+        assert_eq!(auto(gpu, 4, &w8), PqKernel::Lut);
+        assert_eq!(auto(gpu, 5, &w8), PqKernel::Decoded);
+        // Not measured beyond 16 rows: more lookups per weight (d = 4), a dearer table
+        // (Kc = 512), or a table that does not fit the window.
+        let w4 = weight(&ctx, 4096, 4, 256, CodebookFormat::F32);
+        assert_eq!(auto(lavapipe, 17, &w4), PqKernel::Decoded);
+        let wide = weight(&ctx, 4096, 8, 512, CodebookFormat::F32);
+        assert_eq!(auto(lavapipe, 17, &wide), PqKernel::Decoded);
+        let small_window = DeviceTraits {
+            max_window: 1 << 20,
+            ..lavapipe
+        };
+        assert_eq!(auto(small_window, 17, &w8), PqKernel::Decoded);
+        // Narrow layers (4·Kc > N) keep the table up to 96 rows too.
+        let narrow = weight(&ctx, 512, 8, 256, CodebookFormat::F32);
+        assert_eq!(auto(lavapipe, 96, &narrow), PqKernel::Lut);
+        assert_eq!(auto(lavapipe, 97, &narrow), PqKernel::Decoded);
+    }
 }

@@ -15,10 +15,10 @@
 //! `dense_matvec_f16_{n}_b1` (with shader-f16; these three in the context's
 //! [`AccessPattern`]), the same LUT and f16 cases in each pattern
 //! (`pq_matvec_lut_perrow_{n}_b1`, `pq_matvec_lut_split_{n}_b1`, `dense_matvec_f16_perrow_…`,
-//! `dense_matvec_f16_split_…`), `pq_matvec_lut_{n}_b16`, `pq_matmul_{n}_b16`
-//! and `pq_matmul_{n}_b512` ([`PqMatmulMethod::Auto`]: on GPUs the decoded-tile matmul at
-//! both; on CPU-type adapters the LUT at 16 and, at 512, the LUT for n = 4096 and the
-//! decoded tiles for n = 1024), `pq_matmul_rows_{n}_b512`
+//! `dense_matvec_f16_split_…`), `pq_matvec_lut_{n}_b16`, `pq_matmul_{n}_b16`,
+//! `pq_matmul_{n}_b32` and `pq_matmul_{n}_b512` ([`PqMatmulMethod::Auto`]: on GPUs the
+//! decoded-tile matmul at all three; on CPU-type adapters the LUT at 16 and 32 and, at 512, the
+//! decoded tiles where the device has 64 KiB uniform bindings), `pq_matmul_rows_{n}_b512`
 //! (the rows kernel), `pq_matmul_tiled_{n}_b512` (the dense matmul with decoded weight tiles; the
 //! validation names its configuration), `dense_matvec_f32_{n}_b16` (the dense matrix–vector kernel on 16 rows, reading the
 //! weight once per 4 rows: not a tiled matmul; the dense matmul comparison is the `matmul`
@@ -51,7 +51,7 @@ const KC: u32 = 256;
 const CHECKED: usize = 256;
 
 /// The float PQ cases: base name, batch, method.
-const PQ_FLOAT_CASES: [(&str, usize, PqMatmulMethod); 8] = [
+const PQ_FLOAT_CASES: [(&str, usize, PqMatmulMethod); 9] = [
     ("pq_matvec_lut", 1usize, PqMatmulMethod::Lut),
     // Both layouts of the sums, whatever the adapter's default.
     (
@@ -66,6 +66,7 @@ const PQ_FLOAT_CASES: [(&str, usize, PqMatmulMethod); 8] = [
     ),
     ("pq_matvec_lut", 16, PqMatmulMethod::Lut),
     ("pq_matmul", 16, PqMatmulMethod::Auto),
+    ("pq_matmul", 32, PqMatmulMethod::Auto),
     ("pq_matmul", 512, PqMatmulMethod::Auto),
     ("pq_matmul_rows", 512, PqMatmulMethod::Rows),
     ("pq_matmul_tiled", 512, PqMatmulMethod::Tiled),
