@@ -229,7 +229,7 @@ fn method(i: u8) -> PqMatmulMethod {
 
 fn random_shapes(t: &Target) -> Result<(), Failed> {
     let strategy = (
-        prop::sample::select(vec![1u64, 2, 3, 5, 7, 13, 33, 40]),
+        prop::sample::select(vec![1u64, 2, 3, 5, 7, 13, 33, 40, 96]),
         1u64..70,
         prop::sample::select(vec![4u32, 8, 9]),
         1u64..12,
