@@ -1266,5 +1266,9 @@ mod tests {
         let narrow = weight(&ctx, 512, 8, 256, CodebookFormat::F32);
         assert_eq!(auto(lavapipe, 96, &narrow), PqKernel::Lut);
         assert_eq!(auto(lavapipe, 97, &narrow), PqKernel::Decoded);
+        // f16 codebooks keep their rule: the table up to 16 rows, beyond only when 4·Kc ≤ N.
+        let narrow_f16 = weight(&ctx, 512, 8, 256, CodebookFormat::F16);
+        assert_eq!(auto(lavapipe, 16, &narrow_f16), PqKernel::Lut);
+        assert_eq!(auto(lavapipe, 17, &narrow_f16), PqKernel::Rows);
     }
 }
