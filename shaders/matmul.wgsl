@@ -564,7 +564,8 @@ fn matmul_reduce(@builtin(local_invocation_index) lid: u32,
 //   before, column-major per block (block row j holds its BC_KS k).
 // The first dispatch of a window stores its sums (plus the bias), later ones add theirs; the
 // last applies c_hook to the total (with ACCUMULATE = 1, dW windows after the first, c_hook is
-// applied to each dispatch's part: it is linear).
+// applied to each dispatch's part: it is linear). Where the window takes several dispatches,
+// the sums before the last go to `bc_part` instead of C (BC_PHASE).
 const BC_N: u32 = 256u;
 const BC_R: u32 = 32u;
 const BC_KS: u32 = 64u;
@@ -577,11 +578,26 @@ override BC_S: u32 = 3u;
 // is dearer: 1024³ took 10 % longer with the check).
 override BC_CHECK: bool = true;
 
+// 0: each dispatch reads and writes C (scalar accesses, 32 per invocation). 1, 2, 3: the first,
+// a middle, the last dispatch of a window whose sums before the last go to bc_part: the 32
+// sums of an invocation as 8 consecutive vec4s there (on lavapipe an access at a per-lane
+// address is a loop over the lanes, one per vec4 as per scalar). Phases 1 and 2 do not touch
+// C; phase 3 adds the stored sums and writes C as phase 0 would a window's only dispatch.
+override BC_PHASE: u32 = 0u;
+// 1: staged slots hold 4 rows of one k (matmul_bcast_a4 with TRANS_A = 1), 0: 4 k of one row.
+override A4_ROWS: u32 = 0u;
+
 @group(0) @binding(11) var<uniform> bc_w0: array<vec4<f32>, UNIFORM_TABLE_VEC4S>;
 @group(0) @binding(12) var<uniform> bc_w1: array<vec4<f32>, UNIFORM_TABLE_VEC4S>;
 @group(0) @binding(13) var<uniform> bc_w2: array<vec4<f32>, UNIFORM_TABLE_VEC4S>;
 
 var<workgroup> bc_a: array<vec4<f32>, BC_S * BC_SLAB4>;
+
+// The window's partial sums for BC_PHASE 1..=3, bound per column block: row block b (rows
+// 32·b ..) of column c of the block at vec4s 8·(256·b + c) .. + 7. matmul_bcast never reads B
+// (its blocks come packed in uniform buffers), so its binding takes the sums: the noisy Linear
+// module then stays within 8 storage bindings per stage.
+@group(0) @binding(2) var<storage, read_write> bc_part: array<vec4<f32>>;
 
 var<private> bc_row0: u32;
 var<private> bc_col: u32;
@@ -632,6 +648,31 @@ fn bc_stage(s: u32, lid: u32) {
     bc_stage_slot(s, lid + BC_N);
 }
 
+// op(A) as vec4s, for matmul_bcast_a4 (which reads A only through it): the host takes that
+// entry where every staged slot is one aligned vec4 of A (A4_ROWS below).
+@group(0) @binding(1) var<storage, read> bc_a4: array<vec4<f32>>;
+
+// Slot t of sub-slab s from one vec4 load: with TRANS_A = 0 (A stored M × K, K % 4 = 0) the 4 k
+// of one row, as bc_stage_slot; with TRANS_A = 1 (A stored K × M, M % 4 = 0) the 4 rows
+// 4·(t % 8) .. + 3 of k t / 8 (A4_ROWS = 1: bc_fma reads that layout). 0 outside M × K.
+fn bc_stage4_slot(s: u32, t: u32) {
+    var i = bc_row0 + t / (BC_KS / 4u);
+    var p = mm.k_first + s * BC_KS + 4u * (t % (BC_KS / 4u));
+    var e = min(i, mm.m - 1u) * mm.k + min(p, mm.k - 4u);
+    if TRANS_A == 1u {
+        i = bc_row0 + 4u * (t % (BC_R / 4u));
+        p = mm.k_first + s * BC_KS + t / (BC_R / 4u);
+        e = min(p, mm.k - 1u) * mm.m + min(i, mm.m - 4u);
+    }
+    let inside = i < mm.m && p < mm.k;
+    bc_a[s * BC_SLAB4 + t] = select(vec4<f32>(0.0), bc_a4[(mm.a_off + e) / 4u], inside);
+}
+
+fn bc_stage4(s: u32, lid: u32) {
+    bc_stage4_slot(s, lid);
+    bc_stage4_slot(s, lid + BC_N);
+}
+
 // The invocation's op(B)(p .. p + 3, j) for the 4 k of vec4 q of sub-slab s.
 fn bc_b4(s: u32, q: u32) -> vec4<f32> {
     let slot = (bc_col % BC_N) * (BC_KS / 4u) + q;
@@ -643,8 +684,19 @@ fn bc_b4(s: u32, q: u32) -> vec4<f32> {
     return bc_w2[slot];
 }
 
+// Row r's 4 k of vec4 q of sub-slab s, staged (constant addresses: broadcasts either way).
+fn bc_a_at(s: u32, q: u32, r: u32) -> vec4<f32> {
+    if A4_ROWS == 1u {
+        let at = s * BC_SLAB4 + 4u * q * (BC_R / 4u) + r / 4u;
+        let c = r % 4u;
+        return vec4<f32>(bc_a[at][c], bc_a[at + BC_R / 4u][c], bc_a[at + BC_R / 2u][c],
+                         bc_a[at + 3u * BC_R / 4u][c]);
+    }
+    return bc_a[s * BC_SLAB4 + r * (BC_KS / 4u) + q];
+}
+
 fn bc_fma(acc: ptr<private, f32>, s: u32, q: u32, r: u32, b: vec4<f32>) {
-    let a = bc_a[s * BC_SLAB4 + r * (BC_KS / 4u) + q];
+    let a = bc_a_at(s, q, r);
     *acc = fma(a.w, b.w, fma(a.z, b.z, fma(a.y, b.y, fma(a.x, b.x, *acc))));
 }
 
@@ -700,12 +752,16 @@ fn bc_slab(s: u32) {
     bc_q4(s, 12u);
 }
 
+fn bc_begin(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) {
+    bc_row0 = mm.row_first + (wid.y * nwg.x + wid.x) * BC_R;
+    bc_col = mm.col_first + lid;
+}
+
 @compute @workgroup_size(BC_N)
 fn matmul_bcast(@builtin(local_invocation_index) lid: u32,
                 @builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    bc_row0 = mm.row_first + (wid.y * nwg.x + wid.x) * BC_R;
-    bc_col = mm.col_first + lid;
+    bc_begin(lid, wid, nwg);
     bc_stage(0u, lid);
     if BC_S > 1u {
         bc_stage(1u, lid);
@@ -714,6 +770,29 @@ fn matmul_bcast(@builtin(local_invocation_index) lid: u32,
         bc_stage(2u, lid);
     }
     workgroupBarrier();
+    bc_products();
+}
+
+// matmul_bcast staging with one vec4 load of A per slot (per-lane loads are loops over the
+// lanes on lavapipe: one instead of four).
+@compute @workgroup_size(BC_N)
+fn matmul_bcast_a4(@builtin(local_invocation_index) lid: u32,
+                   @builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    bc_begin(lid, wid, nwg);
+    bc_stage4(0u, lid);
+    if BC_S > 1u {
+        bc_stage4(1u, lid);
+    }
+    if BC_S > 2u {
+        bc_stage4(2u, lid);
+    }
+    workgroupBarrier();
+    bc_products();
+}
+
+// The staged sub-slabs' products and the epilogue.
+fn bc_products() {
     bc_slab(0u);
     if BC_S > 1u {
         bc_slab(1u);
@@ -721,45 +800,88 @@ fn matmul_bcast(@builtin(local_invocation_index) lid: u32,
     if BC_S > 2u {
         bc_slab(2u);
     }
-    // Dispatches after the first of a window add to the stored sums, the first adds the bias.
-    let first = ACCUMULATE == 0u && mm.k_first == 0u;
+    if BC_PHASE == 1u || BC_PHASE == 2u {
+        bc_part_out(0u, vec4<f32>(bc_c0, bc_c1, bc_c2, bc_c3));
+        bc_part_out(1u, vec4<f32>(bc_c4, bc_c5, bc_c6, bc_c7));
+        bc_part_out(2u, vec4<f32>(bc_c8, bc_c9, bc_c10, bc_c11));
+        bc_part_out(3u, vec4<f32>(bc_c12, bc_c13, bc_c14, bc_c15));
+        bc_part_out(4u, vec4<f32>(bc_c16, bc_c17, bc_c18, bc_c19));
+        bc_part_out(5u, vec4<f32>(bc_c20, bc_c21, bc_c22, bc_c23));
+        bc_part_out(6u, vec4<f32>(bc_c24, bc_c25, bc_c26, bc_c27));
+        bc_part_out(7u, vec4<f32>(bc_c28, bc_c29, bc_c30, bc_c31));
+        return;
+    }
+    // Dispatches after the first of a window add to the stored sums, the first adds the bias
+    // (phase 3 takes the earlier sums from bc_part: for C it is the first).
+    let first = ACCUMULATE == 0u && (mm.k_first == 0u || BC_PHASE == 3u);
     let last = mm.k_first + BC_S * BC_KS >= mm.k;
     var bias_j = 0.0;
     if HAS_BIAS == 1u && first {
         bias_j = f32(bias[min(bc_col, mm.n - 1u)]);
     }
-    bc_out(first, last, 0u, bc_c0 + bias_j);
-    bc_out(first, last, 1u, bc_c1 + bias_j);
-    bc_out(first, last, 2u, bc_c2 + bias_j);
-    bc_out(first, last, 3u, bc_c3 + bias_j);
-    bc_out(first, last, 4u, bc_c4 + bias_j);
-    bc_out(first, last, 5u, bc_c5 + bias_j);
-    bc_out(first, last, 6u, bc_c6 + bias_j);
-    bc_out(first, last, 7u, bc_c7 + bias_j);
-    bc_out(first, last, 8u, bc_c8 + bias_j);
-    bc_out(first, last, 9u, bc_c9 + bias_j);
-    bc_out(first, last, 10u, bc_c10 + bias_j);
-    bc_out(first, last, 11u, bc_c11 + bias_j);
-    bc_out(first, last, 12u, bc_c12 + bias_j);
-    bc_out(first, last, 13u, bc_c13 + bias_j);
-    bc_out(first, last, 14u, bc_c14 + bias_j);
-    bc_out(first, last, 15u, bc_c15 + bias_j);
-    bc_out(first, last, 16u, bc_c16 + bias_j);
-    bc_out(first, last, 17u, bc_c17 + bias_j);
-    bc_out(first, last, 18u, bc_c18 + bias_j);
-    bc_out(first, last, 19u, bc_c19 + bias_j);
-    bc_out(first, last, 20u, bc_c20 + bias_j);
-    bc_out(first, last, 21u, bc_c21 + bias_j);
-    bc_out(first, last, 22u, bc_c22 + bias_j);
-    bc_out(first, last, 23u, bc_c23 + bias_j);
-    bc_out(first, last, 24u, bc_c24 + bias_j);
-    bc_out(first, last, 25u, bc_c25 + bias_j);
-    bc_out(first, last, 26u, bc_c26 + bias_j);
-    bc_out(first, last, 27u, bc_c27 + bias_j);
-    bc_out(first, last, 28u, bc_c28 + bias_j);
-    bc_out(first, last, 29u, bc_c29 + bias_j);
-    bc_out(first, last, 30u, bc_c30 + bias_j);
-    bc_out(first, last, 31u, bc_c31 + bias_j);
+    let p0 = bc_part_in(0u);
+    let p1 = bc_part_in(1u);
+    let p2 = bc_part_in(2u);
+    let p3 = bc_part_in(3u);
+    let p4 = bc_part_in(4u);
+    let p5 = bc_part_in(5u);
+    let p6 = bc_part_in(6u);
+    let p7 = bc_part_in(7u);
+    bc_out(first, last, 0u, bc_c0 + p0.x + bias_j);
+    bc_out(first, last, 1u, bc_c1 + p0.y + bias_j);
+    bc_out(first, last, 2u, bc_c2 + p0.z + bias_j);
+    bc_out(first, last, 3u, bc_c3 + p0.w + bias_j);
+    bc_out(first, last, 4u, bc_c4 + p1.x + bias_j);
+    bc_out(first, last, 5u, bc_c5 + p1.y + bias_j);
+    bc_out(first, last, 6u, bc_c6 + p1.z + bias_j);
+    bc_out(first, last, 7u, bc_c7 + p1.w + bias_j);
+    bc_out(first, last, 8u, bc_c8 + p2.x + bias_j);
+    bc_out(first, last, 9u, bc_c9 + p2.y + bias_j);
+    bc_out(first, last, 10u, bc_c10 + p2.z + bias_j);
+    bc_out(first, last, 11u, bc_c11 + p2.w + bias_j);
+    bc_out(first, last, 12u, bc_c12 + p3.x + bias_j);
+    bc_out(first, last, 13u, bc_c13 + p3.y + bias_j);
+    bc_out(first, last, 14u, bc_c14 + p3.z + bias_j);
+    bc_out(first, last, 15u, bc_c15 + p3.w + bias_j);
+    bc_out(first, last, 16u, bc_c16 + p4.x + bias_j);
+    bc_out(first, last, 17u, bc_c17 + p4.y + bias_j);
+    bc_out(first, last, 18u, bc_c18 + p4.z + bias_j);
+    bc_out(first, last, 19u, bc_c19 + p4.w + bias_j);
+    bc_out(first, last, 20u, bc_c20 + p5.x + bias_j);
+    bc_out(first, last, 21u, bc_c21 + p5.y + bias_j);
+    bc_out(first, last, 22u, bc_c22 + p5.z + bias_j);
+    bc_out(first, last, 23u, bc_c23 + p5.w + bias_j);
+    bc_out(first, last, 24u, bc_c24 + p6.x + bias_j);
+    bc_out(first, last, 25u, bc_c25 + p6.y + bias_j);
+    bc_out(first, last, 26u, bc_c26 + p6.z + bias_j);
+    bc_out(first, last, 27u, bc_c27 + p6.w + bias_j);
+    bc_out(first, last, 28u, bc_c28 + p7.x + bias_j);
+    bc_out(first, last, 29u, bc_c29 + p7.y + bias_j);
+    bc_out(first, last, 30u, bc_c30 + p7.z + bias_j);
+    bc_out(first, last, 31u, bc_c31 + p7.w + bias_j);
+}
+
+// Index of the invocation's vec4 q of sums in bc_part.
+fn bc_part_index(q: u32) -> u32 {
+    return ((bc_row0 / BC_R) * BC_N + bc_col % BC_N) * 8u + q;
+}
+
+// Phases 1 and 2: stores sums 4·q .. 4·q + 3 of the invocation, or adds them to the stored ones.
+fn bc_part_out(q: u32, sums: vec4<f32>) {
+    let i = bc_part_index(q);
+    var v = sums;
+    if BC_PHASE == 2u {
+        v += bc_part[i];
+    }
+    bc_part[i] = v;
+}
+
+// Phase 3: the stored sums 4·q .. 4·q + 3 of the earlier dispatches (0 in phase 0).
+fn bc_part_in(q: u32) -> vec4<f32> {
+    if BC_PHASE == 3u {
+        return bc_part[bc_part_index(q)];
+    }
+    return vec4<f32>(0.0);
 }
 
 // Stores the sum of row r (a constant) of the invocation's column, or adds it to the stored
@@ -788,6 +910,19 @@ fn bc_out(first: bool, last: bool, r: u32, value: f32) {
 // BC_KS k; 0 outside K × N. Writes C (f32) from offset 0; `tiles` is the number of slots in all.
 // A slot is 4 consecutive elements of one stored row of B (what b_hook4 takes): 4 k of one
 // column (TRANS_B = 1, one vec4 of a block row) or 4 columns of one k (TRANS_B = 0).
+struct BcSlot {
+    // Flat indices in B of the slot's elements (clamped inside B), where each goes in the
+    // blocks, and which lie inside K × N.
+    e: vec4<u32>,
+    at: vec4<u32>,
+    inside: vec4<bool>,
+}
+
+// The blocks as vec4s (what both packing entries write: a multiple of 64 KiB).
+@group(0) @binding(3) var<storage, read_write> bc_blocks: array<vec4<f32>>;
+// B as vec4s, for matmul_bcast_pack4 (which reads B only through it).
+@group(0) @binding(2) var<storage, read> bc_b4v: array<vec4<f32>>;
+
 @compute @workgroup_size(256)
 fn matmul_bcast_pack(@builtin(local_invocation_index) lid: u32,
                      @builtin(workgroup_id) wid: vec3<u32>,
@@ -796,6 +931,47 @@ fn matmul_bcast_pack(@builtin(local_invocation_index) lid: u32,
     if t >= mm.tiles {
         return;
     }
+    let slot = bc_slot(t);
+    var raw = vec4<f32>(0.0);
+    if B_RAW == 1u {
+        let b = vec4<u32>(mm.b_off) + slot.e;
+        raw = vec4<f32>(f32(mat_b[b.x]), f32(mat_b[b.y]), f32(mat_b[b.z]), f32(mat_b[b.w]));
+    }
+    bc_pack_write(slot, raw);
+}
+
+// matmul_bcast_pack reading each slot of B with one vec4 load: for B_RAW = 1 where the slot's
+// 4 elements are one aligned vec4 (K % 4 = 0 with TRANS_B = 1, N % 4 = 0 with TRANS_B = 0, and
+// an offset of B that is a multiple of 4).
+@compute @workgroup_size(256)
+fn matmul_bcast_pack4(@builtin(local_invocation_index) lid: u32,
+                      @builtin(workgroup_id) wid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = (wid.y * nwg.x + wid.x) * 256u + lid;
+    if t >= mm.tiles {
+        return;
+    }
+    let slot = bc_slot(t);
+    // All 4 elements inside B or all clamped to its last aligned vec4.
+    bc_pack_write(slot, bc_b4v[(mm.b_off + slot.e.x) / 4u]);
+}
+
+// ψ of the slot (b_hook4), 0 outside K × N, written to the blocks.
+fn bc_pack_write(slot: BcSlot, raw: vec4<f32>) {
+    let v = select(vec4<f32>(0.0), b_hook4(raw, slot.e), slot.inside);
+    if TRANS_B == 1u {
+        // One vec4 of a block row.
+        bc_blocks[slot.at.x / 4u] = v;
+    } else {
+        bc_blocks[slot.at.x / 4u][slot.at.x % 4u] = v.x;
+        bc_blocks[slot.at.y / 4u][slot.at.y % 4u] = v.y;
+        bc_blocks[slot.at.z / 4u][slot.at.z % 4u] = v.z;
+        bc_blocks[slot.at.w / 4u][slot.at.w % 4u] = v.w;
+    }
+}
+
+// Slot t of the blocks (see above).
+fn bc_slot(t: u32) -> BcSlot {
     let per_block = BC_N * BC_KS / 4u;
     let g = t / per_block;
     let local = t % per_block;
@@ -817,14 +993,5 @@ fn matmul_bcast_pack(@builtin(local_invocation_index) lid: u32,
     if TRANS_B == 0u {
         e = pc * mm.n + jc;
     }
-    var raw = vec4<f32>(0.0);
-    if B_RAW == 1u {
-        let b = vec4<u32>(mm.b_off) + e;
-        raw = vec4<f32>(f32(mat_b[b.x]), f32(mat_b[b.y]), f32(mat_b[b.z]), f32(mat_b[b.w]));
-    }
-    let v = select(vec4<f32>(0.0), b_hook4(raw, e), ps < vec4<u32>(mm.k) & js < vec4<u32>(mm.n));
-    mat_c[at.x] = Elem(v.x);
-    mat_c[at.y] = Elem(v.y);
-    mat_c[at.z] = Elem(v.z);
-    mat_c[at.w] = Elem(v.w);
+    return BcSlot(e, at, ps < vec4<u32>(mm.k) & js < vec4<u32>(mm.n));
 }

@@ -256,8 +256,9 @@ fn every_candidate(t: &Target) -> Result<(), Failed> {
 /// The broadcast kernel on shapes past its blocks: M not a multiple of its 32 rows, N of its
 /// 256 columns, K (and dW's reduction over the rows) over several dispatches of 3 sub-slabs of
 /// 64 and not a multiple of 64. On a second device of the adapter with 1 MiB windows, X spans
-/// two windows (dW adds the second window's sums). Where its weight blocks cannot fit a window
-/// (16 KiB), a typed error.
+/// two windows (dW adds the second window's sums), and a product whose partial sums cannot fit
+/// a window adds them in C. Where its weight blocks cannot fit a window (16 KiB), a typed
+/// error. The shapes take both stagings of A and both packings of B (aligned vec4s or not).
 fn broadcast_kernel(t: &Target) -> Result<(), Failed> {
     let mut rng = Rng(15);
     let fixed = |f: &mut dyn FnMut() -> Result<(), Failed>| {
@@ -288,6 +289,10 @@ fn broadcast_kernel(t: &Target) -> Result<(), Failed> {
     }
     if let Some(wide) = windowed_target(t, 1 << 20)? {
         let s = LinearShape::new(1, 600, 450, 40);
+        fixed(&mut || products(&wide, s, DType::F32, &mut rng, true))?;
+        // The forward's partial sums (41 blocks of 32 rows, 32 KiB each) exceed the 1 MiB
+        // window: its two dispatches add in Y itself. dW (K = 1300) keeps them apart.
+        let s = LinearShape::new(1, 1300, 200, 8);
         fixed(&mut || products(&wide, s, DType::F32, &mut rng, true))?;
     }
     Ok(())

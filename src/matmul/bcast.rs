@@ -16,6 +16,13 @@
 //! weight element is transformed once per row window, not once per 32 rows. What it writes is
 //! the chunk's blocks (3 · 64 k of every column), never the whole noisy or decoded weight. The
 //! last dispatch of a window applies `c_hook` (the STE factors of dW) to the total.
+//!
+//! Where a window takes several dispatches, the earlier ones keep their sums in a scratch
+//! buffer as 8 consecutive vec4s per invocation (`BC_PHASE` 1 and 2) and only the last writes C
+//! (phase 3): on lavapipe every access at a per-lane address is a loop over the lanes, one per
+//! vec4 as per scalar, so this takes 8 loops per dispatch where C's 32 scalar reads and 32
+//! writes took 64. Where that buffer would exceed one storage binding (`max_window_bytes`),
+//! every dispatch adds to C (phase 0).
 
 use super::{
     Bound, Hooks, MatmulParams, Product, bias_binding, each_window, layout, product_overrides,
@@ -34,6 +41,18 @@ const SLAB: u64 = 64;
 const MAX_SLABS: u64 = 3;
 /// First binding of the uniform blocks.
 const BLOCK_BINDING: u32 = 11;
+/// Bytes of partial sums per workgroup (32 rows × 256 columns, f32).
+const PART_BYTES: u64 = ROWS * COLS * 4;
+
+/// `BC_PHASE` of dispatch chunk `i` of `chunks` (see `shaders/matmul.wgsl`).
+fn phase(i: u64, chunks: u64, partials: bool) -> u32 {
+    match (partials && chunks > 1, i) {
+        (false, _) => 0,
+        (true, 0) => 1,
+        (true, i) if i + 1 < chunks => 2,
+        (true, _) => 3,
+    }
+}
 
 pub(super) fn record(
     g: &Gpu,
@@ -68,7 +87,6 @@ pub(super) fn record(
             overrides: o,
         })
     };
-    let pack = pipeline("matmul_bcast_pack", &[("ACCUMULATE", 0), ("BC_S", 1)])?;
     // Sub-slabs per dispatch: 8 KiB of workgroup memory each.
     let slabs_max = MAX_SLABS.min(g.limits.max_compute_workgroup_storage_size as u64 / 8192);
     if slabs_max == 0 {
@@ -79,6 +97,14 @@ pub(super) fn record(
     let bias = bias_binding(p, align, dummy)?;
     each_window(p, hooks, (per, align), dummy, |r0, window| {
         let ((m, n, k), [(a, a_off), (b, b_off), (c, c_off)]) = window;
+        // One aligned vec4 load per staged slot of A and per packed slot of B where the
+        // operand's layout allows (see `matmul_bcast_a4` and `matmul_bcast_pack4`).
+        let a_vec4 = a_off % 4 == 0 && [k, m][trans_a as usize] % 4 == 0;
+        let b_vec4 = !hooks.b_computed && b_off % 4 == 0 && [n, k][trans_b as usize] % 4 == 0;
+        let pack = match b_vec4 {
+            true => pipeline("matmul_bcast_pack4", &[("ACCUMULATE", 0), ("BC_S", 1)])?,
+            false => pipeline("matmul_bcast_pack", &[("ACCUMULATE", 0), ("BC_S", 1)])?,
+        };
         let (slabs, col_blocks) = (k.div_ceil(SLAB), n.div_ceil(COLS));
         let params = |first: u64, count: u64, col_first: u64, row_first: u64| MatmulParams {
             m: m as u32,
@@ -116,8 +142,19 @@ pub(super) fn record(
         // dW windows after the first add to the sums of the earlier ones (later dispatches of a
         // window always do).
         let accumulate = (p.product == Product::BackwardWeight && r0 > 0) as u32;
-        for first in (0..slabs).step_by(slabs_max as usize) {
+        let chunks = slabs.div_ceil(slabs_max);
+        // The partial sums of every column block, one binding each.
+        let row_blocks = m.div_ceil(ROWS);
+        let part_bytes = row_blocks * PART_BYTES;
+        let partials = chunks > 1 && part_bytes * col_blocks <= g.max_window;
+        // (Unused in phase 0, but bound: a buffer of its own, as it is bound read-write.)
+        let part = batch.scratch_uncleared(match partials {
+            true => part_bytes * col_blocks,
+            false => 16,
+        });
+        for (chunk, first) in (0..slabs).step_by(slabs_max as usize).enumerate() {
             let count = slabs_max.min(slabs - first);
+            let phase = phase(chunk as u64, chunks, partials);
             let u = batch.uniform(&params(first, count, 0, 0));
             let bytes = count * col_blocks * UNIFORM_TABLE_BYTES;
             let mut bindings = vec![
@@ -128,19 +165,37 @@ pub(super) fn record(
             bindings.extend(hooks.bindings_without(hooks.c_only));
             batch.dispatch_at(&pack, &bindings, (bytes / 16).div_ceil(256))?;
             let main = |check: bool| {
-                pipeline(
-                    "matmul_bcast",
-                    &[
-                        ("ACCUMULATE", accumulate),
-                        ("BC_S", count as u32),
-                        ("BC_CHECK", check as u32),
-                    ],
-                )
+                let mut o = vec![
+                    ("ACCUMULATE", accumulate),
+                    ("BC_S", count as u32),
+                    ("BC_CHECK", check as u32),
+                    ("BC_PHASE", phase),
+                ];
+                match a_vec4 {
+                    true => {
+                        o.push(("A4_ROWS", trans_a));
+                        pipeline("matmul_bcast_a4", &o)
+                    }
+                    false => pipeline("matmul_bcast", &o),
+                }
             };
             for cb in 0..col_blocks {
-                // Whole blocks of rows and columns store without bounds checks.
-                let whole_rows = if (cb + 1) * COLS <= n { m / ROWS } else { 0 };
-                let parts = [(false, 0, whole_rows), (true, whole_rows, m.div_ceil(ROWS))];
+                // Whole blocks of rows and columns store without bounds checks; phases 1 and 2
+                // store nothing in C (their sums cover whole blocks).
+                let whole_rows = match phase {
+                    1 | 2 => row_blocks,
+                    _ if (cb + 1) * COLS <= n => m / ROWS,
+                    _ => 0,
+                };
+                let parts = [(false, 0, whole_rows), (true, whole_rows, row_blocks)];
+                let part_binding = match partials {
+                    true => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &part,
+                        offset: cb * part_bytes,
+                        size: wgpu::BufferSize::new(part_bytes),
+                    }),
+                    false => part.as_entire_binding(),
+                };
                 for (check, from, to) in parts {
                     if from == to {
                         continue;
@@ -149,6 +204,7 @@ pub(super) fn record(
                     let mut bindings = vec![
                         (0, u.as_entire_binding()),
                         (1, a.clone()),
+                        (2, part_binding.clone()),
                         (3, c.clone()),
                         (4, bias.clone()),
                     ];
