@@ -186,7 +186,9 @@ impl Family {
                 "matmul",
                 "matmul_reduce",
                 "matmul_bcast",
+                "matmul_bcast_a4",
                 "matmul_bcast_pack",
+                "matmul_bcast_pack4",
             ],
             Family::PqMatmul => &[
                 "pq_matmul_tiled",
