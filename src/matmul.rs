@@ -177,7 +177,9 @@ impl MatmulConfig {
     /// invocation per output column and 32 rows, the rows' operand staged in workgroup memory
     /// and read at constant addresses (one broadcast load each there), the column's operand
     /// from 64 KiB uniform blocks that a packing pass fills first, up to 192 k per dispatch in
-    /// straight-line code. f32 only, on devices with 64 KiB uniform bindings.
+    /// straight-line code; the partial sums of a window's earlier dispatches kept as vec4s in
+    /// a scratch buffer (about the size of the output window, where it fits one). f32 only, on
+    /// devices with 64 KiB uniform bindings.
     pub const BROADCAST: MatmulConfig = MatmulConfig {
         broadcast: true,
         ..MatmulConfig::DEFAULT
