@@ -77,7 +77,9 @@ pub const LUT_MAX_BATCH: u64 = 16;
 /// `d ≥ 8` and `Kc ≤ 256`: at most one lookup per 8 weights, and a table no dearer to build than
 /// K·256 multiply-adds per row. On lavapipe at 4096 × 4096, d = 8, Kc = 256 (ms, table
 /// against decoded tiles): 32 rows 52–55 / 122–145, 64 rows 105–115 / 125–181, 80 rows
-/// 130–145 / 190–244, 96 rows 165–166 / 156–164, 128 rows 211–215 / 168–169.
+/// 130–145 / 190–244, 96 rows 165–166 / 156–164, 128 rows 211–215 / 168–169. (Measured before
+/// the broadcast kernel kept its partial sums as vec4s, which made the decoded tiles faster; a
+/// later sweep was too noisy to move the limit.)
 pub const CPU_LUT_MAX_BATCH: u64 = 96;
 /// Largest batch for which [`PqMatmulMethod::Auto`] picks the lookup table on GPUs (coalesced
 /// access) when the codebook is f32: beyond, the dense matmul with decoded weight tiles. On an

@@ -44,9 +44,10 @@ const BLOCK_BINDING: u32 = 11;
 /// Bytes of partial sums per workgroup (32 rows × 256 columns, f32).
 const PART_BYTES: u64 = ROWS * COLS * 4;
 
-/// `BC_PHASE` of dispatch chunk `i` of `chunks` (see `shaders/matmul.wgsl`).
+/// `BC_PHASE` of dispatch chunk `i` of `chunks` (see `shaders/matmul.wgsl`); `partials`: the
+/// window keeps its partial sums apart (several chunks, and a buffer that fits a binding).
 fn phase(i: u64, chunks: u64, partials: bool) -> u32 {
-    match (partials && chunks > 1, i) {
+    match (partials, i) {
         (false, _) => 0,
         (true, 0) => 1,
         (true, i) if i + 1 < chunks => 2,
