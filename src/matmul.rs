@@ -19,12 +19,14 @@
 //! larger weight is an [`Error::InvalidArgument`] naming the limit.
 //!
 //! **Autotuning.** With [`Tuning::Auto`] (the default) the first call of each product on a
-//! device and shape bucket (powers of two of M, N, K) times every candidate of
+//! device, precision (f32 or f16) and shape bucket (powers of two of M, N, K) times every
+//! candidate of
 //! [`MatmulConfig::CANDIDATES`] (a compiling run of each, then up to three rounds over them,
 //! the fastest run of each counting; device time from GPU timestamps where the adapter has
 //! them, see [`Context::device_time`]) and keeps the fastest candidate for later calls
 //! (cached in this module, keyed by the device, the kernel family — dense, fused noisy Linear
-//! or PQ-decoded — and the bucket); with the environment variable `QUANTNOISE_TUNE_LOG` set
+//! or PQ-decoded —, the precision and the bucket; candidates that cannot run the product, such
+//! as the f32-only broadcast kernel for f16, are left out); with the environment variable `QUANTNOISE_TUNE_LOG` set
 //! (not to `0`) it prints each candidate's time to stderr. [`set_tuning`] turns it off
 //! ([`Tuning::Off`]: always [`MatmulConfig::DEFAULT`]) or forces one configuration, for the
 //! whole process; [`with_tuning`] does so for the calling thread while a closure runs. Every
@@ -350,10 +352,11 @@ const TUNING_BUDGET_S: f64 = 0.5;
 /// Shortest timing of a candidate (see [`time_once`]).
 const TUNING_MIN_S: f64 = 1e-3;
 
-/// Winners of [`Tuning::Auto`]: (device id, kernel family, product, log2 bucket of M, N, K).
-/// The family is part of the key: the fused noisy Linear loader does more work per staged
-/// weight, which favours taller tiles than the dense product.
-type TuneKey = (u64, Family, Product, [u32; 3]);
+/// Winners of [`Tuning::Auto`]: (device id, kernel family, product, precision, log2 bucket of
+/// M, N, K). The family is part of the key: the fused noisy Linear loader does more work per
+/// staged weight, which favours taller tiles than the dense product. So is the precision: some
+/// candidates run f32 products only (the broadcast kernel).
+type TuneKey = (u64, Family, Product, Precision, [u32; 3]);
 static WINNERS: Mutex<Option<HashMap<TuneKey, MatmulConfig>>> = Mutex::new(None);
 
 /// Sets how every later product chooses its configuration (process-wide).
@@ -394,10 +397,17 @@ pub fn with_tuning<R>(tuning: Tuning, f: impl FnOnce() -> R) -> Result<R> {
     Ok(f())
 }
 
-/// The configuration [`Tuning::Auto`] picked for a dense product on `ctx`'s device and the
-/// bucket of (M, N, K), if it ran.
-pub fn tuned(ctx: &Context, product: Product, m: u64, n: u64, k: u64) -> Option<MatmulConfig> {
-    tuned_in(ctx, Family::Matmul, product, (m, n, k))
+/// The configuration [`Tuning::Auto`] picked for a dense product of `dtype` tensors (f32 or
+/// f16) on `ctx`'s device and the bucket of (M, N, K), if it ran.
+pub fn tuned(
+    ctx: &Context,
+    product: Product,
+    dtype: DType,
+    m: u64,
+    n: u64,
+    k: u64,
+) -> Option<MatmulConfig> {
+    tuned_in(ctx, Family::Matmul, product, dtype, (m, n, k))
 }
 
 /// [`tuned`] for the products of a kernel family (dense or fused noisy Linear).
@@ -405,6 +415,7 @@ fn tuned_in(
     ctx: &Context,
     family: Family,
     product: Product,
+    dtype: DType,
     (m, n, k): (u64, u64, u64),
 ) -> Option<MatmulConfig> {
     let g = ctx.gpu()?;
@@ -412,24 +423,34 @@ fn tuned_in(
         .lock()
         .unwrap()
         .as_ref()?
-        .get(&(g.id, family, product, bucket(m, n, k)))
+        .get(&(g.id, family, product, key_precision(dtype), bucket(m, n, k)))
         .copied()
 }
 
-/// The configuration a product of `family` and `shape` on `ctx` runs with under the calling
-/// thread's [`tuning`] (`None` under [`Tuning::Auto`] before the product ran once, or on the
-/// CPU backend): for reports.
+/// The precision of a product whose output is `dtype` (its operands share it), for the tuning
+/// key.
+fn key_precision(dtype: DType) -> Precision {
+    match dtype {
+        DType::F16 => Precision::F16,
+        _ => Precision::F32,
+    }
+}
+
+/// The configuration a product of `family`, `shape` and output `dtype` on `ctx` runs with
+/// under the calling thread's [`tuning`] (`None` under [`Tuning::Auto`] before the product ran
+/// once, or on the CPU backend): for reports.
 pub(crate) fn config_in_use(
     ctx: &Context,
     family: Family,
     product: Product,
     shape: LinearShape,
+    dtype: DType,
 ) -> Option<MatmulConfig> {
     ctx.gpu()?;
     match tuning() {
         Tuning::Off => Some(MatmulConfig::DEFAULT),
         Tuning::Fixed(c) => Some(c),
-        Tuning::Auto => tuned_in(ctx, family, product, product.mnk(shape)),
+        Tuning::Auto => tuned_in(ctx, family, product, dtype, product.mnk(shape)),
     }
 }
 
@@ -898,7 +919,8 @@ pub(crate) fn with_config(
     op: impl Fn(MatmulConfig) -> Result<()>,
 ) -> Result<()> {
     let (m, n, k) = p.mnk();
-    let key = (g.id, family, p.product, bucket(m, n, k));
+    let precision = key_precision(p.c.dtype);
+    let key = (g.id, family, p.product, precision, bucket(m, n, k));
     let config = match tuning() {
         Tuning::Off => MatmulConfig::DEFAULT,
         Tuning::Fixed(c) => c,
@@ -916,10 +938,6 @@ pub(crate) fn with_config(
                     // rounds over all candidates, the fastest run of each counting (a clock
                     // ramp or a disturbance then hits every candidate alike).
                     // Split-K candidates where it does not apply would time a duplicate.
-                    let precision = match p.c.dtype {
-                        DType::F16 => Precision::F16,
-                        _ => Precision::F32,
-                    };
                     let splits = split_applies(p.product, precision);
                     let live: Vec<MatmulConfig> = MatmulConfig::CANDIDATES
                         .into_iter()

@@ -10,7 +10,9 @@ mod common;
 
 use common::*;
 use libtest_mimic::Failed;
-use quantnoise::matmul::{LinearShape, MatmulConfig, Tuning, set_tuning, with_tuning};
+use quantnoise::matmul::{
+    LinearShape, MatmulConfig, Product, Tuning, set_tuning, tuned, with_tuning,
+};
 use quantnoise::{Context, DType, Error, cpu};
 
 fn main() {
@@ -250,7 +252,29 @@ fn every_candidate(t: &Target) -> Result<(), Failed> {
             &mut rng,
             true,
         )
-    })?
+    })??;
+    with_tuning(Tuning::Auto, || auto_per_precision(t, &mut rng))?
+}
+
+/// Under Auto, f16 products of a shape bucket are tuned apart from the f32 ones: the f32 winner
+/// may be a kernel without f16 (on lavapipe the broadcast kernel wins this shape), which an f16
+/// product of the same bucket reused and failed with before.
+fn auto_per_precision(t: &Target, rng: &mut Rng) -> Result<(), Failed> {
+    let s = LinearShape::new(1, 64, 512, 256);
+    let (m, n, k) = (s.total_rows(), s.out_features, s.in_features);
+    products(t, s, DType::F32, rng, true)?;
+    if !t.is_gpu() || !t.ctx.features().shader_f16 {
+        return Ok(());
+    }
+    let forward = |dtype| tuned(&t.ctx, Product::Forward, dtype, m, n, k);
+    ensure(forward(DType::F32).is_some(), || "f32 not tuned".into())?;
+    ensure(forward(DType::F16).is_none(), || {
+        format!("f16 took the f32 winner {:?}", forward(DType::F16))
+    })?;
+    products(t, s, DType::F16, rng, true)?;
+    ensure(forward(DType::F16).is_some_and(|c| !c.broadcast), || {
+        format!("f16 winner {:?}", forward(DType::F16))
+    })
 }
 
 /// The broadcast kernel on shapes past its blocks: M not a multiple of its 32 rows, N of its

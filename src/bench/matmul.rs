@@ -158,13 +158,13 @@ fn dw_want(d: &Data, i: usize) -> (f64, f64) {
     )
 }
 
-/// A case's validation text with the kernel configuration each of its products ran with
-/// (the autotuner picks one per kernel family and shape bucket, so two cases of a ratio may
-/// differ in more than the work).
+/// A case's validation text with the kernel configuration each of its products (of `dtype`
+/// tensors) ran with (the autotuner picks one per kernel family, precision and shape bucket, so
+/// two cases of a ratio may differ in more than the work).
 fn with_configs(
     ctx: &Context,
     family: Family,
-    shape: LinearShape,
+    (shape, dtype): (LinearShape, DType),
     products: &[(&str, Product)],
     check: std::result::Result<String, String>,
 ) -> std::result::Result<String, String> {
@@ -174,10 +174,12 @@ fn with_configs(
     check.map(|m| {
         let configs: Vec<String> = products
             .iter()
-            .map(|&(what, p)| match config_in_use(ctx, family, p, shape) {
-                Some(c) => format!("{what}{c}"),
-                None => format!("{what}not tuned"),
-            })
+            .map(
+                |&(what, p)| match config_in_use(ctx, family, p, shape, dtype) {
+                    Some(c) => format!("{what}{c}"),
+                    None => format!("{what}not tuned"),
+                },
+            )
             .collect();
         format!("{m}; kernel: {}", configs.join("; "))
     })
@@ -203,7 +205,7 @@ fn forward_case<'a>(ctx: &'a Context, name: String, d: Rc<Data>) -> Result<Case<
             Ok(with_configs(
                 ctx,
                 Family::Matmul,
-                d.shape,
+                (d.shape, d.dtype),
                 &[("", Product::Forward)],
                 check,
             ))
@@ -270,7 +272,7 @@ fn backward_case<'a>(
             Ok(with_configs(
                 ctx,
                 Family::Matmul,
-                s,
+                (s, d.dtype),
                 &products,
                 Ok(out.join("; ")),
             ))
@@ -439,7 +441,7 @@ fn noisy_group<'a>(
                     return Ok(with_configs(
                         ctx,
                         family,
-                        shape,
+                        (shape, DType::F32),
                         &[("", Product::Forward)],
                         check,
                     ));
@@ -472,7 +474,7 @@ fn noisy_group<'a>(
                 Ok(with_configs(
                     ctx,
                     Family::NoisyLinear,
-                    shape,
+                    (shape, DType::F32),
                     &products,
                     check,
                 ))

@@ -249,7 +249,9 @@ pub(super) fn cases<'a>(ctx: &'a Context, options: &BenchOptions) -> Result<Vec<
                 ctx.pq_matmul(&x2, mm, &ws2[0], None, &y2, method)?;
                 let shape = LinearShape::new(1, mm, nn, nn);
                 let config = decoded
-                    .then(|| config_in_use(ctx, Family::PqLinear, Product::Forward, shape))
+                    .then(|| {
+                        config_in_use(ctx, Family::PqLinear, Product::Forward, shape, DType::F32)
+                    })
                     .flatten();
                 let reads = config.map_or(reads, |c| m.div_ceil(c.tile_m() as usize));
                 let per_output = weight_bytes as f64 * reads as f64 / (m * n) as f64;
