@@ -20,14 +20,13 @@
 //!
 //! **Autotuning.** With [`Tuning::Auto`] (the default) the first call of each product on a
 //! device, precision (f32 or f16) and shape bucket (powers of two of M, N, K) times every
-//! candidate of
-//! [`MatmulConfig::CANDIDATES`] (a compiling run of each, then up to three rounds over them,
-//! the fastest run of each counting; device time from GPU timestamps where the adapter has
-//! them, see [`Context::device_time`]) and keeps the fastest candidate for later calls
-//! (cached in this module, keyed by the device, the kernel family — dense, fused noisy Linear
-//! or PQ-decoded —, the precision and the bucket; candidates that cannot run the product, such
-//! as the f32-only broadcast kernel for f16, are left out); with the environment variable `QUANTNOISE_TUNE_LOG` set
-//! (not to `0`) it prints each candidate's time to stderr. [`set_tuning`] turns it off
+//! candidate of [`MatmulConfig::CANDIDATES`] (a compiling run of each, then up to three rounds
+//! over them, the fastest run of each counting; device time from GPU timestamps where the
+//! adapter has them, see [`Context::device_time`]) and keeps the fastest candidate for later
+//! calls (cached in this module, keyed by the device, the kernel family — dense, fused noisy
+//! Linear or PQ-decoded —, the precision and the bucket; candidates that cannot run the
+//! product, such as the f32-only broadcast kernel for f16, are left out); with the environment
+//! variable `QUANTNOISE_TUNE_LOG` set (not to `0`) it prints each candidate's time to stderr. [`set_tuning`] turns it off
 //! ([`Tuning::Off`]: always [`MatmulConfig::DEFAULT`]) or forces one configuration, for the
 //! whole process; [`with_tuning`] does so for the calling thread while a closure runs. Every
 //! candidate accumulates in f32 with k ascending (split-K and the broadcast kernel add the sums
