@@ -242,6 +242,11 @@ def main():
     print(f"\n{meta['adapter']} ({meta['backend']}) vs faiss-cpu {faiss.__version__} "
           f"({faiss.omp_get_max_threads()} threads), N = {n} x {PQ_DIM}, K = {PQ_K}")
     print(f"quantnoise report: {report_path} ({meta['date_utc']}, {meta['rounds']} rounds)")
+    host = meta.get("host")
+    if host:
+        simd = " ".join(host["simd"]) or "no SIMD extension detected"
+        print(f"host CPU of the report: {host['cpu_model'] or 'unknown model'}, "
+              f"{host['logical_cpus']} logical CPUs, {simd}")
     head = f"{'case':<22} {'faiss s':>10} {'quantnoise s':>13} {'qn / faiss':>11} " \
            f"{'faiss M/s':>10} {'qn M/s':>10} {'qn GFLOP/s':>11}"
     print(head)

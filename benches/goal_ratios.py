@@ -29,6 +29,11 @@ def main():
             blas = json.load(f)
     meta = r["_meta"]
     print(f"{meta['adapter']} ({meta['driver']}), {meta['date_utc']}")
+    host = meta.get("host")
+    if host:
+        simd = " ".join(host["simd"]) or "no SIMD extension detected"
+        print(f"host CPU: {host['cpu_model'] or 'unknown model'}, {host['logical_cpus']} "
+              f"logical CPUs, {simd}")
     ceiling = meta.get("compute_baseline")
 
     # Cases that failed validation hold only `error`: as if absent.

@@ -91,7 +91,8 @@
 //! compute-bound cases add `flops` and `gflops`, PQ cases `items`, `item_unit` and
 //! `{item_unit}_per_s`. A case that failed validation holds only `error`. The key `"_meta"`
 //! holds the run's metadata: `adapter`, `backend`, `device_type`, `driver`, `date_utc`
-//! (RFC 3339), `quantnoise_version`, `quick`, `rounds`, `cpu_rounds`, `command_line`,
+//! (RFC 3339), `host` (the host CPU: `cpu_model`, `arch`, `logical_cpus`, `simd`; on a CPU
+//! adapter it is the device), `quantnoise_version`, `quick`, `rounds`, `cpu_rounds`, `command_line`,
 //! `filter`, `shape`, `block_size`, `min_sample_s`, `baseline`, `compute_baseline`, `pq` (N, d,
 //! K, the data (with `data_sum`, the f64 sum of its values in order, a checksum; `blobs_sum`
 //! the same for the clustered data), the k-means
@@ -114,7 +115,9 @@ use crate::observer::{Observer, QParams, affine_params};
 use crate::philox::NoiseSeed;
 use crate::shape::WeightShape;
 use crate::tensor::{DType, Tensor};
+pub use host::HostCpu;
 
+mod host;
 mod int8;
 mod matmul;
 mod pq_matmul;
@@ -290,6 +293,8 @@ pub struct Report {
     pub driver: String,
     /// Start of the run, RFC 3339 UTC.
     pub date_utc: String,
+    /// The host CPU (on a CPU adapter, the device itself).
+    pub host: HostCpu,
     /// Options of the run (the resolved round counts are in `rounds` and `cpu_rounds`).
     pub options: BenchOptions,
     /// Device rounds.
@@ -342,6 +347,7 @@ impl Report {
                 "device_type": self.device_type,
                 "driver": self.driver,
                 "date_utc": self.date_utc,
+                "host": self.host.to_json(),
                 "quantnoise_version": env!("CARGO_PKG_VERSION"),
                 "quick": self.options.quick,
                 "rounds": self.rounds,
@@ -445,6 +451,7 @@ impl Report {
             if self.options.quick { " (quick)" } else { "" },
             self.date_utc
         );
+        s += &format!("host CPU: {}\n", self.host);
         if let Some(b) = self.baseline() {
             s += &format!(
                 "baseline of memory-bound device cases: {} ({:.2} GB/s)\n",
@@ -1632,6 +1639,7 @@ pub fn run(ctx: &Context, options: &BenchOptions) -> Result<Report> {
         device_type,
         driver,
         date_utc,
+        host: HostCpu::detect(),
         options: options.clone(),
         rounds,
         cpu_rounds,
