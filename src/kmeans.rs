@@ -41,7 +41,8 @@ pub enum KmeansBounds {
     /// Bounds once the objective's relative decrease stays below 1 % (two E-steps in a row),
     /// and plain E-steps again for good if more than half the subvectors still need rescoring
     /// at two bounded E-steps in a row (on lavapipe a bounded E-step costs about 0.2 + 1.6 ×
-    /// the rescored fraction of a plain one).
+    /// the rescored fraction of a plain one on an AVX-512 host, about 0.2 + 2 × on an AVX2
+    /// one).
     Auto,
 }
 

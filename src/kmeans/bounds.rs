@@ -31,7 +31,8 @@ use crate::tensor::{DType, Tensor};
 const AUTO_START: f64 = 0.01;
 /// ...and stops them for good when more than this fraction of the subvectors is rescored at two
 /// bounded E-steps in a row (not counting the first, which rescores all): a bounded E-step
-/// costs about 0.2 + 1.6 × that fraction of a plain one on lavapipe.
+/// costs about 0.2 + 1.6 × that fraction of a plain one on lavapipe on an AVX-512 host (about
+/// 0.2 + 2 × on an AVX2 one, where half the rescans then gain nothing).
 const AUTO_STOP: f64 = 0.5;
 
 /// Where a problem's E-steps stand.
