@@ -1,6 +1,6 @@
 //! The host CPU of a benchmark run. On a CPU adapter (lavapipe, llvmpipe, WARP) it is the
-//! device: the same kernels' ratios to the FMA ceiling moved by a factor of two between an
-//! AVX-512 host and an AVX2 one, so a report says which it came from.
+//! device: the same kernels' ratios to the FMA ceiling were a third to a half lower on an AVX2
+//! host than on AVX-512 ones, so a report says which it came from.
 
 use serde_json::{Value, json};
 
