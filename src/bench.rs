@@ -93,11 +93,11 @@
 //! holds the run's metadata: `adapter`, `backend`, `device_type`, `driver`, `date_utc`
 //! (RFC 3339), `host` (the host CPU: `cpu_model`, `arch`, `logical_cpus`, `simd`; on a CPU
 //! adapter it is the device), `quantnoise_version`, `quick`, `rounds`, `cpu_rounds`,
-//! `command_line`, `filter`, `shape`, `block_size`, `min_sample_s`, `baseline`, `compute_baseline`, `pq` (N, d,
-//! K, the data (with `data_sum`, the f64 sum of its values in order, a checksum; `blobs_sum`
-//! the same for the clustered data), the k-means
-//! settings, the FMA kernel's size), `features`, `max_window_bytes`,
-//! `failed` (names of the cases that failed validation) and `units`.
+//! `command_line`, `filter`, `shape`, `block_size`, `min_sample_s`, `baseline`,
+//! `compute_baseline`, `pq` (N, d, K, the data (with `data_sum`, the f64 sum of its values in
+//! order, a checksum; `blobs_sum` the same for the clustered data), the k-means settings, the
+//! FMA kernel's size), `features`, `max_window_bytes`, `failed` (names of the cases that failed
+//! validation) and `units`.
 
 use std::time::{Duration, Instant, SystemTime};
 
