@@ -26,12 +26,12 @@
 //! calls (cached in this module, keyed by the device, the kernel family — dense, fused noisy
 //! Linear or PQ-decoded —, the precision and the bucket; candidates that cannot run the
 //! product, such as the f32-only broadcast kernel for f16, are left out); with the environment
-//! variable `QUANTNOISE_TUNE_LOG` set (not to `0`) it prints each candidate's time to stderr. [`set_tuning`] turns it off
-//! ([`Tuning::Off`]: always [`MatmulConfig::DEFAULT`]) or forces one configuration, for the
-//! whole process; [`with_tuning`] does so for the calling thread while a closure runs. Every
-//! candidate accumulates in f32 with k ascending (split-K and the broadcast kernel add the sums
-//! of consecutive k ranges, in order), so they agree up to rounding; the tests check each one
-//! against the f64 reference with the same tolerance.
+//! variable `QUANTNOISE_TUNE_LOG` set (not to `0`) it prints each candidate's time to stderr.
+//! [`set_tuning`] turns it off ([`Tuning::Off`]: always [`MatmulConfig::DEFAULT`]) or forces
+//! one configuration, for the whole process; [`with_tuning`] does so for the calling thread
+//! while a closure runs. Every candidate accumulates in f32 with k ascending (split-K and the
+//! broadcast kernel add the sums of consecutive k ranges, in order), so they agree up to
+//! rounding; the tests check each one against the f64 reference with the same tolerance.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -422,17 +422,14 @@ fn tuned_in(
         .lock()
         .unwrap()
         .as_ref()?
-        .get(&(g.id, family, product, key_precision(dtype), bucket(m, n, k)))
+        .get(&(
+            g.id,
+            family,
+            product,
+            Precision::of(dtype)?,
+            bucket(m, n, k),
+        ))
         .copied()
-}
-
-/// The precision of a product whose output is `dtype` (its operands share it), for the tuning
-/// key.
-fn key_precision(dtype: DType) -> Precision {
-    match dtype {
-        DType::F16 => Precision::F16,
-        _ => Precision::F32,
-    }
 }
 
 /// The configuration a product of `family`, `shape` and output `dtype` on `ctx` runs with
@@ -918,7 +915,7 @@ pub(crate) fn with_config(
     op: impl Fn(MatmulConfig) -> Result<()>,
 ) -> Result<()> {
     let (m, n, k) = p.mnk();
-    let precision = key_precision(p.c.dtype);
+    let precision = precision_of(p.c, "y")?;
     let key = (g.id, family, p.product, precision, bucket(m, n, k));
     let config = match tuning() {
         Tuning::Off => MatmulConfig::DEFAULT,

@@ -353,15 +353,11 @@ pub(crate) fn chain_params(
 }
 
 pub(crate) fn precision_of(t: &Tensor, what: &'static str) -> Result<Precision> {
-    match t.dtype {
-        DType::F32 => Ok(Precision::F32),
-        DType::F16 => Ok(Precision::F16),
-        DType::U32 => Err(Error::DTypeMismatch {
-            what,
-            expected: DType::F32,
-            got: DType::U32,
-        }),
-    }
+    Precision::of(t.dtype).ok_or(Error::DTypeMismatch {
+        what,
+        expected: DType::F32,
+        got: t.dtype,
+    })
 }
 
 /// Host values of a CPU tensor.

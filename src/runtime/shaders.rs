@@ -3,6 +3,8 @@
 //! WGSL has no includes: a family's module is its own file prefixed by the files it uses and by
 //! the element-type alias of the variant (`Elem = f32` or, with `enable f16;`, `Elem = f16`).
 
+use crate::tensor::DType;
+
 /// A kernel family: one WGSL file in `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
@@ -45,6 +47,17 @@ pub enum Precision {
     F32,
     /// 16-bit floats in storage (arithmetic in f32); needs `shader-f16`.
     F16,
+}
+
+impl Precision {
+    /// The precision of tensors of `dtype` (`None` for a non-float dtype).
+    pub(crate) fn of(dtype: DType) -> Option<Precision> {
+        match dtype {
+            DType::F32 => Some(Precision::F32),
+            DType::F16 => Some(Precision::F16),
+            DType::U32 => None,
+        }
+    }
 }
 
 /// vec4s of a uniform lookup table where the device allows them (64 KiB).
