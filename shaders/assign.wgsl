@@ -51,8 +51,8 @@ struct AssignParams {
 }
 
 @group(0) @binding(0) var<uniform> params: AssignParams;
-// f32, or f16 in the f16 variant of the family (arithmetic stays f32).
-@group(0) @binding(1) var<storage, read> data: array<Elem>;
+// Binding 1, `data`, and `data_chunk` are declared by the module's prefix:
+// `assign_rows.wgsl` (any d) or `assign_rows_vec4.wgsl` (d a multiple of 4).
 @group(0) @binding(2) var<storage, read> codebook: array<Elem>;
 // Between tiles these hold the running best index and raw score (||c||² − 2·x·c).
 @group(0) @binding(3) var<storage, read_write> indices: array<u32>;
@@ -66,18 +66,6 @@ fn codebook_at(i: u32, j: u32) -> f32 {
         return f32(codebook[i * D + j]);
     }
     return 0.0;
-}
-
-fn data_at(i: u32, j: u32) -> f32 {
-    if j < D {
-        return f32(data[i * D + j]);
-    }
-    return 0.0;
-}
-
-fn data_chunk(i: u32, j: u32) -> vec4<f32> {
-    let c = 4u * j;
-    return vec4<f32>(data_at(i, c), data_at(i, c + 1u), data_at(i, c + 2u), data_at(i, c + 3u));
 }
 
 @compute @workgroup_size(WG)

@@ -245,8 +245,14 @@ impl Prepared {
             overrides.push(("TILE_ROWS", tile_rows as u32));
         }
         overrides.extend(flag.map(|f| (f, 1)));
+        // vec4 loads of the data where whole subvectors are whole vec4s.
+        let family = if self.dim % 4 == 0 {
+            Family::AssignVec4
+        } else {
+            Family::Assign
+        };
         g.pipeline(PipelineKey {
-            family: Family::Assign,
+            family,
             precision: self.precision,
             entry,
             overrides,

@@ -18,8 +18,12 @@ pub enum Family {
     Copy,
     /// `shaders/philox_batch.wgsl`: raw Philox4x32-10 outputs (cross-backend checks).
     Philox,
-    /// `shaders/assign.wgsl`: nearest-centroid assignment (k-means E-step).
+    /// `shaders/assign.wgsl` (+ `assign_rows.wgsl`): nearest-centroid assignment (k-means
+    /// E-step) and the k-means bounds, for subvectors of any dimension.
     Assign,
+    /// `shaders/assign.wgsl` (+ `assign_rows_vec4.wgsl`): [`Family::Assign`] for dimensions
+    /// that are multiples of 4, reading the data as vec4s.
+    AssignVec4,
     /// `shaders/kmeans.wgsl`: k-means M-step, reductions, k-means++ and repair.
     Kmeans,
     /// `shaders/pq.wgsl`: product-quantization decode (codebook gather).
@@ -71,6 +75,8 @@ const OBSERVER: &str = include_str!("../../shaders/observer.wgsl");
 const COPY: &str = include_str!("../../shaders/copy.wgsl");
 const PHILOX_BATCH: &str = include_str!("../../shaders/philox_batch.wgsl");
 const ASSIGN: &str = include_str!("../../shaders/assign.wgsl");
+const ASSIGN_ROWS: &str = include_str!("../../shaders/assign_rows.wgsl");
+const ASSIGN_ROWS_VEC4: &str = include_str!("../../shaders/assign_rows_vec4.wgsl");
 const KMEANS: &str = include_str!("../../shaders/kmeans.wgsl");
 const PQ: &str = include_str!("../../shaders/pq.wgsl");
 const FMA: &str = include_str!("../../shaders/fma.wgsl");
@@ -83,13 +89,14 @@ const MATMUL_PQ: &str = include_str!("../../shaders/matmul_pq.wgsl");
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 14] = [
+    pub const ALL: [Family; 15] = [
         Family::Noise,
         Family::Ste,
         Family::Observer,
         Family::Copy,
         Family::Philox,
         Family::Assign,
+        Family::AssignVec4,
         Family::Kmeans,
         Family::Pq,
         Family::Fma,
@@ -108,7 +115,7 @@ impl Family {
             Family::Observer => "observer.wgsl",
             Family::Copy => "copy.wgsl",
             Family::Philox => "philox_batch.wgsl",
-            Family::Assign => "assign.wgsl",
+            Family::Assign | Family::AssignVec4 => "assign.wgsl",
             Family::Kmeans => "kmeans.wgsl",
             Family::Pq => "pq.wgsl",
             Family::Fma => "fma.wgsl",
@@ -127,7 +134,8 @@ impl Family {
             Family::Observer => &[OBSERVER],
             Family::Copy => &[COPY],
             Family::Philox => &[PHILOX, PHILOX_BATCH],
-            Family::Assign => &[ASSIGN],
+            Family::Assign => &[ASSIGN_ROWS, ASSIGN],
+            Family::AssignVec4 => &[ASSIGN_ROWS_VEC4, ASSIGN],
             Family::Kmeans => &[KMEANS],
             Family::Pq => &[PQ],
             Family::Fma => &[FMA],
@@ -157,7 +165,7 @@ impl Family {
                 "copy_vec4_grid",
             ],
             Family::Philox => &["philox_batch"],
-            Family::Assign => &[
+            Family::Assign | Family::AssignVec4 => &[
                 "assign_prepare",
                 "assign_tile16",
                 "assign_tile32",
