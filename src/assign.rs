@@ -246,7 +246,7 @@ impl Prepared {
         }
         overrides.extend(flag.map(|f| (f, 1)));
         // vec4 loads of the data where whole subvectors are whole vec4s.
-        let family = if self.dim % 4 == 0 {
+        let family = if self.dim.is_multiple_of(4) {
             Family::AssignVec4
         } else {
             Family::Assign
