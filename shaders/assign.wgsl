@@ -435,16 +435,15 @@ fn assign_wide(@builtin(local_invocation_index) lid: u32,
 const SHRINK: f32 = 0.999996185302734375;
 const SHRINK_SQ: f32 = 0.99999904632568359375;
 
-struct Lower {
-    // Lower bounds on the distances to the second-nearest centroid and to the rest (between
-    // rescan tiles: the raw second- and third-lowest scores).
-    second: f32,
-    rest: f32,
-    // The second-nearest centroid.
-    b: u32,
-}
+// Per subvector, as one vec4 (on lavapipe each access at a per-invocation address is a loop
+// over the SIMD lanes, whatever it moves): the bits of the lower bounds on the distances to
+// the second-nearest centroid and to the rest (between rescan tiles: the raw second- and
+// third-lowest scores), the second-nearest centroid, 0.
+@group(0) @binding(7) var<storage, read_write> lower: array<vec4<u32>>;
 
-@group(0) @binding(7) var<storage, read_write> lower: array<Lower>;
+fn lower_record(second: f32, rest: f32, b: u32) -> vec4<u32> {
+    return vec4<u32>(bitcast<u32>(second), bitcast<u32>(rest), b, 0u);
+}
 @group(0) @binding(8) var<storage, read_write> list_out: array<u32>;
 @group(0) @binding(8) var<storage, read> list: array<u32>;
 @group(0) @binding(9) var<storage, read_write> list_count: array<atomic<u32>>;
@@ -532,8 +531,11 @@ fn bound_check(@builtin(local_invocation_index) lid: u32,
     let r = min(rows, vec4<u32>(params.n - 1u));
     let a = min(vec4<u32>(indices[r.x], indices[r.y], indices[r.z], indices[r.w]),
                 vec4<u32>(params.k - 1u));
-    let l = array<Lower, 4>(lower[r.x], lower[r.y], lower[r.z], lower[r.w]);
-    let b = min(vec4<u32>(l[0].b, l[1].b, l[2].b, l[3].b), vec4<u32>(params.k - 1u));
+    // Rows (second, rest, b, 0) of the 4 subvectors, as columns.
+    let l = transpose(mat4x4<f32>(bitcast<vec4<f32>>(lower[r.x]), bitcast<vec4<f32>>(lower[r.y]),
+                                  bitcast<vec4<f32>>(lower[r.z]), bitcast<vec4<f32>>(lower[r.w])));
+    let b_raw = bitcast<vec4<u32>>(l[2]);
+    let b = min(b_raw, vec4<u32>(params.k - 1u));
     let old = vec4<f32>(distances[r.x], distances[r.y], distances[r.z], distances[r.w]);
     let u = sqrt(old) * 1.0000152587890625 + 2e-18 +
             vec4<f32>(drift_of(a.x), drift_of(a.y), drift_of(a.z), drift_of(a.w));
@@ -543,8 +545,8 @@ fn bound_check(@builtin(local_invocation_index) lid: u32,
     let top = vec4<u32>(bounds[2]);
     let drift_rest = select(vec4<f32>(bitcast<f32>(bounds[0])),
                             vec4<f32>(bitcast<f32>(bounds[1])), a == top | b == top);
-    let old_second = vec4<f32>(l[0].second, l[1].second, l[2].second, l[3].second);
-    let old_rest = vec4<f32>(l[0].rest, l[1].rest, l[2].rest, l[3].rest);
+    let old_second = l[0];
+    let old_rest = l[1];
     let lo_second = max((old_second - drift_b) * SHRINK, vec4<f32>(0.0));
     let lo_rest = max((old_rest - drift_rest) * SHRINK, vec4<f32>(0.0));
     let lo = min(lo_second, lo_rest);
@@ -567,8 +569,7 @@ fn bound_check(@builtin(local_invocation_index) lid: u32,
     at += wg_base;
     for (var k = 0u; k < 4u; k++) {
         if valid[k] {
-            lower[rows[k]].second = lo_second[k];
-            lower[rows[k]].rest = lo_rest[k];
+            lower[rows[k]] = lower_record(lo_second[k], lo_rest[k], b_raw[k]);
         }
         if need[k] {
             list_out[at] = rows[k];
@@ -612,10 +613,12 @@ fn begin_rescan(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, kt: u32) {
     third = vec4<f32>(FAR);
     second_index = vec4<f32>(0.0);
     if (params.flags & FIRST_TILE) == 0u {
-        let l = array<Lower, 4>(lower[rows.x], lower[rows.y], lower[rows.z], lower[rows.w]);
-        second = vec4<f32>(l[0].second, l[1].second, l[2].second, l[3].second);
-        third = vec4<f32>(l[0].rest, l[1].rest, l[2].rest, l[3].rest);
-        second_index = bitcast<vec4<f32>>(vec4<u32>(l[0].b, l[1].b, l[2].b, l[3].b));
+        let l = transpose(mat4x4<f32>(
+            bitcast<vec4<f32>>(lower[rows.x]), bitcast<vec4<f32>>(lower[rows.y]),
+            bitcast<vec4<f32>>(lower[rows.z]), bitcast<vec4<f32>>(lower[rows.w])));
+        second = l[0];
+        third = l[1];
+        second_index = l[2];
     }
     stage_tile(lid, kt);
 }
@@ -643,7 +646,7 @@ fn end_rescan() {
         if listed[k] {
             indices[rows[k]] = index[k];
             distances[rows[k]] = out[k];
-            lower[rows[k]] = Lower(lo_second[k], lo_rest[k], b[k]);
+            lower[rows[k]] = lower_record(lo_second[k], lo_rest[k], b[k]);
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::runtime::context::{Backend, Context, check_dtype};
 use crate::runtime::elementwise::window_binding;
 use crate::runtime::gpu::{Gpu, PipelineKey};
 use crate::runtime::shaders::{Family, Precision};
+use crate::runtime::texels::{TEX_W, texel_window};
 use crate::runtime::window::{Window, windows};
 use crate::tensor::{DType, Tensor};
 
@@ -232,13 +233,15 @@ impl Prepared {
     }
 
     /// A pipeline of `shaders/assign.wgsl` for this problem (`tile_rows` > 0: a tile kernel of
-    /// that many centroids; `flag`: a boolean override to set, e.g. `RESCAN`).
+    /// that many centroids; `flag`: a boolean override to set, e.g. `RESCAN`; `texels`: the
+    /// data is bound as a texture of [`TEX_W`] texels per row, see [`texel_window`]).
     pub(crate) fn pipeline(
         &self,
         g: &Gpu,
         entry: &'static str,
         tile_rows: u64,
         flag: Option<&'static str>,
+        texels: bool,
     ) -> Result<wgpu::ComputePipeline> {
         let mut overrides = vec![("WG", WG), ("D", self.dim)];
         if tile_rows > 0 {
@@ -246,7 +249,10 @@ impl Prepared {
         }
         overrides.extend(flag.map(|f| (f, 1)));
         // vec4 loads of the data where whole subvectors are whole vec4s.
-        let family = if self.dim.is_multiple_of(4) {
+        let family = if texels {
+            overrides.push(("TEX_W", TEX_W as u32));
+            Family::AssignTexture
+        } else if self.dim.is_multiple_of(4) {
             Family::AssignVec4
         } else {
             Family::Assign
@@ -329,7 +335,7 @@ pub(crate) fn record_prepare(
         "codebook",
     )?;
     batch.dispatch_at(
-        &prepared.pipeline(g, "assign_prepare", 0, None)?,
+        &prepared.pipeline(g, "assign_prepare", 0, None, false)?,
         &[
             (0, u.as_entire_binding()),
             (2, codebook),
@@ -376,6 +382,19 @@ pub(crate) fn record_tiles(
         start: w.start * d,
         len: w.len * d,
     };
+    let data_bytes = (data.len * elem).next_multiple_of(4);
+    // Where d is a multiple of 4 (whole subvectors in whole texels) on CPU adapters, a
+    // texture of the window's data.
+    let view = if d.is_multiple_of(4) {
+        texel_window(g, batch, p.data, &data)?
+    } else {
+        None
+    };
+    let texels = view.is_some();
+    let data_binding = match &view {
+        Some(view) => wgpu::BindingResource::TextureView(view),
+        None => window_binding(p.data, &data, data_bytes, "data")?,
+    };
     let tiles = &prepared.tiles;
     let mut stand_ins = None;
     for (t, &(start, len)) in tiles.iter().enumerate() {
@@ -400,10 +419,7 @@ pub(crate) fn record_tiles(
         });
         let mut bindings = vec![
             (0, u.as_entire_binding()),
-            (
-                1,
-                window_binding(p.data, &data, (data.len * elem).next_multiple_of(4), "data")?,
-            ),
+            (1, data_binding.clone()),
             (3, window_binding(&o.indices, w, w.len * 4, "indices")?),
             (4, window_binding(&o.distances, w, w.len * 4, "distances")?),
             (5, tile),
@@ -420,11 +436,11 @@ pub(crate) fn record_tiles(
                     (9, sized(list, 16)),
                     (10, sized(list, 16)),
                 ]);
-                let pipeline = prepared.pipeline(g, tile_entry(len), len, None)?;
+                let pipeline = prepared.pipeline(g, tile_entry(len), len, None, texels)?;
                 batch.dispatch_at(&pipeline, &bindings, w.len.div_ceil(WG as u64 * SPT))?;
             }
             Rows::All => {
-                let pipeline = prepared.pipeline(g, "assign_wide", 0, None)?;
+                let pipeline = prepared.pipeline(g, "assign_wide", 0, None, texels)?;
                 batch.dispatch_at(&pipeline, &bindings, w.len.div_ceil(WG as u64 * SPT))?;
             }
             Rows::Listed {
@@ -433,7 +449,8 @@ pub(crate) fn record_tiles(
                 args,
             } => {
                 bindings.extend((7..).zip(extra.iter().cloned()));
-                let pipeline = prepared.pipeline(g, tile_entry(len), len, Some("RESCAN"))?;
+                let pipeline =
+                    prepared.pipeline(g, tile_entry(len), len, Some("RESCAN"), texels)?;
                 batch.dispatch_indirect(&pipeline, &bindings, args, *window as u64 * 12);
             }
         }

@@ -14,6 +14,7 @@ fn main() {
             ("large_codebook_and_dims", large_codebook),
             ("exact_ties_pick_lowest_index", exact_ties),
             ("f16_data_and_codebook", f16_problems),
+            ("data_textures_of_many_rows_and_windows", texel_rows),
             ("bad_inputs_are_typed_errors", bad_inputs),
         ],
         true,
@@ -158,6 +159,19 @@ fn large_codebook(t: &Target) -> Result<(), Failed> {
         ],
         99,
     )
+}
+
+/// Data of thousands of subvectors with d a multiple of 4: on CPU adapters the assignment
+/// reads it through textures of 4096 texels per row (`shaders/assign_rows_tex.wgsl`), here of
+/// several whole rows and a partial one; then the same with windows of 1536 to 6208
+/// subvectors (one whole row and a partial one per window) where the adapter opens again.
+fn texel_rows(t: &Target) -> Result<(), Failed> {
+    let specs = [(20001, 256, 8), (5000, 64, 4), (4097, 33, 16)];
+    run_problems(t, &specs, 23)?;
+    if let Some(w) = windowed_target(t, 100_096)? {
+        run_problems(&w, &specs, 29)?;
+    }
+    Ok(())
 }
 
 /// f16 data and codebooks (distances in f32): on adapters with shader-f16 checked like f32

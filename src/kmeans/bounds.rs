@@ -54,8 +54,8 @@ pub(crate) struct Bounds {
     state: State,
     /// The objective of the previous E-step.
     previous: Option<f64>,
-    /// Per subvector (`Lower` in the shader, 3 u32): lower bounds on the distances to its
-    /// second-nearest centroid and to the rest, and the second-nearest (0, 0: none).
+    /// Per subvector (a `lower` record of the shader, 4 u32): lower bounds on the distances
+    /// to its second-nearest centroid and to the rest, and the second-nearest (0, 0: none).
     lower: Tensor,
     /// The codebook the bounds hold for (K × d).
     last: Tensor,
@@ -73,7 +73,7 @@ impl Bounds {
                 State::Plain(0)
             },
             previous: None,
-            lower: ctx.empty(3 * n, DType::U32)?,
+            lower: ctx.empty(4 * n, DType::U32)?,
             last: ctx.empty(k * d, DType::F32)?,
             list: ctx.empty(n, DType::U32)?,
         })
@@ -135,7 +135,8 @@ impl Bounds {
         }
         let prepared = record_prepare(g, batch, p)?;
         let (n, k) = p.validate()?;
-        let wins = windows(n, p.dim as u64 * 4, 64, g.max_window)?;
+        // The widest binding per subvector: its f32 data, or its 16-byte `lower` record.
+        let wins = windows(n, (p.dim as u64 * 4).max(16), 64, g.max_window)?;
         let counts_bytes = wins.len() as u64 * 4;
         let counts = batch.scratch(counts_bytes);
         let state_bytes = 16 + k * 4;
@@ -150,15 +151,15 @@ impl Bounds {
         };
         let lower = |w: &Window| {
             let records = Window {
-                start: 3 * w.start,
-                len: 3 * w.len,
+                start: 4 * w.start,
+                len: 4 * w.len,
             };
-            window_binding(&self.lower, &records, w.len * 12, "lower")
+            window_binding(&self.lower, &records, w.len * 16, "lower")
         };
 
         let u = params(batch, 0, 0);
         batch.dispatch_at(
-            &prepared.pipeline(g, "bound_drift", 0, None)?,
+            &prepared.pipeline(g, "bound_drift", 0, None, false)?,
             &[
                 (0, u.as_entire_binding()),
                 (2, whole(p.codebook)?),
@@ -168,7 +169,7 @@ impl Bounds {
             ],
             1,
         )?;
-        let check = prepared.pipeline(g, "bound_check", 0, None)?;
+        let check = prepared.pipeline(g, "bound_check", 0, None, false)?;
         for (i, w) in wins.iter().enumerate() {
             let u = params(batch, w.len, i);
             batch.dispatch_at(
@@ -188,7 +189,7 @@ impl Bounds {
         let args = batch.indirect_args(wins.len() as u64 * 12);
         let u = params(batch, wins.len() as u64, 0);
         batch.dispatch_at(
-            &prepared.pipeline(g, "bound_args", 0, None)?,
+            &prepared.pipeline(g, "bound_args", 0, None, false)?,
             &[
                 (0, u.as_entire_binding()),
                 (9, sized(&counts, counts_bytes)),

@@ -262,6 +262,57 @@ impl<'g> Batch<'g> {
             .copy_buffer_to_buffer(src, src_offset, dst, dst_offset, Some(size));
     }
 
+    /// Records a copy of `texels` texels from `src` at `offset` (a multiple of the texel size)
+    /// into `texture`, row-major at `width` texels per row (`width` × texel bytes a multiple
+    /// of 256): the whole rows, then the last partial one.
+    pub(crate) fn copy_to_texture(
+        &mut self,
+        src: &wgpu::Buffer,
+        offset: u64,
+        texture: &wgpu::Texture,
+        texels: u64,
+        width: u64,
+    ) {
+        self.end_pass();
+        let texel_bytes = texture.format().block_copy_size(None).unwrap_or(16) as u64;
+        let rows = texels / width;
+        let rest = texels % width;
+        let mut copy = |offset: u64, y: u64, width: u64, height: u64| {
+            self.encoder.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: src,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset,
+                        // Needed (a multiple of 256) only for several rows.
+                        bytes_per_row: (height > 1).then_some((width * texel_bytes) as u32),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d {
+                        x: 0,
+                        y: y as u32,
+                        z: 0,
+                    },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width: width as u32,
+                    height: height as u32,
+                    depth_or_array_layers: 1,
+                },
+            );
+        };
+        if rows > 0 {
+            copy(offset, 0, width, rows);
+        }
+        if rest > 0 {
+            copy(offset + rows * width * texel_bytes, rows, rest, 1);
+        }
+    }
+
     /// Copies `size` bytes of `buffer` from `offset` back to the host at [`Batch::finish`].
     pub(crate) fn read(&mut self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Readback {
         self.end_pass();

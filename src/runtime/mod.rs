@@ -7,5 +7,6 @@ pub mod context;
 pub mod elementwise;
 pub mod gpu;
 pub mod shaders;
+pub(crate) mod texels;
 pub mod timing;
 pub(crate) mod window;

@@ -24,6 +24,9 @@ pub enum Family {
     /// `shaders/assign.wgsl` (+ `assign_rows_vec4.wgsl`): [`Family::Assign`] for dimensions
     /// that are multiples of 4, reading the data as vec4s.
     AssignVec4,
+    /// `shaders/assign.wgsl` (+ `assign_rows_tex.wgsl`): [`Family::AssignVec4`] reading the
+    /// data from a texture (CPU adapters, where texel fetches are gathers).
+    AssignTexture,
     /// `shaders/kmeans.wgsl`: k-means M-step, reductions, k-means++ and repair.
     Kmeans,
     /// `shaders/pq.wgsl`: product-quantization decode (codebook gather).
@@ -77,6 +80,7 @@ const PHILOX_BATCH: &str = include_str!("../../shaders/philox_batch.wgsl");
 const ASSIGN: &str = include_str!("../../shaders/assign.wgsl");
 const ASSIGN_ROWS: &str = include_str!("../../shaders/assign_rows.wgsl");
 const ASSIGN_ROWS_VEC4: &str = include_str!("../../shaders/assign_rows_vec4.wgsl");
+const ASSIGN_ROWS_TEX: &str = include_str!("../../shaders/assign_rows_tex.wgsl");
 const KMEANS: &str = include_str!("../../shaders/kmeans.wgsl");
 const PQ: &str = include_str!("../../shaders/pq.wgsl");
 const FMA: &str = include_str!("../../shaders/fma.wgsl");
@@ -89,7 +93,7 @@ const MATMUL_PQ: &str = include_str!("../../shaders/matmul_pq.wgsl");
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 15] = [
+    pub const ALL: [Family; 16] = [
         Family::Noise,
         Family::Ste,
         Family::Observer,
@@ -97,6 +101,7 @@ impl Family {
         Family::Philox,
         Family::Assign,
         Family::AssignVec4,
+        Family::AssignTexture,
         Family::Kmeans,
         Family::Pq,
         Family::Fma,
@@ -115,7 +120,7 @@ impl Family {
             Family::Observer => "observer.wgsl",
             Family::Copy => "copy.wgsl",
             Family::Philox => "philox_batch.wgsl",
-            Family::Assign | Family::AssignVec4 => "assign.wgsl",
+            Family::Assign | Family::AssignVec4 | Family::AssignTexture => "assign.wgsl",
             Family::Kmeans => "kmeans.wgsl",
             Family::Pq => "pq.wgsl",
             Family::Fma => "fma.wgsl",
@@ -136,6 +141,7 @@ impl Family {
             Family::Philox => &[PHILOX, PHILOX_BATCH],
             Family::Assign => &[ASSIGN_ROWS, ASSIGN],
             Family::AssignVec4 => &[ASSIGN_ROWS_VEC4, ASSIGN],
+            Family::AssignTexture => &[ASSIGN_ROWS_TEX, ASSIGN],
             Family::Kmeans => &[KMEANS],
             Family::Pq => &[PQ],
             Family::Fma => &[FMA],
@@ -165,7 +171,7 @@ impl Family {
                 "copy_vec4_grid",
             ],
             Family::Philox => &["philox_batch"],
-            Family::Assign | Family::AssignVec4 => &[
+            Family::Assign | Family::AssignVec4 | Family::AssignTexture => &[
                 "assign_prepare",
                 "assign_tile16",
                 "assign_tile32",

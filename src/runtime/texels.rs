@@ -1,0 +1,63 @@
+//! A window of a tensor as a texture of vec4 texels, for kernels on CPU adapters. There a texel
+//! fetch at a per-invocation address is a gather, where a storage load is a loop over the SIMD
+//! lanes (`shaders/assign_rows_tex.wgsl`); the copy costs about what one pass over the data
+//! through storage loads would save several times over.
+
+use crate::error::Result;
+use crate::runtime::batch::Batch;
+use crate::runtime::elementwise::device_buffer;
+use crate::runtime::gpu::Gpu;
+use crate::runtime::window::Window;
+use crate::tensor::{DType, Tensor};
+
+/// Texels per texture row (the `TEX_W` override of the shaders that read such textures).
+pub(crate) const TEX_W: u64 = 4096;
+
+/// Elements `w.start .. w.start + w.len` of `t` (`w.len` a multiple of 4) copied into a new
+/// texture of [`TEX_W`] texels per row, row-major, 4 elements per texel (rgba32float for f32,
+/// rgba16float for f16), when the device reads per invocation (CPU adapters, see
+/// [`crate::AccessPattern`]) and the copy is possible: a float dtype, a buffer with
+/// `COPY_SRC` usage, and a texture within the device's limits. `None`: bind the buffer.
+pub(crate) fn texel_window(
+    g: &Gpu,
+    batch: &mut Batch,
+    t: &Tensor,
+    w: &Window,
+) -> Result<Option<wgpu::TextureView>> {
+    let format = match t.dtype {
+        DType::F32 => wgpu::TextureFormat::Rgba32Float,
+        DType::F16 => wgpu::TextureFormat::Rgba16Float,
+        DType::U32 => return Ok(None),
+    };
+    let (buffer, offset) = device_buffer(t, "data")?;
+    let texels = w.len / 4;
+    let height = texels.div_ceil(TEX_W);
+    let copyable = buffer.usage().contains(wgpu::BufferUsages::COPY_SRC);
+    if g.coalesced
+        || !copyable
+        || !w.len.is_multiple_of(4)
+        || texels == 0
+        || height > g.limits.max_texture_dimension_2d as u64
+    {
+        return Ok(None);
+    }
+    let texture = g.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("quantnoise texels"),
+        size: wgpu::Extent3d {
+            width: TEX_W.min(texels) as u32,
+            height: height as u32,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    let start = offset + w.start * t.dtype.size();
+    batch.copy_to_texture(buffer, start, &texture, texels, TEX_W);
+    Ok(Some(
+        texture.create_view(&wgpu::TextureViewDescriptor::default()),
+    ))
+}
