@@ -6,9 +6,10 @@
 //! `shaders/assign.wgsl`), hence the codebooks; the objective's distances come from the M-step
 //! in both paths. Pays when the assignments settle (clustered data: the E-step all but
 //! vanishes); on uniform data (1M × 8, K = 256) a third to a half of the subvectors are
-//! rescanned in the later iterations, a bounded E-step then costing about three quarters of a
-//! plain one on lavapipe. Yinyang group bounds (one bound per group of 16 centroids) rescanned
-//! fewer pairs but cost more there (`bench-results/README.md`, 2026-12-07). Kernels:
+//! rescanned in the later iterations, a bounded E-step then costing 1.1–1.2 plain ones on
+//! lavapipe, whose plain E-step reads its data through a texture (see
+//! [`AUTO_STOP_PER_INVOCATION`]). Yinyang group bounds (one bound per group of 16 centroids)
+//! rescanned fewer pairs but cost more there (`bench-results/README.md`, 2026-12-07). Kernels:
 //! `bound_drift`, `bound_check`, `bound_args` and `assign_tile{N}` with `RESCAN` of
 //! `shaders/assign.wgsl`.
 
@@ -30,10 +31,14 @@ use crate::tensor::{DType, Tensor};
 /// below this at two E-steps in a row (one can be a plateau before a repair)...
 const AUTO_START: f64 = 0.01;
 /// ...and stops them for good when more than this fraction of the subvectors is rescored at two
-/// bounded E-steps in a row (not counting the first, which rescores all): a bounded E-step
-/// costs about 0.2 + 1.6 × that fraction of a plain one on lavapipe on an AVX-512 host (about
-/// 0.2 + 2 × on an AVX2 one, where half the rescans then gain nothing).
-const AUTO_STOP: f64 = 0.5;
+/// bounded E-steps in a row (not counting the first, which rescores all), with the
+/// per-invocation access pattern (CPU adapters): there the plain E-step reads its data through
+/// a texture, and a bounded E-step costs about 0.6 + 1.5 × that fraction of a plain one
+/// (lavapipe on an AVX2 host, `bench-results/README.md`, 2026-12-08 03:00Z)...
+const AUTO_STOP_PER_INVOCATION: f64 = 0.25;
+/// ...or more than this one with the coalesced pattern (GPUs): the break-even of lavapipe's
+/// storage-load E-step (0.2 + 1.6 × on an AVX-512 host), unmeasured on GPUs.
+const AUTO_STOP_COALESCED: f64 = 0.5;
 
 /// Where a problem's E-steps stand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +47,7 @@ enum State {
     /// settled.
     Plain(u32),
     /// Bounded E-steps: how many so far, and how many of the last ones in a row rescored more
-    /// than [`AUTO_STOP`].
+    /// than the stop threshold.
     Bounded(u32, u32),
     /// Plain E-steps for good.
     Stopped,
@@ -51,6 +56,8 @@ enum State {
 /// The bounds of one problem, kept on the device between E-steps, and when to use them.
 pub(crate) struct Bounds {
     mode: KmeansBounds,
+    /// [`KmeansBounds::Auto`]'s stop threshold on this device.
+    stop: f64,
     state: State,
     /// The objective of the previous E-step.
     previous: Option<f64>,
@@ -64,9 +71,21 @@ pub(crate) struct Bounds {
 }
 
 impl Bounds {
-    pub(crate) fn new(ctx: &Context, n: u64, k: u64, d: u64, mode: KmeansBounds) -> Result<Self> {
+    pub(crate) fn new(
+        ctx: &Context,
+        g: &Gpu,
+        n: u64,
+        k: u64,
+        d: u64,
+        mode: KmeansBounds,
+    ) -> Result<Self> {
         Ok(Self {
             mode,
+            stop: if g.coalesced {
+                AUTO_STOP_COALESCED
+            } else {
+                AUTO_STOP_PER_INVOCATION
+            },
             state: if mode == KmeansBounds::On {
                 State::Bounded(0, 0)
             } else {
@@ -102,7 +121,7 @@ impl Bounds {
                 }
             }
             (State::Bounded(steps, over), Some(_)) => {
-                let over = if steps >= 1 && scored > AUTO_STOP {
+                let over = if steps >= 1 && scored > self.stop {
                     over + 1
                 } else {
                     0

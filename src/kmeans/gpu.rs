@@ -372,7 +372,7 @@ impl<'a> GpuEngine<'a> {
                 sums: ctx.empty(n.div_ceil(SUM_TILE), DType::F32)?,
                 mins: None,
                 bounds: if options.bounds != KmeansBounds::Off && d <= 16 {
-                    Some(Bounds::new(ctx, n, k, d, options.bounds)?)
+                    Some(Bounds::new(ctx, g, n, k, d, options.bounds)?)
                 } else {
                     None
                 },

@@ -32,7 +32,10 @@ pub enum AccessPattern {
     #[default]
     Auto,
     /// Each invocation takes a contiguous run of elements (whole Philox groups, whole rows):
-    /// what a CPU's SIMD lanes stream best, and the least random-number work.
+    /// what a CPU's SIMD lanes stream best, and the least random-number work. The assignment
+    /// (and the k-means E-step) also reads its data through a texture copy where the
+    /// dimension is a multiple of 4: on CPU adapters a texel fetch is a gather, a storage
+    /// load a loop over the lanes.
     PerInvocation,
     /// Consecutive invocations take consecutive words (GPU subgroups then read whole memory
     /// transactions), at the cost of one Philox call per vec4 instead of per group of blocks.
