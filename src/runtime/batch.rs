@@ -45,6 +45,7 @@ pub(crate) struct Batch<'g> {
     encoder: wgpu::CommandEncoder,
     pass: Option<wgpu::ComputePass<'static>>,
     pooled: Vec<wgpu::Buffer>,
+    pooled_textures: Vec<wgpu::Texture>,
     readbacks: Vec<(wgpu::Buffer, u64)>,
     scopes: ErrorScopes,
     /// The device-timing window this submission's passes were timed in, their timestamp
@@ -71,6 +72,7 @@ impl<'g> Batch<'g> {
             encoder,
             pass: None,
             pooled: Vec::new(),
+            pooled_textures: Vec::new(),
             readbacks: Vec::new(),
             scopes,
             timed_window: None,
@@ -262,17 +264,22 @@ impl<'g> Batch<'g> {
             .copy_buffer_to_buffer(src, src_offset, dst, dst_offset, Some(size));
     }
 
-    /// Records a copy of `texels` texels from `src` at `offset` (a multiple of the texel size)
-    /// into `texture`, row-major at `width` texels per row (`width` × texel bytes a multiple
-    /// of 256): the whole rows, then the last partial one.
-    pub(crate) fn copy_to_texture(
+    /// A pooled texture ([`Gpu::acquire_texture`]) holding `texels` texels of `src` from
+    /// `offset` (a multiple of the texel size), row-major at `width` texels per row (`width` ×
+    /// texel bytes a multiple of 256): copied as the whole rows, then the last partial one.
+    pub(crate) fn texture_of(
         &mut self,
         src: &wgpu::Buffer,
         offset: u64,
-        texture: &wgpu::Texture,
+        format: wgpu::TextureFormat,
         texels: u64,
         width: u64,
-    ) {
+    ) -> wgpu::Texture {
+        let height = texels.div_ceil(width);
+        let texture = self
+            .gpu
+            .acquire_texture(format, width.min(texels) as u32, height as u32);
+        self.pooled_textures.push(texture.clone());
         self.end_pass();
         let texel_bytes = texture.format().block_copy_size(None).unwrap_or(16) as u64;
         let rows = texels / width;
@@ -289,7 +296,7 @@ impl<'g> Batch<'g> {
                     },
                 },
                 wgpu::TexelCopyTextureInfo {
-                    texture,
+                    texture: &texture,
                     mip_level: 0,
                     origin: wgpu::Origin3d {
                         x: 0,
@@ -311,6 +318,7 @@ impl<'g> Batch<'g> {
         if rest > 0 {
             copy(offset + rows * width * texel_bytes, rows, rest, 1);
         }
+        texture
     }
 
     /// Copies `size` bytes of `buffer` from `offset` back to the host at [`Batch::finish`].
@@ -392,6 +400,9 @@ impl<'g> Batch<'g> {
         });
         for buffer in self.pooled.drain(..) {
             gpu.release(buffer);
+        }
+        for texture in self.pooled_textures.drain(..) {
+            gpu.release_texture(texture);
         }
         // After a failure a staging buffer may still be mapped or pending: drop it instead.
         if result.is_ok() {

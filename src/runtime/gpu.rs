@@ -73,6 +73,8 @@ pub(crate) struct Gpu {
     modules: Mutex<HashMap<(Family, Precision), wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     pool: Mutex<HashMap<(wgpu::BufferUsages, u64), Vec<wgpu::Buffer>>>,
+    /// Pooled textures of [`Gpu::acquire_texture`], by format and size.
+    textures: Mutex<HashMap<(wgpu::TextureFormat, u32, u32), Vec<wgpu::Texture>>>,
     lost: Arc<Mutex<Option<String>>>,
     /// The open device-timing window, if any (see [`Gpu::time_device`]).
     pub(crate) timing: Mutex<Option<crate::runtime::timing::Window>>,
@@ -147,6 +149,7 @@ impl Gpu {
             modules: Mutex::default(),
             pipelines: Mutex::default(),
             pool: Mutex::default(),
+            textures: Mutex::default(),
             lost,
             timing: Mutex::default(),
             serialised: backend == wgpu::Backend::Gl,
@@ -251,6 +254,51 @@ impl Gpu {
             usage,
             mapped_at_creation: false,
         })
+    }
+
+    /// A pooled `width` × `height` texture of `format` that copies write and kernels sample
+    /// (`COPY_DST | TEXTURE_BINDING`): allocating one of tens of MiB costs milliseconds on
+    /// lavapipe.
+    pub(crate) fn acquire_texture(
+        &self,
+        format: wgpu::TextureFormat,
+        width: u32,
+        height: u32,
+    ) -> wgpu::Texture {
+        if let Some(t) = self
+            .textures
+            .lock()
+            .unwrap()
+            .get_mut(&(format, width, height))
+            .and_then(|v| v.pop())
+        {
+            return t;
+        }
+        let _guard = self.lock();
+        self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("quantnoise texels"),
+            size: wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        })
+    }
+
+    /// Returns a texture to the pool (queue ordering makes reuse safe, as for buffers).
+    pub(crate) fn release_texture(&self, texture: wgpu::Texture) {
+        self.textures
+            .lock()
+            .unwrap()
+            .entry((texture.format(), texture.width(), texture.height()))
+            .or_default()
+            .push(texture);
     }
 
     /// Returns a buffer to the pool. Queue ordering makes reuse by a later submission safe.

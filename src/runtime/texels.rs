@@ -13,7 +13,7 @@ use crate::tensor::{DType, Tensor};
 /// Texels per texture row (the `TEX_W` override of the shaders that read such textures).
 pub(crate) const TEX_W: u64 = 4096;
 
-/// Elements `w.start .. w.start + w.len` of `t` (`w.len` a multiple of 4) copied into a new
+/// Elements `w.start .. w.start + w.len` of `t` (`w.len` a multiple of 4) copied into a pooled
 /// texture of [`TEX_W`] texels per row, row-major, 4 elements per texel (rgba32float for f32,
 /// rgba16float for f16), when the device reads per invocation (CPU adapters, see
 /// [`crate::AccessPattern`]) and the copy is possible: a float dtype, a buffer with
@@ -41,22 +41,8 @@ pub(crate) fn texel_window(
     {
         return Ok(None);
     }
-    let texture = g.device.create_texture(&wgpu::TextureDescriptor {
-        label: Some("quantnoise texels"),
-        size: wgpu::Extent3d {
-            width: TEX_W.min(texels) as u32,
-            height: height as u32,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format,
-        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-        view_formats: &[],
-    });
     let start = offset + w.start * t.dtype.size();
-    batch.copy_to_texture(buffer, start, &texture, texels, TEX_W);
+    let texture = batch.texture_of(buffer, start, format, texels, TEX_W);
     Ok(Some(
         texture.create_view(&wgpu::TextureViewDescriptor::default()),
     ))
