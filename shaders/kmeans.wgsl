@@ -463,6 +463,21 @@ fn kmeans_partial_runs(@builtin(local_invocation_index) lid: u32,
 @group(0) @binding(8) var<uniform> centroids_ub: array<vec4<f32>, UNIFORM_TABLE_VEC4S>;
 override CENTROIDS_UB: bool = false;
 
+// With DATA_TEX the rows come from a texture copy of the window's data (TEX_W texels per
+// texture row, `src/runtime/texels.rs`): on CPU adapters a texel fetch is a gather, where a
+// storage load is a loop over the lanes. Else a 1×1 stand-in is bound.
+@group(0) @binding(9) var data_tex: texture_2d<f32>;
+override DATA_TEX: bool = false;
+override TEX_W: u32 = 4096u;
+
+// vec4 t of the window's data.
+fn data_chunk(t: u32) -> vec4<f32> {
+    if DATA_TEX {
+        return textureLoad(data_tex, vec2<u32>(t % TEX_W, t / TEX_W), 0);
+    }
+    return data4[t];
+}
+
 fn centroid_chunk(i: u32) -> vec4<f32> {
     if CENTROIDS_UB {
         return centroids_ub[i];
@@ -495,7 +510,7 @@ fn kmeans_partial_runs4(@builtin(local_invocation_index) lid: u32,
             part_counts[slot + a] += 1u;
             var dist = 0.0;
             for (var q = 0u; q < d4; q++) {
-                let v = data4[i * d4 + q];
+                let v = data_chunk(i * d4 + q);
                 part_sums4[(slot + a) * d4 + q] += v;
                 if DIST {
                     // `row_distance`'s terms in its order.

@@ -11,6 +11,7 @@ use crate::runtime::context::Context;
 use crate::runtime::elementwise::{device_buffer, window_binding};
 use crate::runtime::gpu::{Gpu, PipelineKey, UNIFORM_TABLE_BYTES};
 use crate::runtime::shaders::{Family, Precision};
+use crate::runtime::texels::{TEX_W, texel_window};
 use crate::runtime::window::{Window, windows};
 use crate::tensor::{DType, Tensor};
 
@@ -215,16 +216,12 @@ impl Partials {
             }
             (copy, source.is_some())
         });
-        let partial = kmeans_pipeline(
-            g,
-            entry,
-            self.tile,
-            specialised,
-            Specialise {
-                dist: dist.is_some(),
-                centroids_ub: uniform_codebook.as_ref().is_some_and(|(_, used)| *used),
-            },
-        )?;
+        let runs4 = entry == "kmeans_partial_runs4";
+        let spec = Specialise {
+            dist: dist.is_some(),
+            centroids_ub: uniform_codebook.as_ref().is_some_and(|(_, used)| *used),
+            data_tex: false,
+        };
         for w in windows(n, d * 4, self.tile, g.max_window)? {
             let u = batch.uniform(&KmeansParams {
                 n: w.len as u32,
@@ -236,6 +233,27 @@ impl Partials {
             let rows = Window {
                 start: w.start * d,
                 len: w.len * d,
+            };
+            // `kmeans_partial_runs4` reads a texture copy of the rows where the device reads
+            // per invocation (see `texel_window`), else binds a 1×1 stand-in.
+            let view = if runs4 {
+                texel_window(g, batch, data, &rows)?
+            } else {
+                None
+            };
+            let partial = kmeans_pipeline(
+                g,
+                entry,
+                self.tile,
+                specialised,
+                Specialise {
+                    data_tex: view.is_some(),
+                    ..spec
+                },
+            )?;
+            let view = match (runs4, view) {
+                (true, None) => Some(batch.stand_in_texture()),
+                (_, view) => view,
             };
             let data = window_binding(data, &rows, rows.len * 4, "data")?;
             let (centroids, row_dist) = match dist {
@@ -259,6 +277,9 @@ impl Partials {
             }
             if let Some((copy, _)) = &uniform_codebook {
                 bindings.push(sized(copy, g.uniform_table_binding()));
+            }
+            if let Some(view) = &view {
+                bindings.push(wgpu::BindingResource::TextureView(view));
             }
             batch.dispatch(&partial, &bindings, self.kernel.groups(w.len, self.tile))?;
         }
@@ -290,6 +311,8 @@ impl Partials {
 /// The boolean specialisation constants of `kmeans_partial*`.
 #[derive(Clone, Copy, Default)]
 struct Specialise {
+    /// `DATA_TEX` (`kmeans_partial_runs4`): the rows from a texture copy of the data.
+    data_tex: bool,
     /// `DIST`: also each row's distance to its old centroid.
     dist: bool,
     /// `CENTROIDS_UB` (`kmeans_partial_runs4`): the old centroids from a uniform copy.
@@ -312,6 +335,10 @@ fn kmeans_pipeline(
     }
     if spec.centroids_ub {
         overrides.push(("CENTROIDS_UB", 1));
+    }
+    if spec.data_tex {
+        overrides.push(("DATA_TEX", 1));
+        overrides.push(("TEX_W", TEX_W as u32));
     }
     g.pipeline(PipelineKey {
         family: Family::Kmeans,

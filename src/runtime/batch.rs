@@ -46,6 +46,8 @@ pub(crate) struct Batch<'g> {
     pass: Option<wgpu::ComputePass<'static>>,
     pooled: Vec<wgpu::Buffer>,
     pooled_textures: Vec<wgpu::Texture>,
+    /// The textures [`Batch::texture_of`] filled: source buffer, offset and texels.
+    texel_copies: Vec<(wgpu::Buffer, u64, u64, wgpu::Texture)>,
     readbacks: Vec<(wgpu::Buffer, u64)>,
     scopes: ErrorScopes,
     /// The device-timing window this submission's passes were timed in, their timestamp
@@ -73,6 +75,7 @@ impl<'g> Batch<'g> {
             pass: None,
             pooled: Vec::new(),
             pooled_textures: Vec::new(),
+            texel_copies: Vec::new(),
             readbacks: Vec::new(),
             scopes,
             timed_window: None,
@@ -264,9 +267,22 @@ impl<'g> Batch<'g> {
             .copy_buffer_to_buffer(src, src_offset, dst, dst_offset, Some(size));
     }
 
+    /// A view of a pooled 1×1 rgba32float texture (zeros), bound where a kernel declares a
+    /// texture it does not read.
+    pub(crate) fn stand_in_texture(&mut self) -> wgpu::TextureView {
+        let texture = self
+            .gpu
+            .acquire_texture(wgpu::TextureFormat::Rgba32Float, 1, 1);
+        self.pooled_textures.push(texture.clone());
+        texture.create_view(&wgpu::TextureViewDescriptor::default())
+    }
+
     /// A pooled texture ([`Gpu::acquire_texture`]) holding `texels` texels of `src` from
     /// `offset` (a multiple of the texel size), row-major at `width` texels per row (`width` ×
     /// texel bytes a multiple of 256): copied as the whole rows, then the last partial one.
+    /// The same range of the same buffer again (the k-means E-step's data, then its M-step's)
+    /// is the texture already copied in this batch: callers must not write a buffer they read
+    /// through textures within one batch.
     pub(crate) fn texture_of(
         &mut self,
         src: &wgpu::Buffer,
@@ -275,6 +291,16 @@ impl<'g> Batch<'g> {
         texels: u64,
         width: u64,
     ) -> wgpu::Texture {
+        let copied = self.texel_copies.iter().find(|(b, o, t, tex)| {
+            b == src
+                && *o == offset
+                && *t == texels
+                && tex.format() == format
+                && tex.width() as u64 == width.min(texels)
+        });
+        if let Some((.., texture)) = copied {
+            return texture.clone();
+        }
         let height = texels.div_ceil(width);
         let texture = self
             .gpu
@@ -318,6 +344,8 @@ impl<'g> Batch<'g> {
         if rest > 0 {
             copy(offset + rows * width * texel_bytes, rows, rest, 1);
         }
+        self.texel_copies
+            .push((src.clone(), offset, texels, texture.clone()));
         texture
     }
 
