@@ -248,7 +248,7 @@ impl Prepared {
             overrides.push(("TILE_ROWS", tile_rows as u32));
         }
         overrides.extend(flag.map(|f| (f, 1)));
-        // vec4 loads of the data where whole subvectors are whole vec4s.
+        // The data as texels, as vec4s (whole subvectors in whole vec4s), or as elements.
         let family = if texels {
             overrides.push(("TEX_W", TEX_W as u32));
             Family::AssignTexture
