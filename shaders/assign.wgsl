@@ -51,8 +51,9 @@ struct AssignParams {
 }
 
 @group(0) @binding(0) var<uniform> params: AssignParams;
-// Binding 1, `data`, and `data_chunk` are declared by the module's prefix:
-// `assign_rows.wgsl` (any d) or `assign_rows_vec4.wgsl` (d a multiple of 4).
+// Binding 1, `data`, `data_chunk` and `prepared_row` (what the tile kernels stage) are declared
+// by the module's prefix: `assign_rows.wgsl` (any d), `assign_rows_vec4.wgsl` (d a multiple of
+// 4) or `assign_rows_tex.wgsl` (textures, on CPU adapters).
 @group(0) @binding(2) var<storage, read> codebook: array<Elem>;
 // Between tiles these hold the running best index and raw score (||c||² − 2·x·c).
 @group(0) @binding(3) var<storage, read_write> indices: array<u32>;
@@ -248,7 +249,7 @@ fn stage_tile(lid: u32, kt: u32) {
     for (var t = 0u; t < (kt * ROW + WG - 1u) / WG; t++) {
         let e = t * WG + lid;
         if e < kt * ROW {
-            tile[e] = prepared[e];
+            tile[e] = prepared_row(e);
         }
     }
     workgroupBarrier();

@@ -16,3 +16,8 @@ fn data_chunk(i: u32, j: u32) -> vec4<f32> {
     let c = 4u * j;
     return vec4<f32>(data_at(i, c), data_at(i, c + 1u), data_at(i, c + 2u), data_at(i, c + 3u));
 }
+
+// Prepared vec4 e of the bound tile.
+fn prepared_row(e: u32) -> vec4<f32> {
+    return prepared[e];
+}

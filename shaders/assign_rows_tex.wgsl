@@ -8,6 +8,8 @@
 override TEX_W: u32 = 4096u;
 
 @group(0) @binding(1) var data: texture_2d<f32>;
+// The bound tile's prepared rows, copied into a texture the same way (one row of texels).
+@group(0) @binding(15) var prepared_tex: texture_2d<f32>;
 
 // Chunk j of subvector i: components 4j .. 4j + 3 (0 past d: with a constant j the branch
 // folds away).
@@ -17,4 +19,9 @@ fn data_chunk(i: u32, j: u32) -> vec4<f32> {
         return textureLoad(data, vec2<u32>(t % TEX_W, t / TEX_W), 0);
     }
     return vec4<f32>(0.0);
+}
+
+// Prepared vec4 e of the bound tile.
+fn prepared_row(e: u32) -> vec4<f32> {
+    return textureLoad(prepared_tex, vec2<u32>(e % TEX_W, e / TEX_W), 0);
 }

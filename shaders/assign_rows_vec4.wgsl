@@ -13,3 +13,8 @@ fn data_chunk(i: u32, j: u32) -> vec4<f32> {
     }
     return vec4<f32>(0.0);
 }
+
+// Prepared vec4 e of the bound tile.
+fn prepared_row(e: u32) -> vec4<f32> {
+    return prepared[e];
+}

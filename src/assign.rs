@@ -412,17 +412,33 @@ pub(crate) fn record_tiles(
             window,
             ..Default::default()
         });
-        let tile = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &prepared.buffer,
-            offset: start * prepared.row_bytes,
-            size: wgpu::BufferSize::new(len * prepared.row_bytes),
-        });
+        // The tile's prepared rows: with the data in a texture, the tile kernels stage them
+        // from one too (binding 15); `assign_wide` reads the buffer.
+        let tile_view;
+        let tile = if texels && prepared.tiled {
+            let texture = batch.texture_of(
+                &prepared.buffer,
+                start * prepared.row_bytes,
+                wgpu::TextureFormat::Rgba32Float,
+                len * prepared.row_bytes / 16,
+                TEX_W,
+            );
+            tile_view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+            (15, wgpu::BindingResource::TextureView(&tile_view))
+        } else {
+            let buffer = wgpu::BufferBinding {
+                buffer: &prepared.buffer,
+                offset: start * prepared.row_bytes,
+                size: wgpu::BufferSize::new(len * prepared.row_bytes),
+            };
+            (5, wgpu::BindingResource::Buffer(buffer))
+        };
         let mut bindings = vec![
             (0, u.as_entire_binding()),
             (1, data_binding.clone()),
             (3, window_binding(&o.indices, w, w.len * 4, "indices")?),
             (4, window_binding(&o.distances, w, w.len * 4, "distances")?),
-            (5, tile),
+            tile,
         ];
         match &rows {
             Rows::All if prepared.tiled => {
