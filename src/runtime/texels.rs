@@ -38,7 +38,7 @@ pub(crate) fn texel_window(
         || !copyable
         || !w.len.is_multiple_of(4)
         || texels == 0
-        || height > g.limits.max_texture_dimension_2d as u64
+        || height.max(TEX_W.min(texels)) > g.limits.max_texture_dimension_2d as u64
     {
         return Ok(None);
     }
