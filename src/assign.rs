@@ -3,7 +3,7 @@
 //! [`crate::cpu::assign`].
 
 use crate::error::{Result, invalid};
-use crate::noise::host_values;
+use crate::noise::{host_values, precision_of};
 use crate::runtime::batch::{Batch, sized};
 use crate::runtime::context::{Backend, Context, check_dtype};
 use crate::runtime::elementwise::window_binding;
@@ -290,10 +290,7 @@ pub(crate) fn record_prepare(
 ) -> Result<Prepared> {
     let (n, k) = p.validate()?;
     let d = p.dim as u64;
-    let precision = match p.data.dtype {
-        DType::F16 => Precision::F16,
-        _ => Precision::F32,
-    };
+    let precision = precision_of(p.data, "data")?;
     g.require(precision)?;
     let elem = p.data.dtype.size();
     let tiled = p.dim <= TILED_MAX_DIM;

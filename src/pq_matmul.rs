@@ -57,6 +57,7 @@ use bytemuck::Pod;
 
 use crate::error::{Error, Result, invalid};
 use crate::matmul::{Bound, Hooks, LinearShape, Product, record, with_config};
+use crate::noise::precision_of;
 use crate::runtime::batch::Batch;
 use crate::runtime::context::{AccessPattern, Backend, Context, check_dtype, wrong_context};
 use crate::runtime::elementwise::device_buffer;
@@ -759,11 +760,7 @@ impl Context {
         }
         check_dtype("x", DType::F32, x.dtype)?;
         check_dtype("y", DType::F32, y.dtype)?;
-        let precision = match weight.dtype {
-            DType::F32 => Precision::F32,
-            DType::F16 => Precision::F16,
-            DType::U32 => return Err(check_dtype("weight", DType::F32, DType::U32).unwrap_err()),
-        };
+        let precision = precision_of(weight, "weight")?;
         check_len("x", m * k, x.len)?;
         check_len("weight", n * k, weight.len)?;
         check_len("y", m * n, y.len)?;
